@@ -1,0 +1,218 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+// defaultDevState is where 'fleetpulse dev' keeps a local fleet: certificates,
+// etcd data, logs and kubeconfigs, one folder per cluster.
+const defaultDevState = ".fleetpulse/dev"
+
+// devState is the fleet.json that 'dev up' writes and 'dev down' reads.
+type devState struct {
+	PID      int               `json:"pid"`
+	Started  time.Time         `json:"started"`
+	Clusters []devStateCluster `json:"clusters"`
+}
+
+type devStateCluster struct {
+	Name       string         `json:"name"`
+	APIServer  string         `json:"apiserver"`
+	Kubeconfig string         `json:"kubeconfig"`
+	PIDs       map[string]int `json:"pids"`
+}
+
+func newDevCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a local Fleetpulse fleet on real Kubernetes control planes",
+		Long: `Run a local fleet for development and demos: a hub control plane (etcd,
+kube-apiserver, kube-controller-manager) and managed clusters (the same plus
+kube-scheduler and kwok-simulated nodes), all real processes on loopback. The
+binaries are built from the Go module proxy on first use and cached.`,
+	}
+	cmd.AddCommand(newDevUpCommand(), newDevDownCommand())
+	return cmd
+}
+
+func newDevUpCommand() *cobra.Command {
+	opts := testbed.FleetOptions{Dir: defaultDevState, Clusters: 3, Nodes: 3}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the local fleet and keep it running until Ctrl-C",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			logger := slog.Default().With("component", "dev")
+			opts.Logger = logger
+			if err := clearStaleState(opts.Dir); err != nil {
+				return err
+			}
+			bins, err := testbed.EnsureBinaries(ctx, testbed.BuildOptions{Logger: logger})
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			fleet, err := testbed.StartFleet(ctx, bins, opts)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				logger.Info("stopping the local fleet")
+				fleet.Stop()
+				_ = os.RemoveAll(opts.Dir)
+			}()
+			if err := writeDevState(opts.Dir, fleet); err != nil {
+				return err
+			}
+			printFleet(cmd.OutOrStdout(), opts.Dir, fleet, time.Since(start))
+			return watchFleet(ctx, fleet, logger)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Dir, "state-dir", opts.Dir, "folder holding the fleet's state (removed on shutdown)")
+	f.IntVar(&opts.Clusters, "clusters", opts.Clusters, "number of managed clusters")
+	f.IntVar(&opts.Nodes, "nodes", opts.Nodes, "number of kwok nodes in each managed cluster")
+	return cmd
+}
+
+// watchFleet waits for ctx to end, warning once about any process that died.
+func watchFleet(ctx interface {
+	Done() <-chan struct{}
+}, fleet *testbed.Fleet, logger *slog.Logger) error {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	reported := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			for _, c := range fleet.All() {
+				if err := c.Alive(); err != nil && !reported[c.Name] {
+					reported[c.Name] = true
+					logger.Error("a process of the local fleet ended", "cluster", c.Name, "err", err)
+				}
+			}
+		}
+	}
+}
+
+func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, took time.Duration) {
+	fmt.Fprintf(w, "\nFleetpulse local fleet is up (%s; state in %s):\n\n", took.Round(100*time.Millisecond), dir)
+	for _, c := range fleet.All() {
+		what := "get nodes"
+		if c.Name == testbed.HubName {
+			what = "get namespaces"
+		}
+		fmt.Fprintf(w, "  %-10s %s\n             kubectl --kubeconfig %s %s\n", c.Name, c.APIServerURL, c.KubeconfigPath, what)
+	}
+	fmt.Fprintf(w, "\nPress Ctrl-C (or run 'fleetpulse dev down') to stop and remove the fleet.\n")
+}
+
+func writeDevState(dir string, fleet *testbed.Fleet) error {
+	st := devState{PID: os.Getpid(), Started: time.Now().UTC()}
+	for _, c := range fleet.All() {
+		st.Clusters = append(st.Clusters, devStateCluster{Name: c.Name, APIServer: c.APIServerURL, Kubeconfig: c.KubeconfigPath, PIDs: c.PIDs()})
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode fleet state: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "fleet.json"), b, 0o644); err != nil {
+		return fmt.Errorf("write fleet state: %w", err)
+	}
+	return nil
+}
+
+func readDevState(dir string) (*devState, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "fleet.json"))
+	if err != nil {
+		return nil, err
+	}
+	var st devState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", filepath.Join(dir, "fleet.json"), err)
+	}
+	return &st, nil
+}
+
+// clearStaleState refuses to start over a running fleet and removes what a
+// crashed one left behind.
+func clearStaleState(dir string) error {
+	st, err := readDevState(dir)
+	if err == nil && alive(st.PID) {
+		return fmt.Errorf("a local fleet is already running (pid %d, state in %s); stop it with 'fleetpulse dev down'", st.PID, dir)
+	}
+	if err == nil {
+		killLeftovers(st)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove stale fleet state %s: %w", dir, err)
+	}
+	return nil
+}
+
+func newDevDownCommand() *cobra.Command {
+	dir := defaultDevState
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the local fleet started by 'dev up' and remove its state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := readDevState(dir)
+			if errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(cmd.OutOrStdout(), "no local fleet in %s\n", dir)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if alive(st.PID) {
+				_ = syscall.Kill(st.PID, syscall.SIGTERM)
+				deadline := time.Now().Add(60 * time.Second)
+				for alive(st.PID) && time.Now().Before(deadline) {
+					time.Sleep(200 * time.Millisecond)
+				}
+			}
+			killLeftovers(st)
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("remove fleet state %s: %w", dir, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "local fleet stopped; removed %s\n", dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "state-dir", dir, "folder holding the fleet's state")
+	return cmd
+}
+
+// killLeftovers kills the process group of every fleet process still running
+// the binary it was started as (a reused pid is left alone).
+func killLeftovers(st *devState) {
+	for _, c := range st.Clusters {
+		for name, pid := range c.PIDs {
+			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+			if err == nil && strings.HasSuffix(exe, "/"+name) {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		}
+	}
+}
+
+func alive(pid int) bool {
+	return pid > 0 && syscall.Kill(pid, 0) == nil
+}

@@ -1,0 +1,74 @@
+// Command fleetpulse runs the Fleetpulse hub and the local development fleet,
+// and launches the agent.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRootCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "fleetpulse:", err)
+		os.Exit(1)
+	}
+}
+
+// logFlags configure the process-wide structured logger.
+type logFlags struct {
+	level, format string
+}
+
+func newRootCommand() *cobra.Command {
+	var lf logFlags
+	root := &cobra.Command{
+		Use:   "fleetpulse",
+		Short: "Run fleets of Kubernetes clusters with telemetry in the control loop",
+		Long: `Fleetpulse registers Kubernetes clusters, ships their telemetry to a hub, and lets
+alerts and PromQL scores drive placement, work distribution and remediation.
+
+The hub runs with 'fleetpulse hub'. Every managed cluster runs the agent
+(fleetpulse-agent, an OpenTelemetry Collector distribution; 'fleetpulse agent'
+launches it). 'fleetpulse dev up' starts a local fleet on real Kubernetes
+control planes for development and demos.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := lf.logger()
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(logger)
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&lf.level, "log.level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&lf.format, "log.format", "logfmt", "log format: logfmt or json")
+	root.AddCommand(newHubCommand(), newDevCommand(), newAgentCommand(), newVersionCommand())
+	return root
+}
+
+func (f logFlags) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.level)); err != nil {
+		return nil, fmt.Errorf("--log.level %q: want debug, info, warn or error", f.level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(f.format) {
+	case "logfmt":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log.format %q: want logfmt or json", f.format)
+	}
+}
