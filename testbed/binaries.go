@@ -28,7 +28,7 @@ const (
 type Binaries struct {
 	Dir                                string
 	Etcd, APIServer, ControllerManager string
-	Scheduler, Kwok                    string
+	Scheduler, Kwok, Kubectl           string
 	KwokStages                         []string // kwok Stage files moving nodes to Ready and pods to Running
 }
 
@@ -81,7 +81,30 @@ func EnsureBinaries(ctx context.Context, opts BuildOptions) (*Binaries, error) {
 		return nil, fmt.Errorf("mark test-bed cache complete: %w", err)
 	}
 	opts.Logger.Info("built test-bed binaries", "dir", dir, "took", time.Since(start).Round(time.Second))
+	pruneOtherBuilds(opts.CacheDir, key, opts.Logger)
 	return b, nil
+}
+
+// pruneOtherBuilds removes complete builds of earlier tools-module versions;
+// each takes about 600 MB.
+func pruneOtherBuilds(cacheDir, key string, logger *slog.Logger) {
+	entries, err := os.ReadDir(cacheDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		old := filepath.Join(cacheDir, e.Name())
+		if !e.IsDir() || e.Name() == key {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(old, "complete")); err != nil {
+			continue // not a finished build; maybe another process's in progress
+		}
+		if err := os.RemoveAll(old); err == nil {
+			_ = os.Remove(old + ".lock")
+			logger.Info("removed an earlier test-bed build", "dir", old)
+		}
+	}
 }
 
 func binariesIn(dir string) *Binaries {
@@ -93,6 +116,7 @@ func binariesIn(dir string) *Binaries {
 		ControllerManager: filepath.Join(bin, "kube-controller-manager"),
 		Scheduler:         filepath.Join(bin, "kube-scheduler"),
 		Kwok:              filepath.Join(bin, "kwok"),
+		Kubectl:           filepath.Join(bin, "kubectl"),
 		KwokStages: []string{
 			filepath.Join(dir, "stages", "node-initialize.yaml"),
 			filepath.Join(dir, "stages", "pod-ready.yaml"),
@@ -178,6 +202,9 @@ func build(ctx context.Context, toolsDir, dir string, logger *slog.Logger) error
 		{"kube-apiserver", []string{"build", "-trimpath", "-ldflags", ldflags, "-o", filepath.Join(bin, "kube-apiserver"), "k8s.io/kubernetes/cmd/kube-apiserver"}, nil},
 		{"kube-controller-manager", []string{"build", "-trimpath", "-ldflags", ldflags, "-o", filepath.Join(bin, "kube-controller-manager"), "k8s.io/kubernetes/cmd/kube-controller-manager"}, nil},
 		{"kube-scheduler", []string{"build", "-trimpath", "-ldflags", ldflags, "-o", filepath.Join(bin, "kube-scheduler"), "k8s.io/kubernetes/cmd/kube-scheduler"}, nil},
+		// kubectl at the server's version, so that the printed commands work on a
+		// machine that has none.
+		{"kubectl", []string{"build", "-trimpath", "-ldflags", ldflags, "-o", filepath.Join(bin, "kubectl"), "k8s.io/kubernetes/cmd/kubectl"}, nil},
 		// kwok builds with its own go.mod (newer k8s.io modules than ours), so it is
 		// installed by version rather than built inside the tools module.
 		{"kwok", []string{"install", "-trimpath", "sigs.k8s.io/kwok/cmd/kwok@" + KwokVersion}, []string{"GOBIN=" + bin}},

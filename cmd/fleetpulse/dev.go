@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -44,8 +45,29 @@ kube-apiserver, kube-controller-manager) and managed clusters (the same plus
 kube-scheduler and kwok-simulated nodes), all real processes on loopback. The
 binaries are built from the Go module proxy on first use and cached.`,
 	}
-	cmd.AddCommand(newDevUpCommand(), newDevDownCommand())
+	cmd.AddCommand(newDevUpCommand(), newDevDownCommand(), newDevBuildCommand())
 	return cmd
+}
+
+func newDevBuildCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "build",
+		Short: "Build the test bed's binaries into the cache (or find them there) and print where they are",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			start := time.Now()
+			bins, err := testbed.EnsureBinaries(cmd.Context(), testbed.BuildOptions{Logger: slog.Default()})
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "test-bed binaries (Kubernetes %s, kwok %s) in %s, ready after %s:\n", testbed.KubernetesVersion, testbed.KwokVersion, bins.Dir, time.Since(start).Round(time.Second))
+			for _, b := range []string{bins.Etcd, bins.APIServer, bins.ControllerManager, bins.Scheduler, bins.Kwok, bins.Kubectl} {
+				fmt.Fprintln(w, "  "+b)
+			}
+			return nil
+		},
+	}
 }
 
 func newDevUpCommand() *cobra.Command {
@@ -78,7 +100,7 @@ func newDevUpCommand() *cobra.Command {
 			if err := writeDevState(opts.Dir, fleet); err != nil {
 				return err
 			}
-			printFleet(cmd.OutOrStdout(), opts.Dir, fleet, time.Since(start))
+			printFleet(cmd.OutOrStdout(), opts.Dir, fleet, kubectlCommand(bins), time.Since(start))
 			return watchFleet(ctx, fleet, logger)
 		},
 	}
@@ -111,14 +133,22 @@ func watchFleet(ctx interface {
 	}
 }
 
-func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, took time.Duration) {
+// kubectlCommand is kubectl from PATH, else the test bed's own build.
+func kubectlCommand(bins *testbed.Binaries) string {
+	if _, err := exec.LookPath("kubectl"); err == nil {
+		return "kubectl"
+	}
+	return bins.Kubectl
+}
+
+func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, kubectl string, took time.Duration) {
 	fmt.Fprintf(w, "\nFleetpulse local fleet is up (%s; state in %s):\n\n", took.Round(100*time.Millisecond), dir)
 	for _, c := range fleet.All() {
 		what := "get nodes"
 		if c.Name == testbed.HubName {
 			what = "get namespaces"
 		}
-		fmt.Fprintf(w, "  %-10s %s\n             kubectl --kubeconfig %s %s\n", c.Name, c.APIServerURL, c.KubeconfigPath, what)
+		fmt.Fprintf(w, "  %-10s %s\n             %s --kubeconfig %s %s\n", c.Name, c.APIServerURL, kubectl, c.KubeconfigPath, what)
 	}
 	fmt.Fprintf(w, "\nPress Ctrl-C (or run 'fleetpulse dev down') to stop and remove the fleet.\n")
 }

@@ -1,0 +1,83 @@
+// Package collector assembles the Fleetpulse agent's OpenTelemetry Collector
+// distribution: the list of component factories it ships and its build info.
+// The agent's own receivers, processors and exporters join this list as they
+// land; the core components below are there so that a user's --config can
+// build ordinary pipelines (OTLP in, batch, memory limits, OTLP out).
+package collector
+
+import (
+	"fmt"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/provider/envprovider"
+	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
+	"go.opentelemetry.io/collector/confmap/provider/yamlprovider"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/debugexporter"
+	"go.opentelemetry.io/collector/exporter/otlpexporter"
+	"go.opentelemetry.io/collector/exporter/otlphttpexporter"
+	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/zpagesextension"
+	"go.opentelemetry.io/collector/otelcol"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/batchprocessor"
+	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/otlpreceiver"
+	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
+)
+
+// Components returns the factories of every component in the distribution.
+func Components() (otelcol.Factories, error) {
+	var f otelcol.Factories
+	var err error
+	if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
+		otlpreceiver.NewFactory(),
+	); err != nil {
+		return f, fmt.Errorf("receivers: %w", err)
+	}
+	if f.Processors, err = otelcol.MakeFactoryMap[processor.Factory](
+		batchprocessor.NewFactory(),
+		memorylimiterprocessor.NewFactory(),
+	); err != nil {
+		return f, fmt.Errorf("processors: %w", err)
+	}
+	if f.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](
+		debugexporter.NewFactory(),
+		otlpexporter.NewFactory(),
+		otlphttpexporter.NewFactory(),
+	); err != nil {
+		return f, fmt.Errorf("exporters: %w", err)
+	}
+	if f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
+		zpagesextension.NewFactory(),
+	); err != nil {
+		return f, fmt.Errorf("extensions: %w", err)
+	}
+	f.Telemetry = otelconftelemetry.NewFactory()
+	return f, nil
+}
+
+// Settings returns the collector settings of the fleetpulse-agent command.
+// Config URIs may use the env:, file: and yaml: schemes; a bare path is a file.
+func Settings(version string) otelcol.CollectorSettings {
+	return otelcol.CollectorSettings{
+		BuildInfo: component.BuildInfo{
+			Command:     "fleetpulse-agent",
+			Description: "Fleetpulse agent: an OpenTelemetry Collector distribution that ships a cluster's telemetry to the Fleetpulse hub",
+			Version:     version,
+		},
+		Factories: Components,
+		ConfigProviderSettings: otelcol.ConfigProviderSettings{
+			ResolverSettings: confmap.ResolverSettings{
+				ProviderFactories: []confmap.ProviderFactory{
+					envprovider.NewFactory(),
+					fileprovider.NewFactory(),
+					yamlprovider.NewFactory(),
+				},
+				DefaultScheme: "env",
+			},
+		},
+	}
+}

@@ -1,0 +1,105 @@
+package hub
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr []string
+	}{
+		{"defaults", func(*Config) {}, nil},
+		{"bad address", func(c *Config) { c.HTTPListenAddress = "9090" }, []string{`http listen address "9090"`}},
+		{"every problem", func(c *Config) { c.HTTPListenAddress = "x"; c.ShutdownTimeout = 0 }, []string{"http listen address", "shutdown timeout"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tc.mutate(&cfg)
+			err := cfg.Validate()
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want errors naming %v", tc.wantErr)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %q, want it to name %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestRunServesAndShutsDown starts a hub on a free port and checks the
+// operational endpoints, then that cancelling the context stops it cleanly.
+func TestRunServesAndShutsDown(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HTTPListenAddress = "127.0.0.1:0"
+	h, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Addr() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("hub never listened")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	base := "http://" + h.Addr().String()
+	for path, want := range map[string]string{
+		"/-/healthy": "Healthy",
+		"/-/ready":   "Ready",
+		"/metrics":   "fleetpulse_hub_build_info",
+	} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s = %s %q, want 200 containing %q", path, resp.Status, body, want)
+		}
+	}
+	if resp, err := http.Post(base+"/-/ready", "text/plain", nil); err == nil {
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST /-/ready = %s, want 405", resp.Status)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v after cancel, want nil", err)
+		}
+	case <-time.After(cfg.ShutdownTimeout):
+		t.Fatal("Run did not return after cancel")
+	}
+	if _, err := http.Get(base + "/-/healthy"); err == nil {
+		t.Error("hub still serving after shutdown")
+	}
+}
+
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	if _, err := New(Config{}, nil); err == nil {
+		t.Fatal("New accepted an empty configuration")
+	}
+}

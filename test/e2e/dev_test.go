@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+// TestDevUpDown runs the local fleet as a user does: 'fleetpulse dev up'
+// prints a kubectl command per cluster, each of which lists that cluster's
+// Ready nodes; 'fleetpulse dev down' stops every process and removes the state.
+func TestDevUpDown(t *testing.T) {
+	t.Parallel()
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "fleetpulse")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/fleetpulse")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build fleetpulse: %v\n%s", err, out)
+	}
+	state := filepath.Join(t.TempDir(), "dev")
+
+	up := exec.Command(bin, "dev", "up", "--clusters=2", "--nodes=2", "--state-dir="+state)
+	up.Dir = root
+	up.Stderr = testWriter{t}
+	stdout, err := up.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	upDone := make(chan error, 1)
+	t.Cleanup(func() {
+		_ = up.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-upDone:
+		case <-time.After(30 * time.Second):
+			_ = up.Process.Kill()
+		}
+	})
+
+	// Read the banner up to its last line; the commands are in it.
+	var commands [][]string
+	lines := make(chan string)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+		upDone <- up.Wait()
+	}()
+	kubectlLine := regexp.MustCompile(`^\s+(\S*kubectl) --kubeconfig (\S+) (get \S+)$`)
+	timeout := time.After(3 * time.Minute)
+banner:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("dev up ended before printing the fleet")
+			}
+			t.Log("dev up: " + l)
+			if m := kubectlLine.FindStringSubmatch(l); m != nil {
+				commands = append(commands, append([]string{m[1], "--kubeconfig", m[2]}, strings.Fields(m[3])...))
+			}
+			if strings.HasPrefix(l, "Press Ctrl-C") {
+				break banner
+			}
+		case <-timeout:
+			t.Fatal("dev up printed no fleet within 3 minutes")
+		}
+	}
+	go func() {
+		for range lines { // keep draining so dev up never blocks on stdout
+		}
+	}()
+	if len(commands) != 3 {
+		t.Fatalf("dev up printed %d kubectl commands, want 3 (hub and 2 clusters)", len(commands))
+	}
+
+	for _, c := range commands {
+		cmd := exec.Command(c[0], c[1:]...)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
+		}
+		if c[len(c)-1] == "nodes" {
+			if n := strings.Count(string(out), " Ready "); n != 2 {
+				t.Errorf("%s shows %d Ready nodes, want 2:\n%s", strings.Join(c, " "), n, out)
+			}
+		} else if !strings.Contains(string(out), "kube-system") {
+			t.Errorf("%s does not list kube-system:\n%s", strings.Join(c, " "), out)
+		}
+	}
+
+	st, err := os.ReadFile(filepath.Join(state, "fleet.json"))
+	if err != nil {
+		t.Fatalf("dev up wrote no state: %v", err)
+	}
+	pids := regexp.MustCompile(`"(etcd|kube-[a-z-]+|kwok)": (\d+)`).FindAllStringSubmatch(string(st), -1)
+	if len(pids) != 3+5+5 {
+		t.Errorf("fleet.json names %d processes, want 13:\n%s", len(pids), st)
+	}
+
+	down := exec.Command(bin, "dev", "down", "--state-dir="+state)
+	down.Dir = root
+	if out, err := down.CombinedOutput(); err != nil {
+		t.Fatalf("dev down: %v\n%s", err, out)
+	}
+	select {
+	case err := <-upDone:
+		if err != nil {
+			t.Errorf("dev up exited with %v after dev down, want success", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("dev up still running a minute after dev down")
+	}
+	for _, p := range pids {
+		if exe, err := os.Readlink("/proc/" + p[2] + "/exe"); err == nil && strings.HasSuffix(exe, p[1]) {
+			t.Errorf("%s (pid %s) still running after dev down", p[1], p[2])
+		}
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("state %s still there after dev down", state)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+

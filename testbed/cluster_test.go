@@ -1,0 +1,79 @@
+package testbed
+
+import (
+	"context"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// TestStopLeavesNothingBehind starts a cluster, checks that its kubeconfig
+// file works on its own and the apiserver reports the stamped version, then
+// stops it and checks that every process is gone and the directory removed.
+func TestStopLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
+	c := StartClusters(t, "stop", 1, ClusterOptions{Nodes: 1})[0]
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.KubeconfigPath)
+	if err != nil {
+		t.Fatalf("load kubeconfig %s: %v", c.KubeconfigPath, err)
+	}
+	client := kubernetes.NewForConfigOrDie(cfg)
+	v, err := client.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatalf("server version through the kubeconfig file: %v", err)
+	}
+	if v.GitVersion != KubernetesVersion {
+		t.Errorf("apiserver reports version %q, want %q", v.GitVersion, KubernetesVersion)
+	}
+	nodes, err := client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(nodes.Items) != 1 {
+		t.Fatalf("list nodes: %d nodes, err %v; want 1", len(nodes.Items), err)
+	}
+
+	pids := c.PIDs()
+	if len(pids) != 5 {
+		t.Errorf("cluster runs %d processes (%v), want etcd, apiserver, controller manager, scheduler and kwok", len(pids), pids)
+	}
+	c.Stop()
+	c.Stop() // a second Stop is harmless
+	deadline := time.Now().Add(5 * time.Second)
+	for name, pid := range pids {
+		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("%s (pid %d) still running after Stop", name, pid)
+		}
+	}
+	if _, err := os.Stat(c.Dir); !os.IsNotExist(err) {
+		t.Errorf("working directory %s still there after Stop (stat: %v)", c.Dir, err)
+	}
+}
+
+// TestControlPlaneOnly checks the hub-style cluster: no nodes, no scheduler,
+// but namespaces and service accounts work.
+func TestControlPlaneOnly(t *testing.T) {
+	t.Parallel()
+	c := StartClusters(t, "cp", 1, ClusterOptions{ControlPlaneOnly: true})[0]
+	if got := len(c.PIDs()); got != 3 {
+		t.Errorf("control plane runs %d processes (%v), want etcd, apiserver and controller manager", got, c.PIDs())
+	}
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig)
+	if _, err := client.CoreV1().ServiceAccounts("kube-system").Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
+		t.Errorf("kube-system default ServiceAccount: %v", err)
+	}
+}
+
+func TestControlPlaneOnlyRefusesNodes(t *testing.T) {
+	t.Parallel()
+	_, err := StartCluster(context.Background(), &Binaries{}, ClusterOptions{Name: "bad", ControlPlaneOnly: true, Nodes: 2})
+	if err == nil {
+		t.Fatal("StartCluster accepted nodes for a control-plane-only cluster")
+	}
+}
