@@ -1,0 +1,60 @@
+# Fleetpulse. Quick start: `make run` (a local fleet) and `make test`.
+
+GO        ?= go
+# Everything that links Thanos is built with slicelabels, as Thanos itself is
+# (its zero-copy label conversion assumes that layout).
+GOTAGS    ?= slicelabels
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS   := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) \
+             -X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildUser=$(USER) \
+             -X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+TEST_TIMEOUT ?= 30m
+BENCH     ?= .
+BENCHTIME ?= 3x
+
+.PHONY: all build testbed run down test bench lint fmt clean
+
+all: build
+
+## build: the fleetpulse and fleetpulse-agent binaries, into bin/
+build:
+	$(GO) build -tags $(GOTAGS) -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+## testbed: build (once) the test bed's Kubernetes, etcd, kwok and kubectl binaries into .cache/testbed
+testbed: build
+	./bin/fleetpulse dev build
+
+## run: start the local fleet (hub control plane + 3 managed clusters); Ctrl-C stops it
+run: build
+	./bin/fleetpulse dev up
+
+## down: stop a local fleet started by `make run` in another terminal
+down: build
+	./bin/fleetpulse dev down
+
+## test: unit, integration and end-to-end tests (builds the test bed first)
+test: testbed
+	$(GO) test -tags $(GOTAGS) -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## bench: the benchmarks, with their peers where they have one
+bench: testbed
+	$(GO) test -tags $(GOTAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...
+
+## lint: gofmt, go vet and staticcheck over both modules
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet -tags $(GOTAGS) ./...
+	cd testbed/tools && $(GO) vet ./...
+	$(GO) run $(STATICCHECK) -tags $(GOTAGS) ./...
+	cd testbed/tools && $(GO) run $(STATICCHECK) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## clean: remove built binaries and the test-bed cache
+clean:
+	rm -rf bin .cache
