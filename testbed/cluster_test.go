@@ -77,3 +77,34 @@ func TestControlPlaneOnlyRefusesNodes(t *testing.T) {
 		t.Fatal("StartCluster accepted nodes for a control-plane-only cluster")
 	}
 }
+
+func TestNodesHaveDistinctAddresses(t *testing.T) {
+	t.Parallel()
+	c := StartClusters(t, "addr", 1, ClusterOptions{Nodes: 3, NodeLabels: map[string]string{"zone": "a"}})[0]
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig)
+	nodes, err := client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for _, n := range nodes.Items {
+		var ip string
+		for _, a := range n.Status.Addresses {
+			if a.Type == "InternalIP" {
+				ip = a.Address
+			}
+		}
+		if ip == "" {
+			t.Errorf("node %s has no InternalIP: %+v", n.Name, n.Status.Addresses)
+		} else if other, dup := seen[ip]; dup {
+			t.Errorf("nodes %s and %s share InternalIP %s", other, n.Name, ip)
+		}
+		seen[ip] = n.Name
+		if n.Labels["zone"] != "a" {
+			t.Errorf("node %s lacks label zone=a: %v", n.Name, n.Labels)
+		}
+		if cpu := n.Status.Allocatable.Cpu().String(); cpu != "8" {
+			t.Errorf("node %s allocatable cpu = %s, want 8", n.Name, cpu)
+		}
+	}
+}

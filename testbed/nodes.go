@@ -47,13 +47,29 @@ func createNodes(ctx context.Context, client kubernetes.Interface, opts ClusterO
 				Labels:      labels,
 				Annotations: map[string]string{KwokNodeAnnotation: "fake"},
 			},
-			Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
+			Status: corev1.NodeStatus{
+				Capacity:    capacity,
+				Allocatable: capacity,
+				// kwok keeps the addresses when both kinds are there, so every
+				// node gets an InternalIP of its own.
+				Addresses: []corev1.NodeAddress{
+					{Type: corev1.NodeInternalIP, Address: nodeIP(i)},
+					{Type: corev1.NodeHostName, Address: name},
+				},
+			},
 		}
 		if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create node %q: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// nodeIP is the InternalIP of the i-th node: 10.1.0.1, 10.1.0.2, … outside
+// kwok's pod CIDR (10.0.0.0/16).
+func nodeIP(i int) string {
+	n := i + 1
+	return fmt.Sprintf("10.%d.%d.%d", 1+n>>16, (n>>8)&0xff, n&0xff)
 }
 
 // readyNodes counts the nodes whose Ready condition is True.

@@ -15,8 +15,13 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a closing terminal must not cut a fleet's teardown short.
+	// Signals after the first are absorbed while the context's users shut down.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A reader of our output that went away (make run | tee, then Ctrl-C) must
+	// not kill us with SIGPIPE in the middle of stopping child processes.
+	signal.Ignore(syscall.SIGPIPE)
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "fleetpulse:", err)
 		os.Exit(1)
