@@ -1,0 +1,245 @@
+package k8sinventory
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+// TestInventoryFollowsTheCluster runs the receiver against a real cluster and
+// checks exact values as the cluster changes: nodes added, a Deployment
+// created and scaled.
+func TestInventoryFollowsTheCluster(t *testing.T) {
+	t.Parallel()
+	c := testbed.StartClusters(t, "inv", 1, testbed.ClusterOptions{
+		Nodes: 2,
+		NodeCapacity: corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("8Gi"), corev1.ResourcePods: resource.MustParse("50"),
+		},
+	})[0]
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig)
+
+	cfg := createDefaultConfig()
+	cfg.AuthType, cfg.Kubeconfig = AuthKubeconfig, c.KubeconfigPath
+	cfg.CollectionInterval = 200 * time.Millisecond
+	sink := new(consumertest.MetricsSink)
+	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(typeStr), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rcv.Shutdown(context.Background()) })
+
+	waitFor(t, sink, map[string]float64{
+		`k8s.cluster.node.count{k8s.node.condition.ready=true}`:                          2,
+		`k8s.cluster.node.count{k8s.node.condition.ready=false}`:                         0,
+		`k8s.cluster.allocatable.cpu{}`:                                                  8,
+		`k8s.cluster.allocatable.memory{}`:                                               16 << 30,
+		`k8s.cluster.capacity.pods{}`:                                                    100,
+		`k8s.cluster.info{k8s.cluster.platform=linux/amd64,k8s.cluster.version=v1.35.4}`: 1,
+		`k8s.node.allocatable.cpu{} k8s.node.name=inv-0-node-1`:                          4,
+		`k8s.node.condition.status{k8s.node.condition.status=true,k8s.node.condition.type=Ready} k8s.node.name=inv-0-node-0`: 1,
+		`k8s.namespace.phase{k8s.namespace.phase=active} k8s.namespace.name=kube-system`:                                     1,
+	})
+
+	ctx := context.Background()
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "api"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "team-a"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](3),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: "api:1"}}},
+			},
+		},
+	}
+	if _, err := client.AppsV1().Deployments("team-a").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, sink, map[string]float64{
+		`k8s.cluster.pod.count{k8s.namespace.name=team-a,k8s.pod.status.phase=running}`:    3,
+		`k8s.cluster.pod.count{k8s.namespace.name=team-a,k8s.pod.status.phase=pending}`:    0,
+		`k8s.deployment.pod.desired{} k8s.deployment.name=api,k8s.namespace.name=team-a`:   3,
+		`k8s.deployment.pod.available{} k8s.deployment.name=api,k8s.namespace.name=team-a`: 3,
+	})
+
+	if _, err := client.AppsV1().Deployments("team-a").Patch(ctx, "api", "application/merge-patch+json", []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "inv-0-node-extra", Annotations: map[string]string{testbed.KwokNodeAnnotation: "fake"}},
+		Status:     corev1.NodeStatus{Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2500m")}},
+	}
+	if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, sink, map[string]float64{
+		`k8s.cluster.pod.count{k8s.namespace.name=team-a,k8s.pod.status.phase=running}`:    1,
+		`k8s.deployment.pod.desired{} k8s.deployment.name=api,k8s.namespace.name=team-a`:   1,
+		`k8s.deployment.pod.available{} k8s.deployment.name=api,k8s.namespace.name=team-a`: 1,
+		`k8s.cluster.node.count{k8s.node.condition.ready=true}`:                            3,
+		`k8s.cluster.allocatable.cpu{}`:                                                    10.5,
+	})
+	if got := countPerPodSeries(sink.AllMetrics()[len(sink.AllMetrics())-1]); got != 0 {
+		t.Errorf("%d per-pod series emitted with pod_metrics off", got)
+	}
+}
+
+func TestUnreachableAPIServerIsNotFatal(t *testing.T) {
+	t.Parallel()
+	cfg := createDefaultConfig()
+	cfg.AuthType = AuthKubeconfig
+	cfg.Kubeconfig = writeKubeconfig(t, "https://127.0.0.1:1")
+	cfg.CollectionInterval = 50 * time.Millisecond
+	sink := new(consumertest.MetricsSink)
+	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(typeStr), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatalf("Start with an unreachable apiserver = %v, want nil (retried, not fatal)", err)
+	}
+	if err := rcv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := sink.DataPointCount(); n != 0 {
+		t.Errorf("%d data points emitted without a reachable apiserver", n)
+	}
+}
+
+func TestMissingKubeconfigFailsStartNamingIt(t *testing.T) {
+	t.Parallel()
+	cfg := createDefaultConfig()
+	cfg.AuthType, cfg.Kubeconfig = AuthKubeconfig, "/nonexistent/kubeconfig"
+	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(typeStr), cfg, new(consumertest.MetricsSink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rcv.Start(context.Background(), componenttest.NewNopHost())
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/kubeconfig") {
+		t.Fatalf("Start = %v, want an error naming the kubeconfig", err)
+	}
+}
+
+// waitFor polls the sink's latest scrape until every series has its value.
+func waitFor(t *testing.T, sink *consumertest.MetricsSink, want map[string]float64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var got map[string]float64
+	for time.Now().Before(deadline) {
+		all := sink.AllMetrics()
+		if len(all) > 0 {
+			got = flatten(all[len(all)-1])
+			ok := true
+			for k, v := range want {
+				if g, found := got[k]; !found || g != v {
+					ok = false
+				}
+			}
+			if ok {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for k, v := range want {
+		g, found := got[k]
+		t.Errorf("%s = %v (present %v), want %v", k, g, found, v)
+	}
+	t.FailNow()
+}
+
+// flatten keys each data point as name{point attrs} resource attrs, with
+// uid attributes left out so keys are predictable.
+func flatten(md pmetric.Metrics) map[string]float64 {
+	out := map[string]float64{}
+	for i := 0; i < md.ResourceMetrics().Len(); i++ {
+		rm := md.ResourceMetrics().At(i)
+		res := attrString(rm.Resource().Attributes())
+		for j := 0; j < rm.ScopeMetrics().Len(); j++ {
+			ms := rm.ScopeMetrics().At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				m := ms.At(k)
+				dps := m.Gauge().DataPoints()
+				for l := 0; l < dps.Len(); l++ {
+					dp := dps.At(l)
+					key := m.Name() + "{" + attrString(dp.Attributes()) + "}"
+					if res != "" {
+						key += " " + res
+					}
+					v := dp.DoubleValue()
+					if dp.ValueType() == pmetric.NumberDataPointValueTypeInt {
+						v = float64(dp.IntValue())
+					}
+					out[key] = v
+				}
+			}
+		}
+	}
+	return out
+}
+
+func attrString(m pcommon.Map) string {
+	var parts []string
+	m.Range(func(k string, v pcommon.Value) bool {
+		if !strings.HasSuffix(k, ".uid") {
+			parts = append(parts, k+"="+v.AsString())
+		}
+		return true
+	})
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func countPerPodSeries(md pmetric.Metrics) int {
+	n := 0
+	for k := range flatten(md) {
+		if strings.HasPrefix(k, metricPodPhase) {
+			n++
+		}
+	}
+	return n
+}
+
+func writeKubeconfig(t *testing.T, server string) string {
+	t.Helper()
+	path := t.TempDir() + "/kubeconfig"
+	content := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: %q, insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`, server)
+	if err := osWriteFile(path, content); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func osWriteFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
