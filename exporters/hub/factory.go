@@ -1,0 +1,54 @@
+package hub
+
+import (
+	"context"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/resourcetotelemetry"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+)
+
+// typeStr is the exporter's name in configuration.
+var typeStr = component.MustNewType("fleetpulse_hub")
+
+// NewFactory returns the factory of the fleetpulse_hub exporter.
+func NewFactory() exporter.Factory {
+	return exporter.NewFactory(
+		typeStr,
+		func() component.Config { return createDefaultConfig() },
+		exporter.WithMetrics(createMetrics, component.StabilityLevelAlpha),
+		exporter.WithLogs(createLogs, component.StabilityLevelAlpha),
+	)
+}
+
+func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Metrics, error) {
+	c := cfg.(*Config)
+	e := newHubExporter(c, set)
+	exp, err := exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics,
+		exporterhelper.WithStart(e.start),
+		exporterhelper.WithShutdown(e.shutdown),
+		exporterhelper.WithQueue(c.QueueConfig),
+		exporterhelper.WithRetry(c.BackOffConfig),
+		// The http client's own timeout bounds each attempt.
+		exporterhelper.WithTimeout(exporterhelper.TimeoutConfig{Timeout: 0}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	// Identity labels (cluster, node, namespace, pod) live on the resource;
+	// remote write has only labels, so they are always copied onto points.
+	return resourcetotelemetry.WrapMetricsExporter(resourcetotelemetry.Settings{Enabled: true}, exp), nil
+}
+
+func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
+	c := cfg.(*Config)
+	e := newHubExporter(c, set)
+	return exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs,
+		exporterhelper.WithStart(e.start),
+		exporterhelper.WithShutdown(e.shutdown),
+		exporterhelper.WithQueue(c.QueueConfig),
+		exporterhelper.WithRetry(c.BackOffConfig),
+		exporterhelper.WithTimeout(exporterhelper.TimeoutConfig{Timeout: 0}),
+	)
+}
