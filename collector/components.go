@@ -1,8 +1,8 @@
 // Package collector assembles the Fleetpulse agent's OpenTelemetry Collector
-// distribution: the list of component factories it ships and its build info.
-// The agent's own receivers, processors and exporters join this list as they
-// land; the core components below are there so that a user's --config can
-// build ordinary pipelines (OTLP in, batch, memory limits, OTLP out).
+// distribution: the component factories it ships (ours: k8s_inventory,
+// cluster_identity, fleetpulse_hub; the Collector's: OTLP, batch,
+// memory_limiter, debug/OTLP exporters, zpages, file_storage), its build info,
+// and the built-in default configuration.
 package collector
 
 import (
@@ -26,6 +26,12 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+
+	hubexporter "github.com/fleetpulse/fleetpulse/exporters/hub"
+	"github.com/fleetpulse/fleetpulse/processors/clusteridentity"
+	"github.com/fleetpulse/fleetpulse/receiver/k8sinventory"
 )
 
 // Components returns the factories of every component in the distribution.
@@ -34,12 +40,14 @@ func Components() (otelcol.Factories, error) {
 	var err error
 	if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
 		otlpreceiver.NewFactory(),
+		k8sinventory.NewFactory(),
 	); err != nil {
 		return f, fmt.Errorf("receivers: %w", err)
 	}
 	if f.Processors, err = otelcol.MakeFactoryMap[processor.Factory](
 		batchprocessor.NewFactory(),
 		memorylimiterprocessor.NewFactory(),
+		clusteridentity.NewFactory(),
 	); err != nil {
 		return f, fmt.Errorf("processors: %w", err)
 	}
@@ -47,11 +55,13 @@ func Components() (otelcol.Factories, error) {
 		debugexporter.NewFactory(),
 		otlpexporter.NewFactory(),
 		otlphttpexporter.NewFactory(),
+		hubexporter.NewFactory(),
 	); err != nil {
 		return f, fmt.Errorf("exporters: %w", err)
 	}
 	if f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
 		zpagesextension.NewFactory(),
+		filestorage.NewFactory(),
 	); err != nil {
 		return f, fmt.Errorf("extensions: %w", err)
 	}

@@ -24,10 +24,10 @@ func TestComponentsListsTheDistribution(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"receivers":  {"otlp"},
-		"processors": {"batch", "memory_limiter"},
-		"exporters":  {"debug", "otlp", "otlphttp"},
-		"extensions": {"zpages"},
+		"receivers":  {"otlp", "k8s_inventory"},
+		"processors": {"batch", "memory_limiter", "cluster_identity"},
+		"exporters":  {"debug", "otlp", "otlphttp", "fleetpulse_hub"},
+		"extensions": {"zpages", "file_storage"},
 	}
 	got := map[string][]string{}
 	for k := range f.Receivers {

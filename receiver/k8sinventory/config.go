@@ -36,6 +36,9 @@ type Config struct {
 	PodMetrics bool `mapstructure:"pod_metrics"`
 	// ResyncPeriod is the informers' resync period; 0 turns resync off.
 	ResyncPeriod time.Duration `mapstructure:"resync_period"`
+	// InitialSyncTimeout bounds how long start waits for the first full list
+	// of every watched kind; past it the receiver starts anyway and retries.
+	InitialSyncTimeout time.Duration `mapstructure:"initial_sync_timeout"`
 
 	_ struct{}
 }
@@ -44,7 +47,7 @@ func createDefaultConfig() *Config {
 	cc := scraperhelper.NewDefaultControllerConfig()
 	cc.CollectionInterval = 30 * time.Second
 	cc.InitialDelay = 0
-	return &Config{ControllerConfig: cc, AuthType: AuthServiceAccount}
+	return &Config{ControllerConfig: cc, AuthType: AuthServiceAccount, InitialSyncTimeout: 10 * time.Second}
 }
 
 // Validate returns every problem with the configuration.
@@ -58,6 +61,9 @@ func (c *Config) Validate() error {
 	case AuthKubeconfig:
 	default:
 		errs = append(errs, fmt.Errorf(`"auth_type" %q: want %q or %q`, c.AuthType, AuthServiceAccount, AuthKubeconfig))
+	}
+	if c.InitialSyncTimeout < 0 {
+		errs = append(errs, fmt.Errorf(`"initial_sync_timeout" must not be negative, got %s`, c.InitialSyncTimeout))
 	}
 	if c.ResyncPeriod < 0 {
 		errs = append(errs, fmt.Errorf(`"resync_period" must not be negative, got %s`, c.ResyncPeriod))

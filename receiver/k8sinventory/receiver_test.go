@@ -115,6 +115,7 @@ func TestUnreachableAPIServerIsNotFatal(t *testing.T) {
 	cfg := createDefaultConfig()
 	cfg.AuthType = AuthKubeconfig
 	cfg.Kubeconfig = writeKubeconfig(t, "https://127.0.0.1:1")
+	cfg.InitialSyncTimeout = 100 * time.Millisecond
 	cfg.CollectionInterval = 50 * time.Millisecond
 	sink := new(consumertest.MetricsSink)
 	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(typeStr), cfg, sink)
@@ -243,3 +244,21 @@ current-context: c
 }
 
 func osWriteFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+func TestConfigValidateNamesFields(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.AuthType = "token"
+	cfg.CollectionInterval = 0
+	cfg.ResyncPeriod = -time.Second
+	err := cfg.Validate()
+	for _, want := range []string{`"auth_type" "token"`, `"collection_interval"`, `"resync_period"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to name %s", err, want)
+		}
+	}
+	cfg = createDefaultConfig()
+	cfg.Kubeconfig = "/x"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `"kubeconfig" is set`) {
+		t.Errorf("Validate() = %v, want it to refuse kubeconfig with auth_type serviceAccount", err)
+	}
+}

@@ -32,7 +32,10 @@ func (s *inventoryScraper) start(_ context.Context, _ component.Host) error {
 		return err
 	}
 	s.watcher = w
-	s.logger.Info("watching the Kubernetes API", zap.String("host", rc.Host))
+	// Give the first scrape full caches when the apiserver answers; when it
+	// does not, carry on: the informers keep retrying and scrapes say so.
+	synced := w.waitForSync(s.cfg.InitialSyncTimeout)
+	s.logger.Info("watching the Kubernetes API", zap.String("host", rc.Host), zap.Bool("synced", synced))
 	return nil
 }
 

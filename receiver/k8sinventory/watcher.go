@@ -106,6 +106,18 @@ func (w *watcher) hasSynced() bool {
 	return len(w.synced) > 0
 }
 
+// waitForSync waits up to timeout for every cache to be synced.
+func (w *watcher) waitForSync(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !w.hasSynced() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
 // serverVersion returns the apiserver's version, asked at most every
 // versionRefresh; the last known one is kept when the question fails.
 func (w *watcher) serverVersion() (*version.Info, error) {

@@ -1,0 +1,116 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+)
+
+// AgentOptions are what the built-in configuration needs to know; the rest
+// has defaults. They come from fleetpulse-agent's flags.
+type AgentOptions struct {
+	// Hub is the hub's base URL, e.g. https://hub.example:8443.
+	Hub string
+	// ClusterName and ClusterSet are stamped on everything sent.
+	ClusterName, ClusterSet string
+	// Kubeconfig reaches the cluster's apiserver; empty means in-cluster.
+	Kubeconfig string
+	// StateDir holds the disk queue that survives outages and restarts.
+	StateDir string
+	// CAFile verifies the hub; CertFile and KeyFile are the agent's client
+	// certificate. All optional until registration issues credentials.
+	CAFile, CertFile, KeyFile string
+	// CollectionInterval is how often the inventory is sent.
+	CollectionInterval time.Duration
+}
+
+// Validate names every missing or malformed option by its flag.
+func (o AgentOptions) Validate() error {
+	var errs []error
+	if o.Hub == "" {
+		errs = append(errs, errors.New("--hub is required"))
+	} else if u, err := url.Parse(o.Hub); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("--hub %q: want an https:// URL", o.Hub))
+	}
+	if msgs := validation.IsDNS1123Label(o.ClusterName); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--cluster-name %q: %v", o.ClusterName, msgs))
+	}
+	if o.StateDir == "" {
+		errs = append(errs, errors.New("--state-dir is required"))
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		errs = append(errs, errors.New("--cert-file and --key-file go together"))
+	}
+	if o.CollectionInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--collection-interval must be positive, got %s", o.CollectionInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultConfig renders the agent's built-in pipeline as Collector YAML:
+// the cluster's inventory metrics, memory-limited, stamped with the cluster's
+// identity, batched, and sent to the hub through a disk queue.
+func DefaultConfig(o AgentOptions) (string, error) {
+	if err := o.Validate(); err != nil {
+		return "", err
+	}
+	inventory := map[string]any{
+		"collection_interval": o.CollectionInterval.String(),
+		"auth_type":           "serviceAccount",
+	}
+	if o.Kubeconfig != "" {
+		inventory["auth_type"] = "kubeConfig"
+		inventory["kubeconfig"] = o.Kubeconfig
+	}
+	identity := map[string]any{"cluster_name": o.ClusterName}
+	if o.ClusterSet != "" {
+		identity["cluster_set"] = o.ClusterSet
+	}
+	tls := map[string]any{}
+	for k, v := range map[string]string{"ca_file": o.CAFile, "cert_file": o.CertFile, "key_file": o.KeyFile} {
+		if v != "" {
+			tls[k] = v
+		}
+	}
+	cfg := map[string]any{
+		"extensions": map[string]any{
+			"file_storage": map[string]any{
+				"directory":        filepath.Join(o.StateDir, "queue"),
+				"create_directory": true,
+			},
+		},
+		"receivers": map[string]any{"k8s_inventory": inventory},
+		"processors": map[string]any{
+			"memory_limiter":   map[string]any{"check_interval": "1s", "limit_mib": 128, "spike_limit_mib": 32},
+			"cluster_identity": identity,
+			"batch":            map[string]any{},
+		},
+		"exporters": map[string]any{
+			"fleetpulse_hub": map[string]any{
+				"endpoint":      o.Hub,
+				"tls":           tls,
+				"sending_queue": map[string]any{"storage": "file_storage"},
+			},
+		},
+		"service": map[string]any{
+			"extensions": []string{"file_storage"},
+			"pipelines": map[string]any{
+				"metrics": map[string]any{
+					"receivers":  []string{"k8s_inventory"},
+					"processors": []string{"memory_limiter", "cluster_identity", "batch"},
+					"exporters":  []string{"fleetpulse_hub"},
+				},
+			},
+		},
+	}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return "", fmt.Errorf("render default config: %w", err)
+	}
+	return string(b), nil
+}
