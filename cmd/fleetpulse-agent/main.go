@@ -75,4 +75,3 @@ func addAgentFlags(f *pflag.FlagSet, o *collector.AgentOptions) {
 	f.StringVar(&o.KeyFile, "key-file", o.KeyFile, "client key for the hub")
 	f.DurationVar(&o.CollectionInterval, "collection-interval", o.CollectionInterval, "how often the inventory is collected and sent")
 }
-
