@@ -24,7 +24,7 @@ func TestComponentsListsTheDistribution(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"receivers":  {"otlp", "k8s_inventory"},
+		"receivers":  {"otlp", "k8s_inventory", "k8s_events"},
 		"processors": {"batch", "memory_limiter", "cluster_identity"},
 		"exporters":  {"debug", "otlp", "otlphttp", "fleetpulse_hub"},
 		"extensions": {"zpages", "file_storage"},

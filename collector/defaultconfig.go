@@ -52,20 +52,22 @@ func (o AgentOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
-// DefaultConfig renders the agent's built-in pipeline as Collector YAML:
-// the cluster's inventory metrics, memory-limited, stamped with the cluster's
-// identity, batched, and sent to the hub through a disk queue.
+// DefaultConfig renders the agent's built-in pipelines as Collector YAML: the
+// cluster's inventory metrics and its events as logs, memory-limited, stamped
+// with the cluster's identity, batched, and sent to the hub through a disk
+// queue; the events receiver keeps its place in the same storage.
 func DefaultConfig(o AgentOptions) (string, error) {
 	if err := o.Validate(); err != nil {
 		return "", err
 	}
-	inventory := map[string]any{
-		"collection_interval": o.CollectionInterval.String(),
-		"auth_type":           "serviceAccount",
-	}
+	api := map[string]any{"auth_type": "serviceAccount"}
 	if o.Kubeconfig != "" {
-		inventory["auth_type"] = "kubeConfig"
-		inventory["kubeconfig"] = o.Kubeconfig
+		api = map[string]any{"auth_type": "kubeConfig", "kubeconfig": o.Kubeconfig}
+	}
+	inventory := map[string]any{"collection_interval": o.CollectionInterval.String()}
+	events := map[string]any{"storage": "file_storage"}
+	for k, v := range api {
+		inventory[k], events[k] = v, v
 	}
 	identity := map[string]any{"cluster_name": o.ClusterName}
 	if o.ClusterSet != "" {
@@ -84,7 +86,7 @@ func DefaultConfig(o AgentOptions) (string, error) {
 				"create_directory": true,
 			},
 		},
-		"receivers": map[string]any{"k8s_inventory": inventory},
+		"receivers": map[string]any{"k8s_inventory": inventory, "k8s_events": events},
 		"processors": map[string]any{
 			"memory_limiter":   map[string]any{"check_interval": "1s", "limit_mib": 128, "spike_limit_mib": 32},
 			"cluster_identity": identity,
@@ -102,6 +104,11 @@ func DefaultConfig(o AgentOptions) (string, error) {
 			"pipelines": map[string]any{
 				"metrics": map[string]any{
 					"receivers":  []string{"k8s_inventory"},
+					"processors": []string{"memory_limiter", "cluster_identity", "batch"},
+					"exporters":  []string{"fleetpulse_hub"},
+				},
+				"logs": map[string]any{
+					"receivers":  []string{"k8s_events"},
 					"processors": []string{"memory_limiter", "cluster_identity", "batch"},
 					"exporters":  []string{"fleetpulse_hub"},
 				},

@@ -20,14 +20,11 @@ type inventoryScraper struct {
 // start fails only on configuration problems (a kubeconfig that cannot be
 // loaded); an unreachable apiserver is retried by the informers.
 func (s *inventoryScraper) start(_ context.Context, _ component.Host) error {
-	rc, err := s.cfg.restConfig()
+	client, host, err := s.cfg.Client("fleetpulse-agent/k8s_inventory")
 	if err != nil {
 		return err
 	}
-	w, err := newWatcher(rc, s.cfg.ResyncPeriod)
-	if err != nil {
-		return err
-	}
+	w := &watcher{client: client, resync: s.cfg.ResyncPeriod}
 	if err := w.start(); err != nil {
 		return err
 	}
@@ -35,7 +32,7 @@ func (s *inventoryScraper) start(_ context.Context, _ component.Host) error {
 	// Give the first scrape full caches when the apiserver answers; when it
 	// does not, carry on: the informers keep retrying and scrapes say so.
 	synced := w.waitForSync(s.cfg.InitialSyncTimeout)
-	s.logger.Info("watching the Kubernetes API", zap.String("host", rc.Host), zap.Bool("synced", synced))
+	s.logger.Info("watching the Kubernetes API", zap.String("host", host), zap.Bool("synced", synced))
 	return nil
 }
 

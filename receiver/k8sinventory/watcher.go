@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/rest"
 )
 
 // errNotSynced is returned by scrapes before the informers have listed
@@ -44,16 +43,6 @@ type watcher struct {
 	mu          sync.Mutex
 	version     *version.Info
 	versionTime time.Time
-}
-
-func newWatcher(rc *rest.Config, resync time.Duration) (*watcher, error) {
-	rc = rest.CopyConfig(rc)
-	rc.UserAgent = "fleetpulse-agent/k8s_inventory"
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("build kubernetes client: %w", err)
-	}
-	return &watcher{client: client, resync: resync}, nil
 }
 
 // start starts the informers. It does not wait for them: an unreachable

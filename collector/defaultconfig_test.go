@@ -1,0 +1,38 @@
+package collector
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDefaultConfigIsValid renders the built-in pipelines and has the
+// Collector validate them with every component's own Validate.
+func TestDefaultConfigIsValid(t *testing.T) {
+	y, err := DefaultConfig(AgentOptions{
+		Hub: "https://hub.example:8443", ClusterName: "prod-eu-1", ClusterSet: "prod",
+		Kubeconfig: "/etc/kubeconfig", StateDir: t.TempDir(), CollectionInterval: 30 * time.Second,
+		CAFile: "/etc/ca.crt", CertFile: "/etc/tls.crt", KeyFile: "/etc/tls.key",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"k8s_inventory", "k8s_events", "cluster_name: prod-eu-1", "storage: file_storage", "cert_file: /etc/tls.crt"} {
+		if !strings.Contains(y, want) {
+			t.Errorf("default config lacks %q:\n%s", want, y)
+		}
+	}
+	if err := newCollector(t, "yaml:"+y).DryRun(context.Background()); err != nil {
+		t.Fatalf("default config does not validate: %v\n%s", err, y)
+	}
+}
+
+func TestAgentOptionsNameTheFlags(t *testing.T) {
+	err := AgentOptions{Hub: "hub:8443", ClusterName: "Bad_Name", CertFile: "x"}.Validate()
+	for _, want := range []string{"--hub", "--cluster-name", "--state-dir", "--cert-file and --key-file", "--collection-interval"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to name %s", err, want)
+		}
+	}
+}

@@ -1,0 +1,24 @@
+package k8sevents
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/receiver"
+)
+
+var typeStr = component.MustNewType("k8s_events")
+
+// NewFactory returns the factory of the k8s_events receiver.
+func NewFactory() receiver.Factory {
+	return receiver.NewFactory(
+		typeStr,
+		func() component.Config { return createDefaultConfig() },
+		receiver.WithLogs(createLogs, component.StabilityLevelAlpha),
+	)
+}
+
+func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
+	return newReceiver(cfg.(*Config), set, next)
+}
