@@ -39,7 +39,7 @@ type eventsReceiver struct {
 	set  receiver.Settings
 	next consumer.Logs
 
-	limiter *rate.Limiter
+	limiter             *rate.Limiter
 	sentCtr, droppedCtr metric.Int64Counter
 	sent, dropped       atomic.Int64 // the same counts, for tests and logs
 
