@@ -1,6 +1,6 @@
 // Package collector assembles the Fleetpulse agent's OpenTelemetry Collector
 // distribution: the component factories it ships (ours: k8s_inventory,
-// k8s_events, cluster_identity, fleetpulse_hub; the Collector's: OTLP, batch,
+// k8s_events, cluster_identity, series_limit, fleetpulse_hub; the Collector's: OTLP, batch,
 // memory_limiter, debug/OTLP exporters, zpages, file_storage), its build info,
 // and the built-in default configuration.
 package collector
@@ -31,6 +31,7 @@ import (
 
 	hubexporter "github.com/fleetpulse/fleetpulse/exporters/hub"
 	"github.com/fleetpulse/fleetpulse/processors/clusteridentity"
+	"github.com/fleetpulse/fleetpulse/processors/serieslimit"
 	"github.com/fleetpulse/fleetpulse/receiver/k8sevents"
 	"github.com/fleetpulse/fleetpulse/receiver/k8sinventory"
 )
@@ -50,6 +51,7 @@ func Components() (otelcol.Factories, error) {
 		batchprocessor.NewFactory(),
 		memorylimiterprocessor.NewFactory(),
 		clusteridentity.NewFactory(),
+		serieslimit.NewFactory(),
 	); err != nil {
 		return f, fmt.Errorf("processors: %w", err)
 	}

@@ -25,7 +25,7 @@ func TestComponentsListsTheDistribution(t *testing.T) {
 	}
 	want := map[string][]string{
 		"receivers":  {"otlp", "k8s_inventory", "k8s_events"},
-		"processors": {"batch", "memory_limiter", "cluster_identity"},
+		"processors": {"batch", "memory_limiter", "cluster_identity", "series_limit"},
 		"exporters":  {"debug", "otlp", "otlphttp", "fleetpulse_hub"},
 		"extensions": {"zpages", "file_storage"},
 	}

@@ -90,6 +90,7 @@ func DefaultConfig(o AgentOptions) (string, error) {
 		"processors": map[string]any{
 			"memory_limiter":   map[string]any{"check_interval": "1s", "limit_mib": 128, "spike_limit_mib": 32},
 			"cluster_identity": identity,
+			"series_limit":     map[string]any{"max_series_per_metric": 10000},
 			"batch":            map[string]any{},
 		},
 		"exporters": map[string]any{
@@ -104,7 +105,7 @@ func DefaultConfig(o AgentOptions) (string, error) {
 			"pipelines": map[string]any{
 				"metrics": map[string]any{
 					"receivers":  []string{"k8s_inventory"},
-					"processors": []string{"memory_limiter", "cluster_identity", "batch"},
+					"processors": []string{"memory_limiter", "series_limit", "cluster_identity", "batch"},
 					"exporters":  []string{"fleetpulse_hub"},
 				},
 				"logs": map[string]any{
