@@ -3,8 +3,10 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -27,6 +29,12 @@ type AgentOptions struct {
 	CAFile, CertFile, KeyFile string
 	// CollectionInterval is how often the inventory is sent.
 	CollectionInterval time.Duration
+	// MetricsAddr serves the agent's own metrics for Prometheus (host:port).
+	MetricsAddr string
+	// SelfTelemetryAddr is the loopback OTLP/HTTP address through which the
+	// agent's own metrics (queue size, sent, failed and dropped counts) join
+	// the pipeline to the hub; empty keeps them local.
+	SelfTelemetryAddr string
 }
 
 // Validate names every missing or malformed option by its flag.
@@ -45,6 +53,14 @@ func (o AgentOptions) Validate() error {
 	}
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		errs = append(errs, errors.New("--cert-file and --key-file go together"))
+	}
+	for flag, addr := range map[string]string{"--metrics-address": o.MetricsAddr, "--self-telemetry-address": o.SelfTelemetryAddr} {
+		if addr == "" && flag == "--self-telemetry-address" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", flag, addr, err))
+		}
 	}
 	if o.CollectionInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--collection-interval must be positive, got %s", o.CollectionInterval))
@@ -116,9 +132,47 @@ func DefaultConfig(o AgentOptions) (string, error) {
 			},
 		},
 	}
+	if err := addSelfTelemetry(cfg, o); err != nil {
+		return "", err
+	}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
 		return "", fmt.Errorf("render default config: %w", err)
 	}
 	return string(b), nil
+}
+
+// addSelfTelemetry serves the agent's own metrics for local scraping and, when
+// SelfTelemetryAddr is set, pushes them over loopback OTLP into a pipeline of
+// their own to the hub, so a fleet's agents are observable in one place.
+func addSelfTelemetry(cfg map[string]any, o AgentOptions) error {
+	host, portStr, err := net.SplitHostPort(o.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-address %q: %w", o.MetricsAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("--metrics-address %q: %w", o.MetricsAddr, err)
+	}
+	readers := []any{map[string]any{"pull": map[string]any{"exporter": map[string]any{"prometheus": map[string]any{"host": host, "port": port}}}}}
+	service := cfg["service"].(map[string]any)
+	if o.SelfTelemetryAddr != "" {
+		readers = append(readers, map[string]any{"periodic": map[string]any{
+			"interval": o.CollectionInterval.Milliseconds(),
+			"exporter": map[string]any{"otlp": map[string]any{
+				"protocol": "http/protobuf",
+				"endpoint": "http://" + o.SelfTelemetryAddr + "/v1/metrics",
+			}},
+		}})
+		cfg["receivers"].(map[string]any)["otlp/self"] = map[string]any{
+			"protocols": map[string]any{"http": map[string]any{"endpoint": o.SelfTelemetryAddr}},
+		}
+		service["pipelines"].(map[string]any)["metrics/self"] = map[string]any{
+			"receivers":  []string{"otlp/self"},
+			"processors": []string{"memory_limiter", "cluster_identity", "batch"},
+			"exporters":  []string{"fleetpulse_hub"},
+		}
+	}
+	service["telemetry"] = map[string]any{"metrics": map[string]any{"level": "normal", "readers": readers}}
+	return nil
 }

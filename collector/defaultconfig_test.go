@@ -14,11 +14,12 @@ func TestDefaultConfigIsValid(t *testing.T) {
 		Hub: "https://hub.example:8443", ClusterName: "prod-eu-1", ClusterSet: "prod",
 		Kubeconfig: "/etc/kubeconfig", StateDir: t.TempDir(), CollectionInterval: 30 * time.Second,
 		CAFile: "/etc/ca.crt", CertFile: "/etc/tls.crt", KeyFile: "/etc/tls.key",
+		MetricsAddr: "127.0.0.1:8888", SelfTelemetryAddr: "127.0.0.1:14318",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"k8s_inventory", "k8s_events", "cluster_name: prod-eu-1", "storage: file_storage", "cert_file: /etc/tls.crt"} {
+	for _, want := range []string{"k8s_inventory", "k8s_events", "cluster_name: prod-eu-1", "storage: file_storage", "cert_file: /etc/tls.crt", "otlp/self", "endpoint: http://127.0.0.1:14318/v1/metrics"} {
 		if !strings.Contains(y, want) {
 			t.Errorf("default config lacks %q:\n%s", want, y)
 		}

@@ -237,6 +237,14 @@ func apiServerArgs(pk *pki, etcdPort, apiPort int) []string {
 		"--secure-port=" + strconv.Itoa(apiPort),
 		"--tls-cert-file=" + pk.ServingCert, "--tls-private-key-file=" + pk.ServingKey,
 		"--client-ca-file=" + pk.CACert,
+		// The front-proxy settings fill the extension-apiserver-authentication
+		// ConfigMap that the controller manager and scheduler read; without
+		// them both log an error every few seconds.
+		"--requestheader-client-ca-file=" + pk.CACert,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + pk.ServiceAccountPub,
 		"--service-account-signing-key-file=" + pk.ServiceAccountKey,

@@ -40,7 +40,10 @@ Examples:
 func main() {
 	cmd := otelcol.NewCommand(collector.Settings(version.Version))
 	cmd.Long = long
-	opts := collector.AgentOptions{StateDir: "/var/lib/fleetpulse-agent", CollectionInterval: 30 * time.Second}
+	opts := collector.AgentOptions{
+		StateDir: "/var/lib/fleetpulse-agent", CollectionInterval: 30 * time.Second,
+		MetricsAddr: "127.0.0.1:8888", SelfTelemetryAddr: "127.0.0.1:14318",
+	}
 	addAgentFlags(cmd.Flags(), &opts)
 
 	// The built-in pipeline must come before any --config so that a user's
@@ -73,5 +76,7 @@ func addAgentFlags(f *pflag.FlagSet, o *collector.AgentOptions) {
 	f.StringVar(&o.CAFile, "hub-ca-file", o.CAFile, "CA bundle that verifies the hub")
 	f.StringVar(&o.CertFile, "cert-file", o.CertFile, "client certificate for the hub")
 	f.StringVar(&o.KeyFile, "key-file", o.KeyFile, "client key for the hub")
+	f.StringVar(&o.MetricsAddr, "metrics-address", o.MetricsAddr, "host:port serving the agent's own metrics for Prometheus")
+	f.StringVar(&o.SelfTelemetryAddr, "self-telemetry-address", o.SelfTelemetryAddr, "loopback host:port through which the agent's own metrics are sent to the hub; empty keeps them local")
 	f.DurationVar(&o.CollectionInterval, "collection-interval", o.CollectionInterval, "how often the inventory is collected and sent")
 }

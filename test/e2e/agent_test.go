@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -32,7 +33,7 @@ func TestAgentShipsInventory(t *testing.T) {
 		"--hub="+prom.URL, "--cluster-name=cluster-a", "--cluster-set=dev",
 		"--kubeconfig="+cluster.KubeconfigPath, "--state-dir="+t.TempDir(),
 		"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
-		"--set=service.telemetry.metrics.level=none")
+		"--metrics-address="+freeAddr(t), "--self-telemetry-address="+freeAddr(t))
 	agent.Stderr = testWriter{t}
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
@@ -59,6 +60,21 @@ func TestAgentShipsInventory(t *testing.T) {
 	}
 	waitForValue(t, api, query, 5)
 	waitForValue(t, api, `count(k8s_node_allocatable_cpu{k8s_cluster_name="cluster-a"})`, 5)
+
+	// The agent's own telemetry reaches the hub too, under the cluster's name.
+	// One queue per signal: metrics and logs.
+	waitForValue(t, api, `count(otelcol_exporter_queue_size{k8s_cluster_name="cluster-a",exporter="fleetpulse_hub"})`, 2)
+	waitForValue(t, api, `sum(otelcol_exporter_sent_metric_points_total{k8s_cluster_name="cluster-a"}) > bool 0`, 1)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 func waitForValue(t *testing.T, api promv1.API, query string, want float64) {
