@@ -117,13 +117,26 @@ func binariesIn(dir string) *Binaries {
 		Scheduler:         filepath.Join(bin, "kube-scheduler"),
 		Kwok:              filepath.Join(bin, "kwok"),
 		Kubectl:           filepath.Join(bin, "kubectl"),
-		KwokStages: []string{
-			filepath.Join(dir, "stages", "node-initialize.yaml"),
-			filepath.Join(dir, "stages", "pod-ready.yaml"),
-			filepath.Join(dir, "stages", "pod-complete.yaml"),
-			filepath.Join(dir, "stages", "pod-delete.yaml"),
-		},
+		KwokStages:        stagePaths(filepath.Join(dir, "stages")),
 	}
+}
+
+// kwokStages are the Stage files taken from kwok's module, relative to its
+// kustomize/stage folder.
+var kwokStages = []string{
+	"node/fast/node-initialize.yaml",
+	"node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+	"pod/fast/pod-ready.yaml",
+	"pod/fast/pod-complete.yaml",
+	"pod/fast/pod-delete.yaml",
+}
+
+func stagePaths(dir string) []string {
+	out := make([]string, 0, len(kwokStages))
+	for _, s := range kwokStages {
+		out = append(out, filepath.Join(dir, filepath.Base(s)))
+	}
+	return out
 }
 
 func (o *BuildOptions) fillDefaults() error {
@@ -178,7 +191,7 @@ func toolsKey(toolsDir string) (string, error) {
 		fmt.Fprintf(h, "%s\x00%d\x00", f, len(b))
 		h.Write(b)
 	}
-	fmt.Fprintf(h, "kwok %s\x00go %s\x00", KwokVersion, runtime.Version())
+	fmt.Fprintf(h, "kwok %s %v\x00go %s\x00", KwokVersion, kwokStages, runtime.Version())
 	return KubernetesVersion + "-" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
@@ -222,8 +235,9 @@ func build(ctx context.Context, toolsDir, dir string, logger *slog.Logger) error
 	return copyKwokStages(ctx, toolsDir, filepath.Join(dir, "stages"))
 }
 
-// copyKwokStages takes the "fast" node and pod stages that ship in kwok's
-// module: nodes become Ready at once, pods Running once bound.
+// copyKwokStages takes stages that ship in kwok's module: the "fast" node and
+// pod stages (nodes Ready at once, pods Running once bound) and the node
+// heartbeat that goes with leases.
 func copyKwokStages(ctx context.Context, toolsDir, dst string) error {
 	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", "sigs.k8s.io/kwok@"+KwokVersion)
 	cmd.Dir = toolsDir
@@ -238,7 +252,7 @@ func copyKwokStages(ctx context.Context, toolsDir, dst string) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return fmt.Errorf("create %q: %w", dst, err)
 	}
-	for _, f := range []string{"node/fast/node-initialize.yaml", "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml"} {
+	for _, f := range kwokStages {
 		if err := copyFile(filepath.Join(mod.Dir, "kustomize", "stage", f), filepath.Join(dst, filepath.Base(f))); err != nil {
 			return fmt.Errorf("copy kwok stage %s: %w", f, err)
 		}

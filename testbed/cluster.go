@@ -34,6 +34,10 @@ type ClusterOptions struct {
 	NodeCapacity corev1.ResourceList
 	// NodeLabels are added to every node.
 	NodeLabels map[string]string
+	// NodeMonitorGracePeriod is how long the controller manager waits for a
+	// node's heartbeat (its kwok lease) before marking it Unknown; 0 keeps
+	// Kubernetes' default (50s). Shorter makes lost nodes show sooner.
+	NodeMonitorGracePeriod time.Duration
 	// ControlPlaneOnly runs etcd, kube-apiserver and kube-controller-manager
 	// only: no scheduler, no kwok, no nodes. The hub's control plane is one.
 	ControlPlaneOnly bool
@@ -155,17 +159,21 @@ func startOnce(ctx context.Context, bins *Binaries, opts ClusterOptions) (c *Clu
 		return c, false, err
 	}
 
-	kcm, err := c.start("kube-controller-manager", bins.ControllerManager,
-		"--kubeconfig="+c.KubeconfigPath,
-		"--authentication-kubeconfig="+c.KubeconfigPath,
-		"--authorization-kubeconfig="+c.KubeconfigPath,
-		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(kcmPort),
+	kcmArgs := []string{
+		"--kubeconfig=" + c.KubeconfigPath,
+		"--authentication-kubeconfig=" + c.KubeconfigPath,
+		"--authorization-kubeconfig=" + c.KubeconfigPath,
+		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(kcmPort),
 		"--leader-elect=false",
-		"--service-account-private-key-file="+pk.ServiceAccountKey,
-		"--root-ca-file="+pk.CACert,
-		"--cluster-name="+opts.Name,
+		"--service-account-private-key-file=" + pk.ServiceAccountKey,
+		"--root-ca-file=" + pk.CACert,
+		"--cluster-name=" + opts.Name,
 		"--v=1",
-	)
+	}
+	if opts.NodeMonitorGracePeriod > 0 {
+		kcmArgs = append(kcmArgs, "--node-monitor-grace-period="+opts.NodeMonitorGracePeriod.String())
+	}
+	kcm, err := c.start("kube-controller-manager", bins.ControllerManager, kcmArgs...)
 	if err != nil {
 		return c, false, err
 	}
@@ -192,6 +200,10 @@ func startOnce(ctx context.Context, bins *Binaries, opts ClusterOptions) (c *Clu
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=" + KwokNodeAnnotation + "=fake",
 		"--cidr=10.0.0.0/16", "--node-ip=10.0.0.1",
+		// Without leases (kwok's flag default is 0 when no KwokConfiguration is
+		// given) the node lifecycle controller sees no heartbeat, marks every
+		// node Unknown after its grace period and their pods NotReady.
+		"--node-lease-duration-seconds=" + strconv.Itoa(leaseSeconds(opts.NodeMonitorGracePeriod)),
 		"--server-address=127.0.0.1:" + strconv.Itoa(kwokPort),
 	}
 	for _, s := range bins.KwokStages {
@@ -228,6 +240,16 @@ func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, kcm *process, c
 		_, err := client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1GetOptions)
 		return err == nil
 	})
+}
+
+// leaseSeconds is the kwok node lease duration: 40s like a kubelet's, or,
+// under a shorter grace period, the grace period itself, since leases are
+// renewed every quarter of their duration and must beat the grace period.
+func leaseSeconds(grace time.Duration) int {
+	if grace <= 0 || grace >= 160*time.Second {
+		return 40
+	}
+	return max(4, int(grace.Seconds()))
 }
 
 func apiServerArgs(pk *pki, etcdPort, apiPort int) []string {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -106,5 +107,51 @@ func TestNodesHaveDistinctAddresses(t *testing.T) {
 		if cpu := n.Status.Allocatable.Cpu().String(); cpu != "8" {
 			t.Errorf("node %s allocatable cpu = %s, want 8", n.Name, cpu)
 		}
+	}
+}
+
+// TestNodesStayReadyPastTheGracePeriod checks that kwok heartbeats its nodes
+// (leases): with a short node-monitor grace period, nodes and the pods on
+// them stay Ready well past it, and every node has a lease.
+func TestNodesStayReadyPastTheGracePeriod(t *testing.T) {
+	t.Parallel()
+	const grace = 6 * time.Second
+	c := StartClusters(t, "lease", 1, ClusterOptions{Nodes: 2, NodeMonitorGracePeriod: grace})[0]
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig)
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec:       corev1.PodSpec{NodeName: NodeName("lease-0", 0), Containers: []corev1.Container{{Name: "web", Image: "web:1"}}},
+	}
+	if _, err := client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Watch the invariant over three grace periods, polling.
+	end := time.Now().Add(3 * grace)
+	podReadySeen := false
+	for time.Now().Before(end) {
+		if n, err := readyNodes(ctx, client); err != nil || n != 2 {
+			t.Fatalf("%d Ready nodes (err %v) %s after start, want 2", n, err, time.Until(end))
+		}
+		p, err := client.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready := false
+		for _, cond := range p.Status.Conditions {
+			ready = ready || (cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue)
+		}
+		if podReadySeen && !ready {
+			t.Fatalf("pod web went NotReady: %+v", p.Status.Conditions)
+		}
+		podReadySeen = podReadySeen || ready
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !podReadySeen {
+		t.Error("pod web never became Ready")
+	}
+	leases, err := client.CoordinationV1().Leases("kube-node-lease").List(ctx, metav1.ListOptions{})
+	if err != nil || len(leases.Items) != 2 {
+		t.Errorf("%d node leases (err %v), want 2", len(leases.Items), err)
 	}
 }

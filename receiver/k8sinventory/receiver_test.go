@@ -81,11 +81,37 @@ func TestInventoryFollowsTheCluster(t *testing.T) {
 	if _, err := client.AppsV1().Deployments("team-a").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	podSpec := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "node-agent"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "a", Image: "a:1"}}},
+	}
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-agent", Namespace: "team-a"},
+		Spec:       appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: podSpec.Labels}, Template: podSpec},
+	}
+	if _, err := client.AppsV1().DaemonSets("team-a").Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dbSpec := podSpec.DeepCopy()
+	dbSpec.Labels = map[string]string{"app": "db"}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "team-a"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: dbSpec.Labels}, Template: *dbSpec,
+		},
+	}
+	if _, err := client.AppsV1().StatefulSets("team-a").Create(ctx, sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, sink, map[string]float64{
-		`k8s.cluster.pod.count{k8s.namespace.name=team-a,k8s.pod.status.phase=running}`:    3,
-		`k8s.cluster.pod.count{k8s.namespace.name=team-a,k8s.pod.status.phase=pending}`:    0,
-		`k8s.deployment.pod.desired{} k8s.deployment.name=api,k8s.namespace.name=team-a`:   3,
-		`k8s.deployment.pod.available{} k8s.deployment.name=api,k8s.namespace.name=team-a`: 3,
+		`k8s.daemonset.node.desired_scheduled{} k8s.daemonset.name=node-agent,k8s.namespace.name=team-a`: 2,
+		`k8s.daemonset.node.ready{} k8s.daemonset.name=node-agent,k8s.namespace.name=team-a`:             2,
+		`k8s.statefulset.pod.desired{} k8s.namespace.name=team-a,k8s.statefulset.name=db`:                2,
+		`k8s.statefulset.pod.ready{} k8s.namespace.name=team-a,k8s.statefulset.name=db`:                  2,
+		`k8s.cluster.pod.count{k8s.namespace.name=team-a,k8s.pod.status.phase=running}`:                  3 + 2 + 2,
+		`k8s.cluster.pod.count{k8s.namespace.name=team-a,k8s.pod.status.phase=pending}`:                  0,
+		`k8s.deployment.pod.desired{} k8s.deployment.name=api,k8s.namespace.name=team-a`:                 3,
+		`k8s.deployment.pod.available{} k8s.deployment.name=api,k8s.namespace.name=team-a`:               3,
 	})
 
 	if _, err := client.AppsV1().Deployments("team-a").Patch(ctx, "api", "application/merge-patch+json", []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{}); err != nil {
@@ -93,17 +119,30 @@ func TestInventoryFollowsTheCluster(t *testing.T) {
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "inv-0-node-extra", Annotations: map[string]string{testbed.KwokNodeAnnotation: "fake"}},
-		Status:     corev1.NodeStatus{Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2500m")}},
+		Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("2500m"), corev1.ResourceMemory: resource.MustParse("1Gi"), corev1.ResourcePods: resource.MustParse("10"),
+		}},
 	}
 	if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			d, _ := client.AppsV1().Deployments("team-a").Get(ctx, "api", metav1.GetOptions{})
+			pods, _ := client.CoreV1().Pods("team-a").List(ctx, metav1.ListOptions{})
+			t.Logf("deployment api status from the API: %+v", d.Status)
+			for _, p := range pods.Items {
+				t.Logf("pod %s phase=%s node=%s deleting=%v", p.Name, p.Status.Phase, p.Spec.NodeName, p.DeletionTimestamp != nil)
+			}
+		}
+	})
 	waitFor(t, sink, map[string]float64{
-		`k8s.cluster.pod.count{k8s.namespace.name=team-a,k8s.pod.status.phase=running}`:    1,
-		`k8s.deployment.pod.desired{} k8s.deployment.name=api,k8s.namespace.name=team-a`:   1,
-		`k8s.deployment.pod.available{} k8s.deployment.name=api,k8s.namespace.name=team-a`: 1,
-		`k8s.cluster.node.count{k8s.node.condition.ready=true}`:                            3,
-		`k8s.cluster.allocatable.cpu{}`:                                                    10.5,
+		`k8s.cluster.pod.count{k8s.namespace.name=team-a,k8s.pod.status.phase=running}`:                  1 + 3 + 2,
+		`k8s.daemonset.node.desired_scheduled{} k8s.daemonset.name=node-agent,k8s.namespace.name=team-a`: 3,
+		`k8s.deployment.pod.desired{} k8s.deployment.name=api,k8s.namespace.name=team-a`:                 1,
+		`k8s.deployment.pod.available{} k8s.deployment.name=api,k8s.namespace.name=team-a`:               1,
+		`k8s.cluster.node.count{k8s.node.condition.ready=true}`:                                          3,
+		`k8s.cluster.allocatable.cpu{}`:                                                                  10.5,
 	})
 	if got := countPerPodSeries(sink.AllMetrics()[len(sink.AllMetrics())-1]); got != 0 {
 		t.Errorf("%d per-pod series emitted with pod_metrics off", got)
