@@ -161,7 +161,7 @@ func buildMetrics(s *snapshot, podMetrics bool, now pcommon.Timestamp) pmetric.M
 	b.capacityGauges(cluster, alloc, metricClusterAllocatableCPU, metricClusterAllocatableMem, metricClusterAllocatablePods, "Allocatable (sum over nodes)")
 	b.capacityGauges(cluster, capa, metricClusterCapacityCPU, metricClusterCapacityMem, metricClusterCapacityPods, "Capacity (sum over nodes)")
 	if s.version != nil {
-		b.intPoint(gauge(cluster, metricClusterInfo, "1", "Kubernetes version of the cluster's apiserver"), 1,
+		b.intPoint(gauge(cluster, metricClusterInfo, "", "Kubernetes version of the cluster's apiserver"), 1,
 			"k8s.cluster.version", s.version.GitVersion, "k8s.cluster.platform", s.version.Platform)
 	}
 
