@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 func TestComponentsListsTheDistribution(t *testing.T) {
@@ -76,13 +77,13 @@ func TestPipelineDeliversLogs(t *testing.T) {
 	}))
 	defer sink.Close()
 
-	port := freePort(t)
+	addr := testbed.FreeAddr(t)
 	cfg := fmt.Sprintf(`yaml:
 receivers:
   otlp:
     protocols:
       http:
-        endpoint: 127.0.0.1:%d
+        endpoint: %s
 processors:
   batch:
     timeout: 100ms
@@ -99,7 +100,7 @@ service:
       receivers: [otlp]
       processors: [batch]
       exporters: [otlphttp]
-`, port, sink.URL)
+`, addr, sink.URL)
 	col := newCollector(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -120,7 +121,7 @@ service:
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d/v1/logs", port)
+	url := "http://" + addr + "/v1/logs"
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Post(url, "application/x-protobuf", bytes.NewReader(body))
@@ -190,14 +191,4 @@ func newCollector(t *testing.T, configURI string) *otelcol.Collector {
 		t.Fatal(err)
 	}
 	return col
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -3,7 +3,9 @@ package testbed
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
+	"testing"
 )
 
 // portAllocator hands out loopback ports that were free when asked and never
@@ -46,4 +48,15 @@ func (p *portAllocator) getN(n int) ([]int, error) {
 		out = append(out, port)
 	}
 	return out, nil
+}
+
+// FreeAddr returns a free 127.0.0.1:port for a test's listener, never handed
+// out twice in this process.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	port, err := ports.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(port)
 }

@@ -93,7 +93,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	for b.Loop() {
 		work := b.TempDir()
 		peerCfg := filepath.Join(work, "contribpeer.yaml")
-		if err := os.WriteFile(peerCfg, []byte(peerConfig(prom.RemoteWriteURL(), freeAddr(b))), 0o644); err != nil {
+		if err := os.WriteFile(peerCfg, []byte(peerConfig(prom.RemoteWriteURL(), testbed.FreeAddr(b))), 0o644); err != nil {
 			b.Fatal(err)
 		}
 		agent := startChild(b, "fleetpulse-agent", work, nil, agentBin,
@@ -188,7 +188,7 @@ func agentFlags(b *testing.B, hub, kubeconfig string) []string {
 	return []string{
 		"--hub=" + hub, "--cluster-name=bench", "--kubeconfig=" + kubeconfig,
 		"--collection-interval=" + collectionInterval.String(),
-		"--metrics-address=" + freeAddr(b), "--self-telemetry-address=" + freeAddr(b),
+		"--metrics-address=" + testbed.FreeAddr(b), "--self-telemetry-address=" + testbed.FreeAddr(b),
 	}
 }
 
@@ -356,16 +356,6 @@ func goBuild(b *testing.B, root, out string, args ...string) {
 		b.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, msg)
 	}
 	b.Logf("built %s in %s", filepath.Base(out), time.Since(start).Round(100*time.Millisecond))
-}
-
-func freeAddr(b *testing.B) string {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // child is a measured process, its output in a log file.

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -33,7 +32,7 @@ func TestAgentShipsInventory(t *testing.T) {
 		"--hub="+prom.URL, "--cluster-name=cluster-a", "--cluster-set=dev",
 		"--kubeconfig="+cluster.KubeconfigPath, "--state-dir="+t.TempDir(),
 		"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
-		"--metrics-address="+freeAddr(t), "--self-telemetry-address="+freeAddr(t))
+		"--metrics-address="+testbed.FreeAddr(t), "--self-telemetry-address="+testbed.FreeAddr(t))
 	agent.Stderr = testWriter{t}
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
@@ -67,16 +66,6 @@ func TestAgentShipsInventory(t *testing.T) {
 	// One queue per signal: metrics and logs.
 	waitForValue(t, api, `count(otelcol_exporter_queue_size{k8s_cluster_name="cluster-a",exporter="fleetpulse_hub"})`, 2)
 	waitForValue(t, api, `sum(otelcol_exporter_sent_metric_points_total{k8s_cluster_name="cluster-a"}) > bool 0`, 1)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitForValue(t *testing.T, api promv1.API, query string, want float64) {
