@@ -31,7 +31,7 @@ type AgentOptions struct {
 	CollectionInterval time.Duration
 	// MetricsAddr serves the agent's own metrics for Prometheus (host:port).
 	MetricsAddr string
-	// SelfTelemetryAddr is the loopback OTLP/HTTP address through which the
+	// SelfTelemetryAddr is the loopback OTLP/gRPC address through which the
 	// agent's own metrics (queue size, sent, failed and dropped counts) join
 	// the pipeline to the hub; empty keeps them local.
 	SelfTelemetryAddr string
@@ -143,7 +143,7 @@ func DefaultConfig(o AgentOptions) (string, error) {
 }
 
 // addSelfTelemetry serves the agent's own metrics for local scraping and, when
-// SelfTelemetryAddr is set, pushes them over loopback OTLP into a pipeline of
+// SelfTelemetryAddr is set, pushes them over loopback OTLP/gRPC into a pipeline of
 // their own to the hub, so a fleet's agents are observable in one place.
 func addSelfTelemetry(cfg map[string]any, o AgentOptions) error {
 	host, portStr, err := net.SplitHostPort(o.MetricsAddr)
@@ -159,13 +159,16 @@ func addSelfTelemetry(cfg map[string]any, o AgentOptions) error {
 	if o.SelfTelemetryAddr != "" {
 		readers = append(readers, map[string]any{"periodic": map[string]any{
 			"interval": o.CollectionInterval.Milliseconds(),
+			// gRPC, not HTTP: the OTLP/HTTP metric exporter (v1.43+) refuses the
+			// plain-HTTP loopback endpoint together with the TLS settings the
+			// Collector's telemetry config always passes it.
 			"exporter": map[string]any{"otlp": map[string]any{
-				"protocol": "http/protobuf",
-				"endpoint": "http://" + o.SelfTelemetryAddr + "/v1/metrics",
+				"protocol": "grpc",
+				"endpoint": "http://" + o.SelfTelemetryAddr,
 			}},
 		}})
 		cfg["receivers"].(map[string]any)["otlp/self"] = map[string]any{
-			"protocols": map[string]any{"http": map[string]any{"endpoint": o.SelfTelemetryAddr}},
+			"protocols": map[string]any{"grpc": map[string]any{"endpoint": o.SelfTelemetryAddr}},
 		}
 		service["pipelines"].(map[string]any)["metrics/self"] = map[string]any{
 			"receivers":  []string{"otlp/self"},

@@ -5,22 +5,46 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+	"github.com/fleetpulse/fleetpulse/hub/query"
 )
 
 // Config is the hub's configuration. DefaultConfig gives the defaults.
 type Config struct {
-	// HTTPListenAddress serves users' tools and the operational endpoints.
+	// HTTPListenAddress serves users' tools: the Prometheus API and the
+	// operational endpoints.
 	HTTPListenAddress string
+	// AgentListenAddress serves agents over mutual TLS; empty turns it off.
+	AgentListenAddress string
+	// AgentTLS is the agent listener's certificate and the CA that signs
+	// agents' client certificates.
+	AgentTLS TLSConfig
+	// MaxRequestBytes bounds one agent request body.
+	MaxRequestBytes int64
+	// Store is the metrics storage.
+	Store metricstore.Config
+	// Query configures PromQL.
+	Query query.Options
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
+}
+
+// TLSConfig names PEM files.
+type TLSConfig struct {
+	CertFile, KeyFile, ClientCAFile string
 }
 
 // DefaultConfig returns the hub's defaults: loopback only, so a hub started
 // by hand exposes nothing until told to.
 func DefaultConfig() Config {
 	return Config{
-		HTTPListenAddress: "127.0.0.1:9090",
-		ShutdownTimeout:   30 * time.Second,
+		HTTPListenAddress:  "127.0.0.1:9090",
+		AgentListenAddress: "127.0.0.1:8443",
+		MaxRequestBytes:    32 << 20,
+		Store:              metricstore.DefaultConfig(),
+		Query:              query.DefaultOptions(),
+		ShutdownTimeout:    30 * time.Second,
 	}
 }
 
@@ -29,6 +53,20 @@ func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.HTTPListenAddress); err != nil {
 		errs = append(errs, fmt.Errorf("http listen address %q: %w", c.HTTPListenAddress, err))
+	}
+	if c.AgentListenAddress != "" {
+		if _, _, err := net.SplitHostPort(c.AgentListenAddress); err != nil {
+			errs = append(errs, fmt.Errorf("agent listen address %q: %w", c.AgentListenAddress, err))
+		}
+		if c.AgentTLS.CertFile == "" || c.AgentTLS.KeyFile == "" || c.AgentTLS.ClientCAFile == "" {
+			errs = append(errs, errors.New("the agent listener needs a TLS certificate, key and client CA: every agent call is authenticated"))
+		}
+	}
+	if c.MaxRequestBytes <= 0 {
+		errs = append(errs, fmt.Errorf("max request bytes must be positive, got %d", c.MaxRequestBytes))
+	}
+	if err := c.Store.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))

@@ -2,17 +2,24 @@ package hub
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fleetpulse/fleetpulse/hub/ingest"
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+	"github.com/fleetpulse/fleetpulse/hub/query"
 )
 
 // Hub is one hub process. New builds it; Run serves until its context ends.
@@ -20,13 +27,12 @@ type Hub struct {
 	cfg      Config
 	logger   *slog.Logger
 	registry *prometheus.Registry
-	mux      *http.ServeMux
 	ready    atomic.Bool
-	// Addr is set once Run listens; it is the resolved HTTP address.
-	addr atomic.Pointer[net.TCPAddr]
+
+	httpAddr, agentAddr atomic.Pointer[net.TCPAddr]
 }
 
-// New builds a hub from a validated configuration. It starts nothing.
+// New builds a hub from a valid configuration. It starts nothing.
 func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid hub configuration: %w", err)
@@ -40,52 +46,142 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("fleetpulse_hub"),
 	)
-	h := &Hub{cfg: cfg, logger: logger, registry: reg, mux: http.NewServeMux()}
-	h.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	h.mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Fleetpulse hub is Healthy.")
-	})
-	h.mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !h.ready.Load() {
-			http.Error(w, "Fleetpulse hub is not ready.", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "Fleetpulse hub is Ready.")
-	})
-	return h, nil
+	return &Hub{cfg: cfg, logger: logger, registry: reg}, nil
 }
 
 // Registry is where the hub's parts register their metrics.
 func (h *Hub) Registry() prometheus.Registerer { return h.registry }
 
 // Addr returns the HTTP listener's address once Run has bound it, else nil.
-func (h *Hub) Addr() *net.TCPAddr { return h.addr.Load() }
+func (h *Hub) Addr() *net.TCPAddr { return h.httpAddr.Load() }
 
-// Run serves until ctx is cancelled, then shuts down gracefully within the
-// configured timeout.
-func (h *Hub) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", h.cfg.HTTPListenAddress)
+// AgentAddr returns the agent listener's address once bound, else nil.
+func (h *Hub) AgentAddr() *net.TCPAddr { return h.agentAddr.Load() }
+
+// Run opens the store, serves until ctx is cancelled, then shuts down
+// gracefully within the configured timeout and closes the store.
+func (h *Hub) Run(ctx context.Context) (err error) {
+	store, err := metricstore.Open(h.cfg.Store, h.logger.With("component", "metricstore"), h.registry)
 	if err != nil {
-		return fmt.Errorf("listen on %q: %w", h.cfg.HTTPListenAddress, err)
+		return err
 	}
-	h.addr.Store(ln.Addr().(*net.TCPAddr))
-	srv := &http.Server{Handler: h.mux, ErrorLog: slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn)}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	defer func() {
+		if cerr := store.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close metric store: %w", cerr)
+		}
+	}()
+
+	qopts := h.cfg.Query
+	qopts.Logger, qopts.Registerer, qopts.Gatherer = h.logger.With("component", "query"), h.registry, h.registry
+	engine := query.NewEngine(qopts)
+	users := http.NewServeMux()
+	users.Handle("/api/v1/", query.NewHandler(engine, store.Queryable(), qopts))
+	h.operational(users)
+
+	var servers []*http.Server
+	serveErr := make(chan error, 2)
+	userSrv, err := h.serve(h.cfg.HTTPListenAddress, nil, users, &h.httpAddr, serveErr)
+	if err != nil {
+		return err
+	}
+	servers = append(servers, userSrv)
+	if h.cfg.AgentListenAddress != "" {
+		tlsCfg, err := h.agentTLS()
+		if err != nil {
+			h.shutdown(servers)
+			return err
+		}
+		agents := http.NewServeMux()
+		agents.Handle("/api/v1/write", ingest.NewHandler(store, ingest.Options{
+			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry,
+		}))
+		agentSrv, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, &h.agentAddr, serveErr)
+		if err != nil {
+			h.shutdown(servers)
+			return err
+		}
+		servers = append(servers, agentSrv)
+	}
 	h.ready.Store(true)
-	h.logger.Info("hub listening", "http", ln.Addr().String())
+	h.logger.Info("hub ready", "http", h.Addr(), "agents", h.AgentAddr())
 
 	select {
-	case err := <-serveErr:
-		return fmt.Errorf("serve http: %w", err)
+	case err = <-serveErr:
 	case <-ctx.Done():
 	}
 	h.ready.Store(false)
 	h.logger.Info("hub shutting down", "timeout", h.cfg.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), h.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shut down http server: %w", err)
+	if serr := h.shutdown(servers); err == nil {
+		err = serr
 	}
-	return nil
+	return err
+}
+
+func (h *Hub) operational(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{Registry: h.registry}))
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Fleetpulse hub is Healthy.")
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !h.ready.Load() {
+			http.Error(w, "Fleetpulse hub is not ready.", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Fleetpulse hub is Ready.")
+	})
+}
+
+// serve listens on addr (with TLS when given) and serves in the background.
+func (h *Hub) serve(addr string, tlsCfg *tls.Config, handler http.Handler, bound *atomic.Pointer[net.TCPAddr], errs chan<- error) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %q: %w", addr, err)
+	}
+	bound.Store(ln.Addr().(*net.TCPAddr))
+	srv := &http.Server{Handler: handler, TLSConfig: tlsCfg, ErrorLog: slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn)}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("serve %s: %w", addr, err)
+		}
+	}()
+	return srv, nil
+}
+
+func (h *Hub) shutdown(servers []*http.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, s := range servers {
+		if err := s.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shut down http server: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// agentTLS asks agents for a client certificate and verifies it when given;
+// handlers refuse unauthenticated calls with 401, which says more than a
+// failed handshake.
+func (h *Hub) agentTLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(h.cfg.AgentTLS.CertFile, h.cfg.AgentTLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load agent listener certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(h.cfg.AgentTLS.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("read agent client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("agent client CA %q holds no PEM certificate", h.cfg.AgentTLS.ClientCAFile)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
 }

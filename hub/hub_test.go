@@ -18,9 +18,12 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", func(*Config) {}, nil},
 		{"bad address", func(c *Config) { c.HTTPListenAddress = "9090" }, []string{`http listen address "9090"`}},
 		{"every problem", func(c *Config) { c.HTTPListenAddress = "x"; c.ShutdownTimeout = 0 }, []string{"http listen address", "shutdown timeout"}},
+		{"agents without TLS", func(c *Config) { c.AgentTLS = TLSConfig{} }, []string{"every agent call is authenticated"}},
+		{"store", func(c *Config) { c.Store.Dir = "" }, []string{"tsdb path is required"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
+			cfg.AgentTLS = TLSConfig{CertFile: "c", KeyFile: "k", ClientCAFile: "ca"}
 			tc.mutate(&cfg)
 			err := cfg.Validate()
 			if len(tc.wantErr) == 0 {
@@ -46,6 +49,8 @@ func TestConfigValidate(t *testing.T) {
 func TestRunServesAndShutsDown(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.HTTPListenAddress = "127.0.0.1:0"
+	cfg.AgentListenAddress = ""
+	cfg.Store.Dir = t.TempDir()
 	h, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -63,9 +68,11 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 	base := "http://" + h.Addr().String()
 	for path, want := range map[string]string{
-		"/-/healthy": "Healthy",
-		"/-/ready":   "Ready",
-		"/metrics":   "fleetpulse_hub_build_info",
+		"/-/healthy":                     "Healthy",
+		"/-/ready":                       "Ready",
+		"/metrics":                       "fleetpulse_hub_build_info",
+		"/api/v1/status/buildinfo":       `"status":"success"`,
+		"/api/v1/query?query=vector(42)": `"42"`,
 	} {
 		resp, err := http.Get(base + path)
 		if err != nil {

@@ -13,9 +13,15 @@ func newHubCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "hub",
 		Short: "Run the Fleetpulse hub",
-		Long: `Run the Fleetpulse hub: the HTTP endpoint for users' tools and the operational
-endpoints /metrics (Prometheus), /-/healthy and /-/ready. SIGINT or SIGTERM
-shut it down gracefully.`,
+		Long: `Run the Fleetpulse hub.
+
+Agents write over mutual TLS to --agents.listen-address (remote write at
+/api/v1/write); each cluster's series go to its own TSDB, named by the agent's
+client certificate, and read back labelled cluster="<name>". Users' tools use
+--http.listen-address: the Prometheus HTTP API at /api/v1 (a Grafana Prometheus
+datasource, promtool, client_golang), /metrics, /-/healthy and /-/ready.
+SIGINT or SIGTERM shut it down gracefully; the WAL keeps every acknowledged
+sample across a crash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			h, err := hub.New(cfg, slog.Default().With("component", "hub"))
@@ -26,7 +32,20 @@ shut it down gracefully.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.HTTPListenAddress, "http.listen-address", cfg.HTTPListenAddress, "address for the HTTP API and the operational endpoints")
+	f.StringVar(&cfg.HTTPListenAddress, "http.listen-address", cfg.HTTPListenAddress, "address for the Prometheus API and the operational endpoints")
+	f.StringVar(&cfg.AgentListenAddress, "agents.listen-address", cfg.AgentListenAddress, "HTTPS address for agents (mutual TLS); empty turns it off")
+	f.StringVar(&cfg.AgentTLS.CertFile, "agents.tls-cert-file", "", "certificate of the agent listener (PEM)")
+	f.StringVar(&cfg.AgentTLS.KeyFile, "agents.tls-key-file", "", "key of the agent listener (PEM)")
+	f.StringVar(&cfg.AgentTLS.ClientCAFile, "agents.client-ca-file", "", "CA that signs agents' client certificates; the certificate's common name is the cluster's name")
+	f.Int64Var(&cfg.MaxRequestBytes, "agents.max-request-bytes", cfg.MaxRequestBytes, "largest agent request body accepted")
+	f.StringVar(&cfg.Store.Dir, "storage.tsdb.path", cfg.Store.Dir, "folder of the per-cluster TSDBs")
+	f.DurationVar(&cfg.Store.Retention, "storage.tsdb.retention.time", cfg.Store.Retention, "how long local blocks are kept")
+	f.DurationVar(&cfg.Store.BlockDuration, "storage.tsdb.block-duration", cfg.Store.BlockDuration, "length of the blocks cut from the head")
+	f.DurationVar(&cfg.Store.OutOfOrderWindow, "storage.tsdb.out-of-order-window", cfg.Store.OutOfOrderWindow, "how much older than a series' newest sample a sample may be (agents replaying their queue)")
+	f.StringVar(&cfg.Store.BucketDir, "storage.bucket.path", "", "filesystem bucket that blocks are shipped to; empty ships nothing")
+	f.DurationVar(&cfg.Query.LookbackDelta, "query.lookback-delta", cfg.Query.LookbackDelta, "how far back an instant query looks for a sample")
+	f.DurationVar(&cfg.Query.Timeout, "query.timeout", cfg.Query.Timeout, "longest a query may run")
+	f.IntVar(&cfg.Query.MaxSamples, "query.max-samples", cfg.Query.MaxSamples, "most samples a query may load")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "time allowed for a graceful shutdown")
 	return cmd
 }

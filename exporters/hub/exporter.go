@@ -3,7 +3,6 @@ package hub
 import (
 	"bytes"
 	"context"
-
 	"fmt"
 	"io"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
-	prw "github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/prometheusremotewrite"
 	"github.com/prometheus/prometheus/prompb"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer/consumererror"
@@ -57,18 +55,18 @@ func (e *hubExporter) shutdown(context.Context) error {
 
 // pushMetrics sends metrics as one remote-write 1.0 request.
 func (e *hubExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
-	series, err := prw.FromMetrics(md, prw.Settings{AddMetricSuffixes: true, DisableTargetInfo: true})
-	if err != nil {
-		// Points the translator cannot express are dropped; the rest is sent.
-		e.settings.Logger.Warn("some metrics cannot be sent as remote write", zap.Error(err))
+	series, dropped := toTimeSeries(md)
+	// Points remote write 1.0 cannot carry are dropped; the rest is sent.
+	for r := range numDropReasons {
+		if n := dropped.points[r]; n > 0 {
+			e.settings.Logger.Warn("metric points not sent as remote write",
+				zap.String("reason", r.String()), zap.Int("points", n), zap.String("example_metric", dropped.example[r]))
+		}
 	}
 	if len(series) == 0 {
 		return nil
 	}
-	req := &prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, len(series))}
-	for _, ts := range series {
-		req.Timeseries = append(req.Timeseries, *ts)
-	}
+	req := &prompb.WriteRequest{Timeseries: series}
 	raw, err := req.Marshal()
 	if err != nil {
 		return consumererror.NewPermanent(fmt.Errorf("encode remote-write request: %w", err))

@@ -99,7 +99,7 @@ func buildBinary(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), name)
-	build := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
+	build := exec.Command("go", "build", "-tags", "slicelabels", "-o", bin, "./cmd/"+name)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", name, err, out)

@@ -24,7 +24,7 @@ func TestDevUpDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "fleetpulse")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/fleetpulse")
+	build := exec.Command("go", "build", "-tags", "slicelabels", "-o", bin, "./cmd/fleetpulse")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build fleetpulse: %v\n%s", err, out)

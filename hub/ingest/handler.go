@@ -1,0 +1,116 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/thanos-io/thanos/pkg/receive"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+)
+
+// Options configure the handler.
+type Options struct {
+	// MaxRequestBytes bounds a request body (compressed); larger gets 413.
+	MaxRequestBytes int64
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
+}
+
+// DefaultMaxRequestBytes is 32 MiB, Prometheus's own remote-write limit.
+const DefaultMaxRequestBytes = 32 << 20
+
+type appenderKey struct{}
+
+// NewHandler returns the remote-write handler over the store.
+func NewHandler(store *metricstore.Store, opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	reg := prometheus.WrapRegistererWithPrefix("fleetpulse_hub_ingest_", opts.Registerer)
+	rw := remote.NewWriteHandler(opts.Logger, reg, ctxAppendable{},
+		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false, false)
+	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "requests_total", Help: "Remote-write requests by status code.",
+	}, []string{"code"})
+	h := &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger}
+	return promhttp.InstrumentHandlerCounter(requests, h)
+}
+
+type handler struct {
+	store  *metricstore.Store
+	rw     http.Handler
+	max    int64
+	logger *slog.Logger
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "remote write takes POST", http.StatusMethodNotAllowed)
+		return
+	}
+	cluster, status, err := ClusterFromRequest(r)
+	if err != nil {
+		http.Error(w, err.Error(), status)
+		return
+	}
+	if r.ContentLength > h.max {
+		http.Error(w, fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, h.max), http.StatusRequestEntityTooLarge)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.max)
+	app, err := h.store.Appender(r.Context(), cluster)
+	switch {
+	case errors.Is(err, receive.ErrNotReady):
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "storage for cluster "+cluster+" is opening; retry", http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		h.logger.Error("cannot append for cluster", "cluster", cluster, "err", err)
+		http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	h.rw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), appenderKey{}, app)))
+}
+
+// ClusterFromRequest names the calling cluster from its verified client
+// certificate's common name, with the HTTP status for a refusal.
+func ClusterFromRequest(r *http.Request) (string, int, error) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return "", http.StatusUnauthorized, errors.New("a client certificate signed by the hub's client CA is required")
+	}
+	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
+	if msgs := validation.IsDNS1123Label(cn); len(msgs) > 0 {
+		return "", http.StatusForbidden, fmt.Errorf("client certificate names %q, which is not a cluster name: %s", cn, strings.Join(msgs, "; "))
+	}
+	return cn, 0, nil
+}
+
+// ctxAppendable hands Prometheus's write handler the appender the request's
+// cluster was given.
+type ctxAppendable struct{}
+
+func (ctxAppendable) Appender(ctx context.Context) storage.Appender {
+	if app, ok := ctx.Value(appenderKey{}).(storage.Appender); ok {
+		return app
+	}
+	return rejectAppender{}
+}

@@ -1,0 +1,115 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+// TestWritesAreAuthenticatedAndBounded writes to a real store over real
+// mutual TLS: each refusal has its status and says why, refused writes store
+// nothing, and a cluster's "cluster" label claim cannot override its identity.
+func TestWritesAreAuthenticatedAndBounded(t *testing.T) {
+	t.Parallel()
+	cfg := metricstore.DefaultConfig()
+	cfg.Dir = t.TempDir()
+	store, err := metricstore.Open(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+
+	ca := testbed.NewCA(t, "agents")
+	srv := httptest.NewUnstartedServer(NewHandler(store, Options{MaxRequestBytes: 64 << 10}))
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(ca.CertFile)
+	pool.AppendCertsFromPEM(caPEM)
+	srv.TLS = &tls.Config{ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven}
+	srv.StartTLS()
+	defer srv.Close()
+
+	client := func(cn string) *http.Client {
+		c := srv.Client()
+		tr := c.Transport.(*http.Transport).Clone()
+		if cn != "" {
+			certFile, keyFile := ca.Client(cn)
+			pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr.TLSClientConfig.Certificates = []tls.Certificate{pair}
+		}
+		return &http.Client{Transport: tr}
+	}
+	now := time.Now()
+	good := writeRequest(t, now, "up_probe", 1, "cluster", "cluster-b")
+
+	for _, tc := range []struct {
+		name, cn string
+		body     []byte
+		status   int
+		msg      string
+	}{
+		{"no client certificate", "", good, http.StatusUnauthorized, "client certificate"},
+		{"not a cluster name", "Not_A_Cluster", good, http.StatusForbidden, "not a cluster name"},
+		{"too large", "cluster-a", bytes.Repeat([]byte{1}, 65<<10), http.StatusRequestEntityTooLarge, "over the limit"},
+		{"not snappy", "cluster-a", []byte("definitely not a remote-write request"), http.StatusBadRequest, ""},
+		{"accepted", "cluster-a", good, http.StatusNoContent, ""},
+	} {
+		resp, err := client(tc.cn).Post(srv.URL, "application/x-protobuf", bytes.NewReader(tc.body))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(msg), tc.msg) {
+			t.Errorf("%s: %d %q, want %d containing %q", tc.name, resp.StatusCode, msg, tc.status, tc.msg)
+		}
+	}
+
+	// Only the accepted write is stored, and under the writer's identity.
+	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	q, err := engine.NewInstantQuery(context.Background(), store.Queryable(), nil, `up_probe`, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := q.Exec(context.Background())
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := res.Value.String(); got != `{__name__="up_probe", cluster="cluster-a"} => 1 @[`+fmt.Sprint(now.UnixMilli())+`]` {
+		t.Errorf("stored = %s, want exactly one series, labelled cluster=\"cluster-a\"", got)
+	}
+}
+
+func writeRequest(t *testing.T, ts time.Time, name string, v float64, labelPairs ...string) []byte {
+	t.Helper()
+	lbls := []prompb.Label{{Name: "__name__", Value: name}}
+	for i := 0; i+1 < len(labelPairs); i += 2 {
+		lbls = append(lbls, prompb.Label{Name: labelPairs[i], Value: labelPairs[i+1]})
+	}
+	b, err := proto.Marshal(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels: lbls, Samples: []prompb.Sample{{Value: v, Timestamp: ts.UnixMilli()}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snappy.Encode(nil, b)
+}

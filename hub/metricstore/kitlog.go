@@ -1,0 +1,38 @@
+package metricstore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/go-kit/log"
+)
+
+// kitLogger lets Thanos, which logs through go-kit, log through slog.
+func kitLogger(l *slog.Logger) log.Logger {
+	return log.LoggerFunc(func(kv ...any) error {
+		level, msg := slog.LevelInfo, ""
+		attrs := make([]any, 0, len(kv))
+		for i := 0; i+1 < len(kv); i += 2 {
+			k := fmt.Sprint(kv[i])
+			switch k {
+			case "level":
+				switch fmt.Sprint(kv[i+1]) {
+				case "debug":
+					level = slog.LevelDebug
+				case "warn":
+					level = slog.LevelWarn
+				case "error":
+					level = slog.LevelError
+				}
+			case "msg":
+				msg = fmt.Sprint(kv[i+1])
+			case "ts", "caller":
+			default:
+				attrs = append(attrs, k, kv[i+1])
+			}
+		}
+		l.Log(context.Background(), level, msg, attrs...)
+		return nil
+	})
+}
