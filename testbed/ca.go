@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,15 +24,28 @@ type CA struct {
 	cert     *x509.Certificate
 	key      *ecdsa.PrivateKey
 	dir      string
-	t        testing.TB
+	t        testing.TB // set by NewCA, for Server and Client
 }
 
-// NewCA creates a CA valid for the test's lifetime.
+// NewCA creates a CA valid for the test's lifetime, in a test temp dir.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := NewCAIn(t.TempDir(), name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	ca.t = t
+	return ca
+}
+
+// NewCAIn creates a CA whose files live in dir (a local fleet's state).
+func NewCAIn(dir, name string) (*CA, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create CA dir: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate CA key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: name},
@@ -40,19 +54,38 @@ func NewCA(t testing.TB, name string) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("create CA certificate: %w", err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	dir := t.TempDir()
-	ca := &CA{CertFile: filepath.Join(dir, name+".crt"), cert: cert, key: key, dir: dir, t: t}
+	ca := &CA{CertFile: filepath.Join(dir, name+".crt"), cert: cert, key: key, dir: dir}
 	if err := os.WriteFile(ca.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("write CA certificate: %w", err)
 	}
-	return ca
+	return ca, nil
 }
 
-// Server issues a serving certificate for 127.0.0.1 and localhost.
+// Server issues a serving certificate for 127.0.0.1 and localhost; a test
+// fails on error.
 func (ca *CA) Server(name string) (certFile, keyFile string) {
+	return ca.must(ca.IssueServer(name))
+}
+
+// Client issues a client certificate with the given common name; a test
+// fails on error.
+func (ca *CA) Client(commonName string) (certFile, keyFile string) {
+	return ca.must(ca.IssueClient(commonName))
+}
+
+func (ca *CA) must(certFile, keyFile string, err error) (string, string) {
+	if err != nil {
+		ca.t.Helper()
+		ca.t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// IssueServer issues a serving certificate for 127.0.0.1 and localhost.
+func (ca *CA) IssueServer(name string) (certFile, keyFile string, err error) {
 	return ca.issue(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: name},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -60,23 +93,22 @@ func (ca *CA) Server(name string) (certFile, keyFile string) {
 	})
 }
 
-// Client issues a client certificate with the given common name.
-func (ca *CA) Client(commonName string) (certFile, keyFile string) {
+// IssueClient issues a client certificate with the given common name.
+func (ca *CA) IssueClient(commonName string) (certFile, keyFile string, err error) {
 	return ca.issue(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: commonName},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 }
 
-func (ca *CA) issue(tmpl *x509.Certificate) (string, string) {
-	ca.t.Helper()
+func (ca *CA) issue(tmpl *x509.Certificate) (string, string, error) {
 	tmpl.SerialNumber = serial()
 	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Minute), time.Now().Add(certLifetime)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	certFile := filepath.Join(ca.dir, tmpl.Subject.CommonName+"-"+tmpl.SerialNumber.String()+".crt")
 	keyFile := certFile[:len(certFile)-len(".crt")] + ".key"
 	if _, _, err := signLeaf(tmpl, ca.cert, ca.key, certFile, keyFile); err != nil {
-		ca.t.Fatal(err)
+		return "", "", fmt.Errorf("issue certificate for %q: %w", tmpl.Subject.CommonName, err)
 	}
-	return certFile, keyFile
+	return certFile, keyFile, nil
 }

@@ -25,6 +25,7 @@ const defaultDevState = ".fleetpulse/dev"
 // devState is the fleet.json that 'dev up' writes and 'dev down' reads.
 type devState struct {
 	PID      int               `json:"pid"`
+	Hub      string            `json:"hub"`
 	Started  time.Time         `json:"started"`
 	Clusters []devStateCluster `json:"clusters"`
 }
@@ -42,8 +43,11 @@ func newDevCommand() *cobra.Command {
 		Short: "Run a local Fleetpulse fleet on real Kubernetes control planes",
 		Long: `Run a local fleet for development and demos: a hub control plane (etcd,
 kube-apiserver, kube-controller-manager) and managed clusters (the same plus
-kube-scheduler and kwok-simulated nodes), all real processes on loopback. The
-binaries are built from the Go module proxy on first use and cached.`,
+kube-scheduler and kwok-simulated nodes), all real processes on loopback, plus
+the hub itself and one fleetpulse-agent per managed cluster (found next to this
+executable; 'make build' puts both in bin/), each with a client certificate
+from the fleet's own CA. The Kubernetes binaries are built from the Go module
+proxy on first use and cached.`,
 	}
 	cmd.AddCommand(newDevUpCommand(), newDevDownCommand(), newDevBuildCommand())
 	return cmd
@@ -72,6 +76,7 @@ func newDevBuildCommand() *cobra.Command {
 
 func newDevUpCommand() *cobra.Command {
 	opts := testbed.FleetOptions{Dir: defaultDevState, Clusters: 3, Nodes: 3}
+	hubHTTP, hubAgents := "127.0.0.1:9090", "127.0.0.1:8443"
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local fleet and keep it running until Ctrl-C",
@@ -97,10 +102,15 @@ func newDevUpCommand() *cobra.Command {
 				fleet.Stop()
 				_ = os.RemoveAll(opts.Dir)
 			}()
-			if err := writeDevState(opts.Dir, fleet); err != nil {
+			tel, err := startDevTelemetry(fleet, opts.Dir, hubHTTP, hubAgents, logger)
+			if err != nil {
 				return err
 			}
-			printFleet(cmd.OutOrStdout(), opts.Dir, fleet, kubectlCommand(bins), time.Since(start))
+			defer tel.stop()
+			if err := writeDevState(opts.Dir, fleet, tel); err != nil {
+				return err
+			}
+			printFleet(cmd.OutOrStdout(), opts.Dir, fleet, tel, kubectlCommand(bins), time.Since(start))
 			return watchFleet(ctx, fleet, logger)
 		},
 	}
@@ -108,6 +118,8 @@ func newDevUpCommand() *cobra.Command {
 	f.StringVar(&opts.Dir, "state-dir", opts.Dir, "folder holding the fleet's state (removed on shutdown)")
 	f.IntVar(&opts.Clusters, "clusters", opts.Clusters, "number of managed clusters")
 	f.IntVar(&opts.Nodes, "nodes", opts.Nodes, "number of kwok nodes in each managed cluster")
+	f.StringVar(&hubHTTP, "hub.http-address", hubHTTP, "the hub's Prometheus API (Grafana datasource URL)")
+	f.StringVar(&hubAgents, "hub.agents-address", hubAgents, "the hub's mutual-TLS address for agents")
 	return cmd
 }
 
@@ -141,7 +153,7 @@ func kubectlCommand(bins *testbed.Binaries) string {
 	return bins.Kubectl
 }
 
-func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, kubectl string, took time.Duration) {
+func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, tel *devTelemetry, kubectl string, took time.Duration) {
 	fmt.Fprintf(w, "\nFleetpulse local fleet is up (%s; state in %s):\n\n", took.Round(100*time.Millisecond), dir)
 	for _, c := range fleet.All() {
 		what := "get nodes"
@@ -150,13 +162,19 @@ func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, kubectl string, t
 		}
 		fmt.Fprintf(w, "  %-10s %s\n             %s --kubeconfig %s %s\n", c.Name, c.APIServerURL, kubectl, c.KubeconfigPath, what)
 	}
+	fmt.Fprintf(w, "\n  telemetry  Prometheus datasource for Grafana: %s  (agents write to %s, one per cluster)\n", tel.HTTPURL, tel.AgentsURL)
+	fmt.Fprintf(w, "             promtool query instant %s 'count by (cluster) (k8s_node_condition_status{k8s_node_condition_type=\"Ready\",k8s_node_condition_status=\"true\"})'\n", tel.HTTPURL)
 	fmt.Fprintf(w, "\nPress Ctrl-C (or run 'fleetpulse dev down') to stop and remove the fleet.\n")
 }
 
-func writeDevState(dir string, fleet *testbed.Fleet) error {
-	st := devState{PID: os.Getpid(), Started: time.Now().UTC()}
+func writeDevState(dir string, fleet *testbed.Fleet, tel *devTelemetry) error {
+	st := devState{PID: os.Getpid(), Started: time.Now().UTC(), Hub: tel.HTTPURL}
 	for _, c := range fleet.All() {
-		st.Clusters = append(st.Clusters, devStateCluster{Name: c.Name, APIServer: c.APIServerURL, Kubeconfig: c.KubeconfigPath, PIDs: c.PIDs()})
+		pids := c.PIDs()
+		if a, ok := tel.agents[c.Name]; ok {
+			pids["fleetpulse-agent"] = a.Process.Pid
+		}
+		st.Clusters = append(st.Clusters, devStateCluster{Name: c.Name, APIServer: c.APIServerURL, Kubeconfig: c.KubeconfigPath, PIDs: pids})
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

@@ -23,15 +23,18 @@ func TestDevUpDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "fleetpulse")
-	build := exec.Command("go", "build", "-tags", "slicelabels", "-o", bin, "./cmd/fleetpulse")
+	binDir := t.TempDir()
+	build := exec.Command("go", "build", "-tags", "slicelabels", "-o", binDir+"/", "./cmd/fleetpulse", "./cmd/fleetpulse-agent")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build fleetpulse: %v\n%s", err, out)
 	}
+	bin := filepath.Join(binDir, "fleetpulse")
 	state := filepath.Join(t.TempDir(), "dev")
+	hubHTTP := testbed.FreeAddr(t)
 
-	up := exec.Command(bin, "dev", "up", "--clusters=2", "--nodes=2", "--state-dir="+state)
+	up := exec.Command(bin, "dev", "up", "--clusters=2", "--nodes=2", "--state-dir="+state,
+		"--hub.http-address="+hubHTTP, "--hub.agents-address="+testbed.FreeAddr(t))
 	up.Dir = root
 	up.Stderr = testWriter{t}
 	stdout, err := up.StdoutPipe()
@@ -110,9 +113,28 @@ banner:
 	if err != nil {
 		t.Fatalf("dev up wrote no state: %v", err)
 	}
-	pids := regexp.MustCompile(`"(etcd|kube-[a-z-]+|kwok)": (\d+)`).FindAllStringSubmatch(string(st), -1)
-	if len(pids) != 3+5+5 {
-		t.Errorf("fleet.json names %d processes, want 13:\n%s", len(pids), st)
+	pids := regexp.MustCompile(`"(etcd|kube-[a-z-]+|kwok|fleetpulse-agent)": (\d+)`).FindAllStringSubmatch(string(st), -1)
+	if len(pids) != 3+6+6 {
+		t.Errorf("fleet.json names %d processes, want 15:\n%s", len(pids), st)
+	}
+
+	// The agents report to the hub: each cluster's nodes, by cluster.
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := `count by (cluster) (k8s_node_condition_status{k8s_node_condition_type="Ready",k8s_node_condition_status="true"})`
+	want := []string{`{cluster="cluster-1"} => 2`, `{cluster="cluster-2"} => 2`}
+	var out []byte
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		if out, err = exec.Command(promtool, "query", "instant", "http://"+hubHTTP, query).CombinedOutput(); err == nil && containsAll(string(out), want) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !containsAll(string(out), want) {
+		t.Errorf("hub answers %q (err %v), want %q", out, err, want)
 	}
 
 	down := exec.Command(bin, "dev", "down", "--state-dir="+state)

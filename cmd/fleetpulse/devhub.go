@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+// devTelemetry is the local fleet's telemetry: the hub in this process and
+// one fleetpulse-agent per managed cluster, each with a client certificate
+// from a CA of the fleet's own.
+type devTelemetry struct {
+	HTTPURL, AgentsURL string
+	cancel             context.CancelFunc
+	hubDone            chan error
+	agents             map[string]*exec.Cmd // by cluster
+}
+
+func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, logger *slog.Logger) (*devTelemetry, error) {
+	ca, err := testbed.NewCAIn(filepath.Join(dir, "hub", "agents-ca"), "fleetpulse-dev-agents")
+	if err != nil {
+		return nil, err
+	}
+	cfg := hub.DefaultConfig()
+	cfg.HTTPListenAddress, cfg.AgentListenAddress = httpAddr, agentsAddr
+	if cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile, err = ca.IssueServer("fleetpulse-hub"); err != nil {
+		return nil, err
+	}
+	cfg.AgentTLS.ClientCAFile = ca.CertFile
+	cfg.Store.Dir = filepath.Join(dir, "hub", "tsdb")
+	h, err := hub.New(cfg, logger.With("component", "hub"))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &devTelemetry{cancel: cancel, hubDone: make(chan error, 1), agents: map[string]*exec.Cmd{}}
+	go func() { d.hubDone <- h.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for h.Addr() == nil || h.AgentAddr() == nil {
+		select {
+		case err := <-d.hubDone:
+			return nil, fmt.Errorf("hub stopped: %w", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.stop()
+			return nil, fmt.Errorf("hub did not listen within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.HTTPURL, d.AgentsURL = "http://"+h.Addr().String(), "https://"+h.AgentAddr().String()
+
+	agentBin, err := findAgent()
+	if err != nil {
+		logger.Warn("no agents: the hub runs without them", "err", err)
+		return d, nil
+	}
+	for _, c := range fleet.Clusters {
+		if err := d.startAgent(agentBin, ca, c); err != nil {
+			d.stop()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func (d *devTelemetry) startAgent(bin string, ca *testbed.CA, c *testbed.Cluster) error {
+	cert, key, err := ca.IssueClient(c.Name)
+	if err != nil {
+		return err
+	}
+	metricsAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	selfAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(filepath.Join(c.Logs, "fleetpulse-agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open agent log: %w", err)
+	}
+	cmd := exec.Command(bin,
+		"--hub="+d.AgentsURL, "--hub-ca-file="+ca.CertFile, "--cert-file="+cert, "--key-file="+key,
+		"--cluster-name="+c.Name, "--kubeconfig="+c.KubeconfigPath, "--state-dir="+filepath.Join(c.Dir, "agent"),
+		"--collection-interval=10s", "--metrics-address="+metricsAddr, "--self-telemetry-address="+selfAddr)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Like the test bed's processes: gone with us, and out of the terminal's
+	// process group so Ctrl-C reaches only us.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("start agent for %s: %w", c.Name, err)
+	}
+	go func() { _ = cmd.Wait(); _ = logFile.Close() }()
+	d.agents[c.Name] = cmd
+	return nil
+}
+
+// stop stops the agents, then the hub.
+func (d *devTelemetry) stop() {
+	for _, a := range d.agents {
+		_ = a.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, a := range d.agents {
+		for a.ProcessState == nil && syscall.Kill(a.Process.Pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = a.Process.Kill()
+	}
+	d.cancel()
+	<-d.hubDone
+}
+
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free loopback port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
