@@ -22,7 +22,8 @@ type devTelemetry struct {
 	HTTPURL, AgentsURL string
 	cancel             context.CancelFunc
 	hubDone            chan error
-	agents             map[string]*exec.Cmd // by cluster
+	agents             map[string]*exec.Cmd     // by cluster
+	exited             map[string]chan struct{} // closed when the agent has exited
 }
 
 func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, logger *slog.Logger) (*devTelemetry, error) {
@@ -42,7 +43,7 @@ func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, l
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &devTelemetry{cancel: cancel, hubDone: make(chan error, 1), agents: map[string]*exec.Cmd{}}
+	d := &devTelemetry{cancel: cancel, hubDone: make(chan error, 1), agents: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{}}
 	go func() { d.hubDone <- h.Run(ctx) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for h.Addr() == nil || h.AgentAddr() == nil {
@@ -102,8 +103,9 @@ func (d *devTelemetry) startAgent(bin string, ca *testbed.CA, c *testbed.Cluster
 		_ = logFile.Close()
 		return fmt.Errorf("start agent for %s: %w", c.Name, err)
 	}
-	go func() { _ = cmd.Wait(); _ = logFile.Close() }()
-	d.agents[c.Name] = cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(exited) }()
+	d.agents[c.Name], d.exited[c.Name] = cmd, exited
 	return nil
 }
 
@@ -112,12 +114,14 @@ func (d *devTelemetry) stop() {
 	for _, a := range d.agents {
 		_ = a.Process.Signal(syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, a := range d.agents {
-		for a.ProcessState == nil && syscall.Kill(a.Process.Pid, 0) == nil && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
+	timeout := time.After(10 * time.Second)
+	for name, a := range d.agents {
+		select {
+		case <-d.exited[name]:
+		case <-timeout:
+			_ = a.Process.Kill()
+			<-d.exited[name]
 		}
-		_ = a.Process.Kill()
 	}
 	d.cancel()
 	<-d.hubDone
