@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/fleetpulse/fleetpulse/hub/alerting"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
 )
@@ -26,6 +27,10 @@ type Config struct {
 	Store metricstore.Config
 	// Query configures PromQL.
 	Query query.Options
+	// Alerting configures rules and Alertmanager; the shipped rule packs are
+	// added to Alerting.RuleFiles unless NoShippedRules.
+	Alerting       alerting.Config
+	NoShippedRules bool
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
 }
@@ -44,6 +49,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes:    32 << 20,
 		Store:              metricstore.DefaultConfig(),
 		Query:              query.DefaultOptions(),
+		Alerting:           alerting.Config{EvaluationInterval: 15 * time.Second},
 		ShutdownTimeout:    30 * time.Second,
 	}
 }
@@ -66,6 +72,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("max request bytes must be positive, got %d", c.MaxRequestBytes))
 	}
 	if err := c.Store.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Alerting.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {

@@ -10,16 +10,23 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/fleetpulse/fleetpulse/hub/alerting"
 	"github.com/fleetpulse/fleetpulse/hub/ingest"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
+	"github.com/fleetpulse/fleetpulse/rules"
 )
 
 // Hub is one hub process. New builds it; Run serves until its context ends.
@@ -74,9 +81,31 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 	qopts := h.cfg.Query
 	qopts.Logger, qopts.Registerer, qopts.Gatherer = h.logger.With("component", "query"), h.registry, h.registry
 	engine := query.NewEngine(qopts)
+	alerts, err := h.alerting(engine, store)
+	if err != nil {
+		return err
+	}
+	qopts.Rules = alerts.Retriever()
 	users := http.NewServeMux()
 	users.Handle("/api/v1/", query.NewHandler(engine, store.Queryable(), qopts))
 	h.operational(users)
+	users.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
+		if err := alerts.Reload(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "rules reloaded")
+	})
+	alertsCtx, stopAlerts := context.WithCancel(context.Background())
+	alertsDone := make(chan error, 1)
+	go func() { alertsDone <- alerts.Run(alertsCtx) }()
+	defer func() {
+		stopAlerts()
+		if aerr := <-alertsDone; aerr != nil && err == nil {
+			err = aerr
+		}
+	}()
+	go h.reloadOnSIGHUP(ctx, alerts)
 
 	var servers []*http.Server
 	serveErr := make(chan error, 2)
@@ -115,6 +144,40 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		err = serr
 	}
 	return err
+}
+
+// alerting builds rule evaluation over the fleet, with the shipped packs
+// written next to the store so they load like any rule file.
+func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerting.Alerting, error) {
+	cfg := h.cfg.Alerting
+	if !h.cfg.NoShippedRules {
+		shipped, err := rules.WriteTo(filepath.Join(h.cfg.Store.Dir, "..", "shipped-rules"))
+		if err != nil {
+			return nil, err
+		}
+		cfg.RuleFiles = append(shipped, cfg.RuleFiles...)
+	}
+	if cfg.ExternalURL == "" && h.Addr() != nil {
+		cfg.ExternalURL = "http://" + h.Addr().String()
+	}
+	return alerting.New(cfg, engine, store.Queryable(), alerting.Discard{}, h.logger.With("component", "alerting"), h.registry)
+}
+
+// reloadOnSIGHUP reloads the rule files on SIGHUP, as Prometheus does.
+func (h *Hub) reloadOnSIGHUP(ctx context.Context, a *alerting.Alerting) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := a.Reload(); err != nil {
+				h.logger.Error("rule reload failed; the loaded rules stay", "err", err)
+			}
+		}
+	}
 }
 
 func (h *Hub) operational(mux *http.ServeMux) {

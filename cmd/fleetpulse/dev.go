@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -82,7 +83,9 @@ func newDevUpCommand() *cobra.Command {
 		Short: "Start the local fleet and keep it running until Ctrl-C",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
+			// A closing terminal must not cut the fleet's teardown short.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGHUP)
+			defer stop()
 			logger := slog.Default().With("component", "dev")
 			opts.Logger = logger
 			if err := clearStaleState(opts.Dir); err != nil {

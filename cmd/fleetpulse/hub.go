@@ -46,6 +46,11 @@ sample across a crash.`,
 	f.DurationVar(&cfg.Query.LookbackDelta, "query.lookback-delta", cfg.Query.LookbackDelta, "how far back an instant query looks for a sample")
 	f.DurationVar(&cfg.Query.Timeout, "query.timeout", cfg.Query.Timeout, "longest a query may run")
 	f.IntVar(&cfg.Query.MaxSamples, "query.max-samples", cfg.Query.MaxSamples, "most samples a query may load")
+	f.StringArrayVar(&cfg.Alerting.RuleFiles, "rules.file", nil, "Prometheus rule files (globs) to evaluate besides the shipped packs; repeatable")
+	f.BoolVar(&cfg.NoShippedRules, "rules.no-shipped", false, "do not load the shipped rule packs")
+	f.DurationVar(&cfg.Alerting.EvaluationInterval, "rules.evaluation-interval", cfg.Alerting.EvaluationInterval, "how often rules are evaluated")
+	f.StringArrayVar(&cfg.Alerting.AlertmanagerURLs, "alertmanager.url", nil, "Alertmanager to send alerts to (http://host:port); repeatable")
+	f.StringVar(&cfg.Alerting.ExternalURL, "web.external-url", "", "URL alerts link back to; default the HTTP listen address")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "time allowed for a graceful shutdown")
 	return cmd
 }

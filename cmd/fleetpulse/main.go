@@ -15,9 +15,10 @@ import (
 )
 
 func main() {
-	// SIGHUP too: a closing terminal must not cut a fleet's teardown short.
-	// Signals after the first are absorbed while the context's users shut down.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// Signals after the first are absorbed while the context's users shut
+	// down. SIGHUP is each command's own: the hub reloads rules on it, a local
+	// fleet tears down.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// A reader of our output that went away (make run | tee, then Ctrl-C) must
 	// not kill us with SIGPIPE in the middle of stopping child processes.

@@ -33,7 +33,7 @@ func TestAgentsReportToHub(t *testing.T) {
 	}
 
 	ca := testbed.NewCA(t, "fleet-agents")
-	httpURL, agentsURL := startHub(t, ca)
+	httpURL, agentsURL := startHub(t, ca, nil)
 	agentBin := buildBinary(t, "fleetpulse-agent")
 	for i, c := range clusters {
 		name := fmt.Sprintf("cluster-%c", 'a'+i)
@@ -66,9 +66,12 @@ func TestAgentsReportToHub(t *testing.T) {
 
 // startHub runs a hub in this process with a fresh store and an agent
 // listener that trusts ca, and stops it when the test ends.
-func startHub(t *testing.T, ca *testbed.CA) (httpURL, agentsURL string) {
+func startHub(t *testing.T, ca *testbed.CA, configure func(*hub.Config)) (httpURL, agentsURL string) {
 	t.Helper()
 	cfg := hub.DefaultConfig()
+	if configure != nil {
+		configure(&cfg)
+	}
 	cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("hub")
 	cfg.AgentTLS.ClientCAFile = ca.CertFile

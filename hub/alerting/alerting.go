@@ -1,0 +1,145 @@
+package alerting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/notifier"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
+	promapi "github.com/prometheus/prometheus/web/api/v1"
+)
+
+// Config configures rule evaluation and alert delivery.
+type Config struct {
+	// RuleFiles are globs of Prometheus rule files.
+	RuleFiles []string
+	// EvaluationInterval is how often every group is evaluated.
+	EvaluationInterval time.Duration
+	// AlertmanagerURLs receive alerts (http://host:port); none keeps alerts local.
+	AlertmanagerURLs []string
+	// ExternalURL is where alerts link back to (the hub's HTTP address).
+	ExternalURL string
+}
+
+// Validate returns every problem with the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.EvaluationInterval <= 0 {
+		errs = append(errs, fmt.Errorf("rule evaluation interval must be positive, got %s", c.EvaluationInterval))
+	}
+	for _, u := range c.AlertmanagerURLs {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("alertmanager URL %q: want http(s)://host:port", u))
+		}
+	}
+	for _, g := range c.RuleFiles {
+		if _, err := filepath.Glob(g); err != nil {
+			errs = append(errs, fmt.Errorf("rule file pattern %q: %w", g, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Alerting runs the rules manager and the notifier.
+type Alerting struct {
+	cfg      Config
+	logger   *slog.Logger
+	rules    *rules.Manager
+	notifier *notifier.Manager
+}
+
+// New builds the rules manager over q (read) and app (recording rules'
+// output), sharing the engine with the query API. It starts nothing.
+func New(cfg Config, engine *promql.Engine, q storage.Queryable, app storage.Appendable, logger *slog.Logger, reg prometheus.Registerer) (*Alerting, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid alerting configuration: %w", err)
+	}
+	n := notifier.NewManager(&notifier.Options{QueueCapacity: 10000, Registerer: reg}, model.UTF8Validation, logger.With("component", "notifier"))
+	m := rules.NewManager(&rules.ManagerOptions{
+		QueryFunc:  rules.EngineQueryFunc(engine, q),
+		NotifyFunc: rules.SendAlerts(n, cfg.ExternalURL),
+		Context:    context.Background(),
+		Appendable: app,
+		Queryable:  q,
+		Logger:     logger.With("component", "rules"),
+		Registerer: reg,
+	})
+	return &Alerting{cfg: cfg, logger: logger, rules: m, notifier: n}, nil
+}
+
+// Retriever serves the API's /rules and /alerts.
+func (a *Alerting) Retriever() func(context.Context) promapi.RulesRetriever {
+	return func(context.Context) promapi.RulesRetriever { return a.rules }
+}
+
+// Run loads the rule files and evaluates them until ctx ends.
+func (a *Alerting) Run(ctx context.Context) error {
+	if err := a.applyAlertmanagers(); err != nil {
+		return err
+	}
+	targets := make(chan map[string][]*targetgroup.Group, 1)
+	targets <- a.targetGroups()
+	go a.notifier.Run(targets)
+	go a.rules.Run()
+	defer func() {
+		a.rules.Stop()
+		a.notifier.Stop()
+	}()
+	if err := a.Reload(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Reload reads the rule files again; on error the loaded groups stay.
+func (a *Alerting) Reload() error {
+	var files []string
+	for _, g := range a.cfg.RuleFiles {
+		m, _ := filepath.Glob(g) // patterns were validated
+		files = append(files, m...)
+	}
+	if err := a.rules.Update(a.cfg.EvaluationInterval, files, labels.EmptyLabels(), a.cfg.ExternalURL, nil); err != nil {
+		return fmt.Errorf("load rule files %v: %w", files, err)
+	}
+	a.logger.Info("rules loaded", "files", len(files), "groups", len(a.rules.RuleGroups()))
+	return nil
+}
+
+func (a *Alerting) applyAlertmanagers() error {
+	cfg := config.DefaultConfig
+	for _, raw := range a.cfg.AlertmanagerURLs {
+		am := config.DefaultAlertmanagerConfig
+		u, _ := url.Parse(raw) // validated
+		am.Scheme = u.Scheme
+		am.PathPrefix = u.Path
+		cfg.AlertingConfig.AlertmanagerConfigs = append(cfg.AlertingConfig.AlertmanagerConfigs, &am)
+	}
+	return a.notifier.ApplyConfig(&cfg)
+}
+
+// targetGroups are the Alertmanagers as static targets, keyed as the
+// notifier names its configured sets.
+func (a *Alerting) targetGroups() map[string][]*targetgroup.Group {
+	out := map[string][]*targetgroup.Group{}
+	for i, raw := range a.cfg.AlertmanagerURLs {
+		u, _ := url.Parse(raw)
+		out[fmt.Sprintf("config-%d", i)] = []*targetgroup.Group{{
+			Source:  raw,
+			Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(u.Host)}},
+		}}
+	}
+	return out
+}
