@@ -167,6 +167,9 @@ func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, tel *devTelemetry
 	}
 	fmt.Fprintf(w, "\n  telemetry  Prometheus datasource for Grafana: %s  (agents write to %s, one per cluster)\n", tel.HTTPURL, tel.AgentsURL)
 	fmt.Fprintf(w, "             promtool query instant %s 'count by (cluster) (k8s_node_condition_status{k8s_node_condition_type=\"Ready\",k8s_node_condition_status=\"true\"})'\n", tel.HTTPURL)
+	if tel.AlertmanagerURL != "" {
+		fmt.Fprintf(w, "             Alertmanager: %s  (alerts of the shipped rule packs, by cluster)\n", tel.AlertmanagerURL)
+	}
 	fmt.Fprintf(w, "\nPress Ctrl-C (or run 'fleetpulse dev down') to stop and remove the fleet.\n")
 }
 
@@ -176,6 +179,9 @@ func writeDevState(dir string, fleet *testbed.Fleet, tel *devTelemetry) error {
 		pids := c.PIDs()
 		if a, ok := tel.agents[c.Name]; ok {
 			pids["fleetpulse-agent"] = a.Process.Pid
+		}
+		if c.Name == testbed.HubName && tel.alertmanager != nil {
+			pids["prometheus-alertmanager"] = tel.alertmanager.Process.Pid
 		}
 		st.Clusters = append(st.Clusters, devStateCluster{Name: c.Name, APIServer: c.APIServerURL, Kubeconfig: c.KubeconfigPath, PIDs: pids})
 	}

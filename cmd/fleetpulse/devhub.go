@@ -20,10 +20,13 @@ import (
 // from a CA of the fleet's own.
 type devTelemetry struct {
 	HTTPURL, AgentsURL string
-	cancel             context.CancelFunc
-	hubDone            chan error
-	agents             map[string]*exec.Cmd     // by cluster
-	exited             map[string]chan struct{} // closed when the agent has exited
+	// AlertmanagerURL is the fleet's Alertmanager, when its binary is there.
+	AlertmanagerURL string
+	alertmanager    *exec.Cmd
+	cancel          context.CancelFunc
+	hubDone         chan error
+	agents          map[string]*exec.Cmd     // by cluster
+	exited          map[string]chan struct{} // closed when the agent has exited
 }
 
 func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, logger *slog.Logger) (*devTelemetry, error) {
@@ -38,12 +41,21 @@ func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, l
 	}
 	cfg.AgentTLS.ClientCAFile = ca.CertFile
 	cfg.Store.Dir = filepath.Join(dir, "hub", "tsdb")
-	h, err := hub.New(cfg, logger.With("component", "hub"))
+	am, amURL, err := startDevAlertmanager(filepath.Join(dir, "hub", "alertmanager"), logger)
 	if err != nil {
 		return nil, err
 	}
+	if amURL != "" {
+		cfg.Alerting.AlertmanagerURLs = []string{amURL}
+	}
+	h, err := hub.New(cfg, logger.With("component", "hub"))
+	if err != nil {
+		stopProcess(am)
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &devTelemetry{cancel: cancel, hubDone: make(chan error, 1), agents: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{}}
+	d := &devTelemetry{cancel: cancel, hubDone: make(chan error, 1), agents: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{},
+		AlertmanagerURL: amURL, alertmanager: am}
 	go func() { d.hubDone <- h.Run(ctx) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for h.Addr() == nil || h.AgentAddr() == nil {
@@ -125,6 +137,47 @@ func (d *devTelemetry) stop() {
 	}
 	d.cancel()
 	<-d.hubDone
+	stopProcess(d.alertmanager)
+}
+
+// startDevAlertmanager runs Debian's Alertmanager (prometheus-alertmanager)
+// for the fleet on a free port; without the binary the fleet runs without.
+func startDevAlertmanager(dir string, logger *slog.Logger) (*exec.Cmd, string, error) {
+	bin, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		logger.Warn("no Alertmanager: alerts stay on the hub (apt-get install prometheus-alertmanager)")
+		return nil, "", nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", fmt.Errorf("create alertmanager dir: %w", err)
+	}
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfg, []byte("route:\n  receiver: fleet\n  group_by: [alertname, cluster]\nreceivers:\n  - name: fleet\n"), 0o644); err != nil {
+		return nil, "", fmt.Errorf("write alertmanager config: %w", err)
+	}
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	logFile, err := os.OpenFile(filepath.Join(dir, "alertmanager.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, "", fmt.Errorf("open alertmanager log: %w", err)
+	}
+	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+dir, "--web.listen-address="+addr, "--cluster.listen-address=")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, "", fmt.Errorf("start alertmanager: %w", err)
+	}
+	go func() { _ = cmd.Wait(); _ = logFile.Close() }()
+	return cmd, "http://" + addr, nil
+}
+
+func stopProcess(cmd *exec.Cmd) {
+	if cmd != nil && cmd.Process != nil {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
 }
 
 func freeLoopbackAddr() (string, error) {

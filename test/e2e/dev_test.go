@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,7 @@ func TestDevUpDown(t *testing.T) {
 
 	// Read the banner up to its last line; the commands are in it.
 	var commands [][]string
+	var banner strings.Builder
 	lines := make(chan string)
 	go func() {
 		s := bufio.NewScanner(stdout)
@@ -75,6 +77,7 @@ banner:
 				t.Fatal("dev up ended before printing the fleet")
 			}
 			t.Log("dev up: " + l)
+			banner.WriteString(l + "\n")
 			if m := kubectlLine.FindStringSubmatch(l); m != nil {
 				commands = append(commands, append([]string{m[1], "--kubeconfig", m[2]}, strings.Fields(m[3])...))
 			}
@@ -113,9 +116,21 @@ banner:
 	if err != nil {
 		t.Fatalf("dev up wrote no state: %v", err)
 	}
-	pids := regexp.MustCompile(`"(etcd|kube-[a-z-]+|kwok|fleetpulse-agent)": (\d+)`).FindAllStringSubmatch(string(st), -1)
-	if len(pids) != 3+6+6 {
-		t.Errorf("fleet.json names %d processes, want 15:\n%s", len(pids), st)
+	pids := regexp.MustCompile(`"(etcd|kube-[a-z-]+|kwok|fleetpulse-agent|prometheus-alertmanager)": (\d+)`).FindAllStringSubmatch(string(st), -1)
+	if len(pids) != 4+6+6 {
+		t.Errorf("fleet.json names %d processes, want 16:\n%s", len(pids), st)
+	}
+	amLine := regexp.MustCompile(`Alertmanager: (http://\S+)`).FindStringSubmatch(banner.String())
+	if amLine == nil {
+		t.Fatal("dev up printed no Alertmanager URL")
+	}
+	resp, err := http.Get(amLine[1] + "/-/ready")
+	if err != nil {
+		t.Fatalf("the printed Alertmanager %s does not answer: %v", amLine[1], err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the printed Alertmanager %s answers %s to /-/ready", amLine[1], resp.Status)
 	}
 
 	// The agents report to the hub: each cluster's nodes, by cluster.
