@@ -160,7 +160,9 @@ func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerti
 	if cfg.ExternalURL == "" && h.Addr() != nil {
 		cfg.ExternalURL = "http://" + h.Addr().String()
 	}
-	return alerting.New(cfg, engine, store.Queryable(), alerting.Discard{}, h.logger.With("component", "alerting"), h.registry)
+	// Recording-rule output and ALERTS series are discarded for now: a
+	// tenant's store would relabel their cluster label with the tenant's name.
+	return alerting.New(cfg, engine, store.Queryable(), metricstore.FixedAppendable{}, h.logger.With("component", "alerting"), h.registry)
 }
 
 // reloadOnSIGHUP reloads the rule files on SIGHUP, as Prometheus does.

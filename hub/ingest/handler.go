@@ -112,5 +112,9 @@ func (ctxAppendable) Appender(ctx context.Context) storage.Appender {
 	if app, ok := ctx.Value(appenderKey{}).(storage.Appender); ok {
 		return app
 	}
-	return rejectAppender{}
+	return metricstore.FixedAppender{Err: errNoCluster}
 }
+
+// errNoCluster stands where no cluster was resolved, which the handler
+// prevents, so that nothing can write unrouted.
+var errNoCluster = errors.New("no cluster storage for this request")
