@@ -16,13 +16,17 @@ TEST_TIMEOUT ?= 30m
 BENCH     ?= .
 BENCHTIME ?= 3x
 
-.PHONY: all build testbed run down test bench lint fmt clean
+.PHONY: all build deps testbed run down test bench lint fmt clean
 
 all: build
 
 ## build: the fleetpulse and fleetpulse-agent binaries, into bin/
 build:
 	$(GO) build -tags $(GOTAGS) -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+## deps: Debian's prometheus (with promtool) and prometheus-alertmanager, which tests run for real; installed when missing
+deps:
+	./.ci/install-debian-deps
 
 ## testbed: build (once) the test bed's Kubernetes, etcd, kwok and kubectl binaries into .cache/testbed
 testbed: build
@@ -37,11 +41,11 @@ down: build
 	./bin/fleetpulse dev down
 
 ## test: unit, integration and end-to-end tests (builds the test bed first)
-test: testbed
+test: deps testbed
 	$(GO) test -tags $(GOTAGS) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## bench: the benchmarks, with their peers where they have one
-bench: testbed
+bench: deps testbed
 	$(GO) test -tags $(GOTAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...
 
 ## lint: gofmt, go vet and staticcheck over both modules
