@@ -51,6 +51,7 @@ sample across a crash.`,
 	f.DurationVar(&cfg.Alerting.EvaluationInterval, "rules.evaluation-interval", cfg.Alerting.EvaluationInterval, "how often rules are evaluated")
 	f.StringArrayVar(&cfg.Alerting.AlertmanagerURLs, "alertmanager.url", nil, "Alertmanager to send alerts to (http://host:port); repeatable")
 	f.StringVar(&cfg.Alerting.ExternalURL, "web.external-url", "", "URL alerts link back to; default the HTTP listen address")
+	f.StringToStringVar(&cfg.Alerting.ExternalLabels, "alerting.external-label", nil, "label added to every alert sent (name=value); repeatable")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "time allowed for a graceful shutdown")
 	return cmd
 }

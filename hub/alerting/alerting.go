@@ -31,6 +31,8 @@ type Config struct {
 	AlertmanagerURLs []string
 	// ExternalURL is where alerts link back to (the hub's HTTP address).
 	ExternalURL string
+	// ExternalLabels are added to every alert sent, e.g. the hub's region.
+	ExternalLabels map[string]string
 }
 
 // Validate returns every problem with the configuration.
@@ -42,6 +44,11 @@ func (c Config) Validate() error {
 	for _, u := range c.AlertmanagerURLs {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			errs = append(errs, fmt.Errorf("alertmanager URL %q: want http(s)://host:port", u))
+		}
+	}
+	for name := range c.ExternalLabels {
+		if !model.LabelName(name).IsValid() {
+			errs = append(errs, fmt.Errorf("external label name %q is not a valid label name", name))
 		}
 	}
 	for _, g := range c.RuleFiles {
@@ -120,6 +127,7 @@ func (a *Alerting) Reload() error {
 
 func (a *Alerting) applyAlertmanagers() error {
 	cfg := config.DefaultConfig
+	cfg.GlobalConfig.ExternalLabels = labels.FromMap(a.cfg.ExternalLabels)
 	for _, raw := range a.cfg.AlertmanagerURLs {
 		am := config.DefaultAlertmanagerConfig
 		u, _ := url.Parse(raw) // validated

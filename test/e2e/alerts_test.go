@@ -31,6 +31,7 @@ func TestNotReadyNodeAlertReachesAlertmanager(t *testing.T) {
 	_, agentsURL := startHub(t, ca, func(c *hub.Config) {
 		c.Alerting.AlertmanagerURLs = []string{amURL}
 		c.Alerting.EvaluationInterval = time.Second
+		c.Alerting.ExternalLabels = map[string]string{"hub": "e2e"}
 	})
 	cert, key := ca.Client("cluster-a")
 	agent := exec.Command(buildBinary(t, "fleetpulse-agent"),
@@ -56,7 +57,7 @@ func TestNotReadyNodeAlertReachesAlertmanager(t *testing.T) {
 		t.Fatal(err)
 	}
 	alerts := waitAlerts(t, amURL, func(a []amAlert) bool { return len(a) == 1 })
-	if alerts[0].Labels["cluster"] != "cluster-a" || alerts[0].Labels["severity"] != "warning" || alerts[0].Annotations["runbook_url"] == "" {
+	if alerts[0].Labels["cluster"] != "cluster-a" || alerts[0].Labels["severity"] != "warning" || alerts[0].Labels["hub"] != "e2e" || alerts[0].Annotations["runbook_url"] == "" {
 		t.Errorf("alert at Alertmanager: %+v", alerts[0])
 	}
 	if err := client.CoreV1().Nodes().Delete(context.Background(), lost.Name, metav1.DeleteOptions{}); err != nil {
