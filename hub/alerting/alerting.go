@@ -47,7 +47,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for name := range c.ExternalLabels {
-		if !model.LabelName(name).IsValid() {
+		if !model.LegacyValidation.IsValidLabelName(name) {
 			errs = append(errs, fmt.Errorf("external label name %q is not a valid label name", name))
 		}
 	}
