@@ -23,6 +23,8 @@ type Config struct {
 	AgentTLS TLSConfig
 	// MaxRequestBytes bounds one agent request body.
 	MaxRequestBytes int64
+	// EventCapacity is how many Kubernetes events the hub keeps, newest first.
+	EventCapacity int
 	// Store is the metrics storage.
 	Store metricstore.Config
 	// Query configures PromQL.
@@ -47,6 +49,7 @@ func DefaultConfig() Config {
 		HTTPListenAddress:  "127.0.0.1:9090",
 		AgentListenAddress: "127.0.0.1:8443",
 		MaxRequestBytes:    32 << 20,
+		EventCapacity:      100_000,
 		Store:              metricstore.DefaultConfig(),
 		Query:              query.DefaultOptions(),
 		Alerting:           alerting.Config{EvaluationInterval: 15 * time.Second},
@@ -67,6 +70,9 @@ func (c Config) Validate() error {
 		if c.AgentTLS.CertFile == "" || c.AgentTLS.KeyFile == "" || c.AgentTLS.ClientCAFile == "" {
 			errs = append(errs, errors.New("the agent listener needs a TLS certificate, key and client CA: every agent call is authenticated"))
 		}
+	}
+	if c.EventCapacity < 1 {
+		errs = append(errs, fmt.Errorf("event capacity must be at least 1, got %d", c.EventCapacity))
 	}
 	if c.MaxRequestBytes <= 0 {
 		errs = append(errs, fmt.Errorf("max request bytes must be positive, got %d", c.MaxRequestBytes))

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
+	"github.com/fleetpulse/fleetpulse/hub/events"
 	"github.com/fleetpulse/fleetpulse/hub/ingest"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
@@ -86,8 +87,10 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		return err
 	}
 	qopts.Rules = alerts.Retriever()
+	evs := events.NewStore(h.cfg.EventCapacity, h.registry)
 	users := http.NewServeMux()
 	users.Handle("/api/v1/", query.NewHandler(engine, store.Queryable(), qopts))
+	users.Handle("GET /api/v1/events", events.NewQueryHandler(evs))
 	h.operational(users)
 	users.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
 		if err := alerts.Reload(); err != nil {
@@ -124,6 +127,7 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		agents.Handle("/api/v1/write", ingest.NewHandler(store, ingest.Options{
 			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry,
 		}))
+		agents.Handle("/v1/logs", events.NewIngestHandler(evs, ingest.ClusterFromRequest, h.cfg.MaxRequestBytes))
 		agentSrv, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, &h.agentAddr, serveErr)
 		if err != nil {
 			h.shutdown(servers)

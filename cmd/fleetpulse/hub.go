@@ -37,6 +37,7 @@ sample across a crash.`,
 	f.StringVar(&cfg.AgentTLS.CertFile, "agents.tls-cert-file", "", "certificate of the agent listener (PEM)")
 	f.StringVar(&cfg.AgentTLS.KeyFile, "agents.tls-key-file", "", "key of the agent listener (PEM)")
 	f.StringVar(&cfg.AgentTLS.ClientCAFile, "agents.client-ca-file", "", "CA that signs agents' client certificates; the certificate's common name is the cluster's name")
+	f.IntVar(&cfg.EventCapacity, "events.capacity", cfg.EventCapacity, "Kubernetes events kept (newest first), served at /api/v1/events")
 	f.Int64Var(&cfg.MaxRequestBytes, "agents.max-request-bytes", cfg.MaxRequestBytes, "largest agent request body accepted")
 	f.StringVar(&cfg.Store.Dir, "storage.tsdb.path", cfg.Store.Dir, "folder of the per-cluster TSDBs")
 	f.DurationVar(&cfg.Store.Retention, "storage.tsdb.retention.time", cfg.Store.Retention, "how long local blocks are kept")

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -57,11 +59,49 @@ func TestAgentsReportToHub(t *testing.T) {
 	for time.Now().Before(deadline) {
 		out, err = exec.Command(promtool, "query", "instant", httpURL, query).CombinedOutput()
 		if err == nil && containsAll(string(out), want) {
-			return
+			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	t.Fatalf("promtool query instant %s '%s':\n%s\nwant lines %q (err %v)", httpURL, query, out, want, err)
+	if !containsAll(string(out), want) {
+		t.Fatalf("promtool query instant %s '%s':\n%s\nwant lines %q (err %v)", httpURL, query, out, want, err)
+	}
+
+	// A Kubernetes event in cluster-b reaches the hub's event store, under
+	// cluster-b, and is counted.
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: "web-1.e2e", Namespace: "default"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web-1"},
+		Reason:         "BackOff", Message: "Back-off restarting failed container", Type: corev1.EventTypeWarning, Count: 1,
+		FirstTimestamp: metav1.Now(), LastTimestamp: metav1.Now(),
+	}
+	if _, err := kubernetes.NewForConfigOrDie(clusters[1].RESTConfig).CoreV1().Events("default").Create(context.Background(), ev, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var body []byte
+	deadline = time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(httpURL + "/api/v1/events?cluster=cluster-b"); err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), "Back-off restarting failed container") {
+				break
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if !strings.Contains(string(body), `"reason":"BackOff"`) || !strings.Contains(string(body), `"cluster":"cluster-b"`) {
+		t.Fatalf("GET /api/v1/events?cluster=cluster-b = %s, want the BackOff event of cluster-b", body)
+	}
+	resp, err := http.Get(httpURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `fleetpulse_hub_events_total{cluster="cluster-b",kind="Pod",reason="BackOff",type="Warning"} 1`) {
+		t.Errorf("/metrics lacks the event count of cluster-b")
+	}
 }
 
 // startHub runs a hub in this process with a fresh store and an agent

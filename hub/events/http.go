@@ -1,0 +1,91 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+)
+
+// IdentifyFunc names the calling cluster, or gives the status to refuse with.
+type IdentifyFunc func(*http.Request) (cluster string, status int, err error)
+
+// NewIngestHandler takes OTLP/HTTP protobuf logs from agents into the store.
+func NewIngestHandler(s *Store, identify IdentifyFunc, maxBytes int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "OTLP logs take POST", http.StatusMethodNotAllowed)
+			return
+		}
+		cluster, status, err := identify(r)
+		if err != nil {
+			http.Error(w, err.Error(), status)
+			return
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "application/x-protobuf" {
+			http.Error(w, fmt.Sprintf("content type %q: only application/x-protobuf is accepted", ct), http.StatusUnsupportedMediaType)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+		if err != nil {
+			http.Error(w, fmt.Sprintf("request body over the limit of %d bytes", maxBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+		req := plogotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			http.Error(w, "decode OTLP logs request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.Add(cluster, req.Logs())
+		resp, _ := plogotlp.NewExportResponse().MarshalProto()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(resp)
+	})
+}
+
+// NewQueryHandler serves GET ?cluster=&since=&until=&limit= (times in RFC 3339
+// or Unix seconds; default the last hour, 100 events) as JSON, newest first.
+func NewQueryHandler(s *Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		now := time.Now()
+		since, err := parseTime(q.Get("since"), now.Add(-time.Hour))
+		if err != nil {
+			http.Error(w, "since: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		until, err := parseTime(q.Get("until"), now.Add(time.Second))
+		if err != nil {
+			http.Error(w, "until: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		limit := 100
+		if v := q.Get("limit"); v != "" {
+			if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
+				http.Error(w, fmt.Sprintf("limit %q: want a positive integer", v), http.StatusBadRequest)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": s.Query(q.Get("cluster"), since, until, limit)})
+	})
+}
+
+func parseTime(v string, def time.Time) (time.Time, error) {
+	if v == "" {
+		return def, nil
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Unix(0, int64(f*1e9)), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: want RFC 3339 or Unix seconds", v)
+	}
+	return t, nil
+}
