@@ -65,9 +65,19 @@ func TestControlPlaneOnly(t *testing.T) {
 	if got := len(c.PIDs()); got != 3 {
 		t.Errorf("control plane runs %d processes (%v), want etcd, apiserver and controller manager", got, c.PIDs())
 	}
+	// The controller manager fills every namespace's default ServiceAccount
+	// in its own time; StartCluster waited only for the default namespace's.
 	client := kubernetes.NewForConfigOrDie(c.RESTConfig)
-	if _, err := client.CoreV1().ServiceAccounts("kube-system").Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
-		t.Errorf("kube-system default ServiceAccount: %v", err)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := client.CoreV1().ServiceAccounts("kube-system").Get(context.Background(), "default", metav1.GetOptions{})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kube-system default ServiceAccount: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
