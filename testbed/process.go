@@ -142,3 +142,24 @@ func (p *process) waitFor(ctx context.Context, what string, check func(context.C
 		}
 	}
 }
+
+// Process is a child process started by StartProcess.
+type Process struct{ p *process }
+
+// StartProcess starts binary as the test bed starts its own processes: output
+// to logDir/<name>.log, in a process group of its own, killed if this process
+// dies. The local fleet runs its agents and Alertmanager this way.
+func StartProcess(name, binary string, args []string, logDir string) (*Process, error) {
+	p, err := startProcess(name, binary, args, logDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Process{p: p}, nil
+}
+
+// PID is the process id.
+func (p *Process) PID() int { return p.p.cmd.Process.Pid }
+
+// Stop sends SIGTERM to the process group, and SIGKILL after grace; it
+// returns once the process has exited.
+func (p *Process) Stop(grace time.Duration) { p.p.stop(grace) }

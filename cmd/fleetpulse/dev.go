@@ -178,10 +178,10 @@ func writeDevState(dir string, fleet *testbed.Fleet, tel *devTelemetry) error {
 	for _, c := range fleet.All() {
 		pids := c.PIDs()
 		if a, ok := tel.agents[c.Name]; ok {
-			pids["fleetpulse-agent"] = a.Process.Pid
+			pids["fleetpulse-agent"] = a.PID()
 		}
 		if c.Name == testbed.HubName && tel.alertmanager != nil {
-			pids["prometheus-alertmanager"] = tel.alertmanager.Process.Pid
+			pids["prometheus-alertmanager"] = tel.alertmanager.PID()
 		}
 		st.Clusters = append(st.Clusters, devStateCluster{Name: c.Name, APIServer: c.APIServerURL, Kubeconfig: c.KubeconfigPath, PIDs: pids})
 	}

@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
+	"sync"
 	"time"
 
 	"github.com/fleetpulse/fleetpulse/hub"
@@ -22,11 +22,10 @@ type devTelemetry struct {
 	HTTPURL, AgentsURL string
 	// AlertmanagerURL is the fleet's Alertmanager, when its binary is there.
 	AlertmanagerURL string
-	alertmanager    *exec.Cmd
+	alertmanager    *testbed.Process
 	cancel          context.CancelFunc
 	hubDone         chan error
-	agents          map[string]*exec.Cmd     // by cluster
-	exited          map[string]chan struct{} // closed when the agent has exited
+	agents          map[string]*testbed.Process // by cluster
 }
 
 func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, logger *slog.Logger) (*devTelemetry, error) {
@@ -50,11 +49,13 @@ func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, l
 	}
 	h, err := hub.New(cfg, logger.With("component", "hub"))
 	if err != nil {
-		stopProcess(am)
+		if am != nil {
+			am.Stop(10 * time.Second)
+		}
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &devTelemetry{cancel: cancel, hubDone: make(chan error, 1), agents: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{},
+	d := &devTelemetry{cancel: cancel, hubDone: make(chan error, 1), agents: map[string]*testbed.Process{},
 		AlertmanagerURL: amURL, alertmanager: am}
 	go func() { d.hubDone <- h.Run(ctx) }()
 	deadline := time.Now().Add(30 * time.Second)
@@ -99,50 +100,36 @@ func (d *devTelemetry) startAgent(bin string, ca *testbed.CA, c *testbed.Cluster
 	if err != nil {
 		return err
 	}
-	logFile, err := os.OpenFile(filepath.Join(c.Logs, "fleetpulse-agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	agent, err := testbed.StartProcess("fleetpulse-agent", bin, []string{
+		"--hub=" + d.AgentsURL, "--hub-ca-file=" + ca.CertFile, "--cert-file=" + cert, "--key-file=" + key,
+		"--cluster-name=" + c.Name, "--kubeconfig=" + c.KubeconfigPath, "--state-dir=" + filepath.Join(c.Dir, "agent"),
+		"--collection-interval=10s", "--metrics-address=" + metricsAddr, "--self-telemetry-address=" + selfAddr,
+	}, c.Logs)
 	if err != nil {
-		return fmt.Errorf("open agent log: %w", err)
-	}
-	cmd := exec.Command(bin,
-		"--hub="+d.AgentsURL, "--hub-ca-file="+ca.CertFile, "--cert-file="+cert, "--key-file="+key,
-		"--cluster-name="+c.Name, "--kubeconfig="+c.KubeconfigPath, "--state-dir="+filepath.Join(c.Dir, "agent"),
-		"--collection-interval=10s", "--metrics-address="+metricsAddr, "--self-telemetry-address="+selfAddr)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Like the test bed's processes: gone with us, and out of the terminal's
-	// process group so Ctrl-C reaches only us.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
 		return fmt.Errorf("start agent for %s: %w", c.Name, err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(exited) }()
-	d.agents[c.Name], d.exited[c.Name] = cmd, exited
+	d.agents[c.Name] = agent
 	return nil
 }
 
 // stop stops the agents, then the hub.
 func (d *devTelemetry) stop() {
+	var wg sync.WaitGroup
 	for _, a := range d.agents {
-		_ = a.Process.Signal(syscall.SIGTERM)
+		wg.Add(1)
+		go func() { defer wg.Done(); a.Stop(10 * time.Second) }()
 	}
-	timeout := time.After(10 * time.Second)
-	for name, a := range d.agents {
-		select {
-		case <-d.exited[name]:
-		case <-timeout:
-			_ = a.Process.Kill()
-			<-d.exited[name]
-		}
-	}
+	wg.Wait()
 	d.cancel()
 	<-d.hubDone
-	stopProcess(d.alertmanager)
+	if d.alertmanager != nil {
+		d.alertmanager.Stop(10 * time.Second)
+	}
 }
 
 // startDevAlertmanager runs Debian's Alertmanager (prometheus-alertmanager)
 // for the fleet on a free port; without the binary the fleet runs without.
-func startDevAlertmanager(dir string, logger *slog.Logger) (*exec.Cmd, string, error) {
+func startDevAlertmanager(dir string, logger *slog.Logger) (*testbed.Process, string, error) {
 	bin, err := exec.LookPath("prometheus-alertmanager")
 	if err != nil {
 		logger.Warn("no Alertmanager: alerts stay on the hub (apt-get install prometheus-alertmanager)")
@@ -159,25 +146,13 @@ func startDevAlertmanager(dir string, logger *slog.Logger) (*exec.Cmd, string, e
 	if err != nil {
 		return nil, "", err
 	}
-	logFile, err := os.OpenFile(filepath.Join(dir, "alertmanager.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	am, err := testbed.StartProcess("prometheus-alertmanager", bin, []string{
+		"--config.file=" + cfg, "--storage.path=" + dir, "--web.listen-address=" + addr, "--cluster.listen-address=",
+	}, dir)
 	if err != nil {
-		return nil, "", fmt.Errorf("open alertmanager log: %w", err)
-	}
-	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+dir, "--web.listen-address="+addr, "--cluster.listen-address=")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
 		return nil, "", fmt.Errorf("start alertmanager: %w", err)
 	}
-	go func() { _ = cmd.Wait(); _ = logFile.Close() }()
-	return cmd, "http://" + addr, nil
-}
-
-func stopProcess(cmd *exec.Cmd) {
-	if cmd != nil && cmd.Process != nil {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-	}
+	return am, "http://" + addr, nil
 }
 
 func freeLoopbackAddr() (string, error) {
