@@ -2,18 +2,7 @@ package hub
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configgrpc"
@@ -25,6 +14,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+
+	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 // TestLogsReachOTLPReceiverOverMutualTLS sends logs through the exporter to
@@ -33,8 +24,10 @@ import (
 // certificate gets nothing through.
 func TestLogsReachOTLPReceiverOverMutualTLS(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t)
-	addr := freeAddr(t)
+	ca := testbed.NewCA(t, "hub-ca")
+	serverCert, serverKey := ca.Server("hub")
+	clientCert, clientKey := ca.Client("cluster-a")
+	addr := testbed.FreeAddr(t)
 
 	rf := otlpreceiver.NewFactory()
 	rcfg := rf.CreateDefaultConfig().(*otlpreceiver.Config)
@@ -42,8 +35,8 @@ func TestLogsReachOTLPReceiverOverMutualTLS(t *testing.T) {
 	httpCfg := rcfg.HTTP.GetOrInsertDefault()
 	httpCfg.ServerConfig.Endpoint = addr
 	httpCfg.ServerConfig.TLS = configoptional.Some(configtls.ServerConfig{
-		Config:       configtls.Config{CertFile: pki.serverCert, KeyFile: pki.serverKey},
-		ClientCAFile: pki.caCert,
+		Config:       configtls.Config{CertFile: serverCert, KeyFile: serverKey},
+		ClientCAFile: ca.CertFile,
 	})
 	sink := new(consumertest.LogsSink)
 	rcv, err := rf.CreateLogs(context.Background(), receivertest.NewNopSettings(rf.Type()), rcfg, sink)
@@ -58,9 +51,9 @@ func TestLogsReachOTLPReceiverOverMutualTLS(t *testing.T) {
 	send := func(withCert bool) error {
 		cfg := createDefaultConfig()
 		cfg.Endpoint = "https://" + addr
-		cfg.TLS.CAFile = pki.caCert
+		cfg.TLS.CAFile = ca.CertFile
 		if withCert {
-			cfg.TLS.CertFile, cfg.TLS.KeyFile = pki.clientCert, pki.clientKey
+			cfg.TLS.CertFile, cfg.TLS.KeyFile = clientCert, clientKey
 		}
 		cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
 		cfg.BackOffConfig.Enabled = false
@@ -96,63 +89,4 @@ func TestLogsReachOTLPReceiverOverMutualTLS(t *testing.T) {
 	if b := rl.ScopeLogs().At(0).LogRecords().At(0).Body().Str(); b != "BackOff: restarting container" {
 		t.Errorf("body = %q", b)
 	}
-}
-
-type testPKI struct{ caCert, serverCert, serverKey, clientCert, clientKey string }
-
-// newTestPKI writes a CA, a server certificate for 127.0.0.1 and a client
-// certificate, all signed by the CA.
-func newTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p := testPKI{caCert: filepath.Join(dir, "ca.crt")}
-	writePEM(t, p.caCert, "CERTIFICATE", caDER)
-	issue := func(name string, serial int64, usage x509.ExtKeyUsage, ips []net.IP) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature, IPAddresses: ips,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-		certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-		writePEM(t, certPath, "CERTIFICATE", der)
-		writePEM(t, keyPath, "PRIVATE KEY", keyDER)
-		return certPath, keyPath
-	}
-	p.serverCert, p.serverKey = issue("hub", 2, x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
-	p.clientCert, p.clientKey = issue("cluster-a", 3, x509.ExtKeyUsageClientAuth, nil)
-	return p
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
