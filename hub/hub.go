@@ -164,9 +164,7 @@ func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerti
 	if cfg.ExternalURL == "" && h.Addr() != nil {
 		cfg.ExternalURL = "http://" + h.Addr().String()
 	}
-	// Recording-rule output and ALERTS series are discarded for now: a
-	// tenant's store would relabel their cluster label with the tenant's name.
-	return alerting.New(cfg, engine, store.Queryable(), metricstore.FixedAppendable{}, h.logger.With("component", "alerting"), h.registry)
+	return alerting.New(cfg, engine, store.Queryable(), store.RoutingAppendable(), h.logger.With("component", "alerting"), h.registry)
 }
 
 // reloadOnSIGHUP reloads the rule files on SIGHUP, as Prometheus does.

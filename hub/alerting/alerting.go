@@ -68,7 +68,8 @@ type Alerting struct {
 }
 
 // New builds the rules manager over q (read) and app (recording rules'
-// output), sharing the engine with the query API. It starts nothing.
+// output, ALERTS and ALERTS_FOR_STATE), sharing the engine with the query
+// API. It starts nothing.
 func New(cfg Config, engine *promql.Engine, q storage.Queryable, app storage.Appendable, logger *slog.Logger, reg prometheus.Registerer) (*Alerting, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid alerting configuration: %w", err)
@@ -82,6 +83,11 @@ func New(cfg Config, engine *promql.Engine, q storage.Queryable, app storage.App
 		Queryable:  q,
 		Logger:     logger.With("component", "rules"),
 		Registerer: reg,
+		// Prometheus's defaults: an alert pending before a restart resumes its
+		// "for" from ALERTS_FOR_STATE if the hub was down less than an hour.
+		OutageTolerance: time.Hour,
+		ForGracePeriod:  10 * time.Minute,
+		ResendDelay:     time.Minute,
 	})
 	return &Alerting{cfg: cfg, logger: logger, rules: m, notifier: n}, nil
 }

@@ -2,6 +2,7 @@ package metricstore
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,5 +76,55 @@ func TestBlocksShipToBucketAndReadBack(t *testing.T) {
 	}
 	if strings.Contains(got, "spoofed") {
 		t.Errorf("a writer's cluster label survived: %s", got)
+	}
+}
+
+// TestRoutingAppendableStoresByClusterLabel writes rule output the way the
+// rules manager does and reads it back: a series naming a cluster lands in
+// that cluster's TSDB, one naming none in the fleet tenant.
+func TestRoutingAppendableStoresByClusterLabel(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	s, err := Open(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ts := time.Now().Add(-time.Minute).UnixMilli()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		app := s.RoutingAppendable().Appender(context.Background())
+		_, err1 := app.Append(0, labels.FromStrings("__name__", "cluster:probe:sum", "cluster", "east"), ts, 3)
+		_, err2 := app.Append(0, labels.FromStrings("__name__", "fleet:probe:sum"), ts, 7)
+		if err := errors.Join(err1, err2); err != nil {
+			_ = app.Rollback()
+			if time.Now().After(deadline) {
+				t.Fatalf("append never succeeded: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	for query, want := range map[string]string{
+		`cluster:probe:sum`: `{__name__="cluster:probe:sum", cluster="east"} => 3 `,
+		`fleet:probe:sum`:   `{__name__="fleet:probe:sum", cluster="_fleet"} => 7 `,
+	} {
+		q, err := engine.NewInstantQuery(context.Background(), s.Queryable(), nil, query, time.UnixMilli(ts))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := q.Exec(context.Background())
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		if got := res.Value.String(); !strings.HasPrefix(got, want) {
+			t.Errorf("%s = %q, want %q", query, got, want)
+		}
 	}
 }
