@@ -127,7 +127,7 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		agents.Handle("/api/v1/write", ingest.NewHandler(store, ingest.Options{
 			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry,
 		}))
-		agents.Handle("/v1/logs", events.NewIngestHandler(evs, ingest.ClusterFromRequest, h.cfg.MaxRequestBytes))
+		agents.Handle("/v1/logs", events.NewIngestHandler(evs, events.NewSeriesRecorder(store), ingest.ClusterFromRequest, h.cfg.MaxRequestBytes))
 		agentSrv, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, &h.agentAddr, serveErr)
 		if err != nil {
 			h.shutdown(servers)

@@ -14,8 +14,11 @@ import (
 // IdentifyFunc names the calling cluster, or gives the status to refuse with.
 type IdentifyFunc func(*http.Request) (cluster string, status int, err error)
 
-// NewIngestHandler takes OTLP/HTTP protobuf logs from agents into the store.
-func NewIngestHandler(s *Store, identify IdentifyFunc, maxBytes int64) http.Handler {
+// NewIngestHandler takes OTLP/HTTP protobuf logs from agents into the store
+// and, with a recorder, counts them into the cluster's TSDB first: a request
+// that cannot be counted is refused with 503 and stores nothing, so the
+// agent's retry neither loses nor doubles events.
+func NewIngestHandler(s *Store, rec *SeriesRecorder, identify IdentifyFunc, maxBytes int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
@@ -41,7 +44,15 @@ func NewIngestHandler(s *Store, identify IdentifyFunc, maxBytes int64) http.Hand
 			http.Error(w, "decode OTLP logs request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		s.Add(cluster, req.Logs())
+		evs := Decode(cluster, req.Logs())
+		if rec != nil {
+			if err := rec.Record(r.Context(), cluster, evs); err != nil {
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		s.Put(evs)
 		resp, _ := plogotlp.NewExportResponse().MarshalProto()
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		_, _ = w.Write(resp)

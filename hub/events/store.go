@@ -49,6 +49,13 @@ func NewStore(capacity int, reg prometheus.Registerer) *Store {
 
 // Add keeps every log record of ld as an event of cluster and returns how many.
 func (s *Store) Add(cluster string, ld plog.Logs) int {
+	evs := Decode(cluster, ld)
+	s.Put(evs)
+	return len(evs)
+}
+
+// Decode reads every log record of ld as an event of cluster.
+func Decode(cluster string, ld plog.Logs) []Event {
 	var evs []Event
 	for i := 0; i < ld.ResourceLogs().Len(); i++ {
 		rl := ld.ResourceLogs().At(i)
@@ -78,6 +85,11 @@ func (s *Store) Add(cluster string, ld plog.Logs) int {
 			}
 		}
 	}
+	return evs
+}
+
+// Put keeps evs, evicting the oldest over capacity.
+func (s *Store) Put(evs []Event) {
 	s.mu.Lock()
 	for _, ev := range evs {
 		s.ring[s.next] = ev
@@ -88,7 +100,6 @@ func (s *Store) Add(cluster string, ld plog.Logs) int {
 	for _, ev := range evs {
 		s.counts.WithLabelValues(ev.Cluster, ev.Reason, ev.Type, ev.Kind).Inc()
 	}
-	return len(evs)
 }
 
 // Query returns the events of cluster (all when empty) in [since, until),
