@@ -38,18 +38,7 @@ func TestAgentsReportToHub(t *testing.T) {
 	httpURL, agentsURL := startHub(t, ca, nil)
 	agentBin := buildBinary(t, "fleetpulse-agent")
 	for i, c := range clusters {
-		name := fmt.Sprintf("cluster-%c", 'a'+i)
-		cert, key := ca.Client(name)
-		agent := exec.Command(agentBin,
-			"--hub="+agentsURL, "--hub-ca-file="+ca.CertFile, "--cert-file="+cert, "--key-file="+key,
-			"--cluster-name="+name, "--kubeconfig="+c.KubeconfigPath, "--state-dir="+t.TempDir(),
-			"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
-			"--metrics-address="+testbed.FreeAddr(t), "--self-telemetry-address="+testbed.FreeAddr(t))
-		agent.Stderr = testWriter{t}
-		if err := agent.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = agent.Process.Kill(); _ = agent.Wait() })
+		startAgent(t, agentBin, agentsURL, ca, fmt.Sprintf("cluster-%c", 'a'+i), c.KubeconfigPath)
 	}
 
 	query := `count by (cluster) (k8s_node_condition_status{k8s_node_condition_type="Ready",k8s_node_condition_status="true"})`
