@@ -1,0 +1,25 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// GroupVersion is fleetpulse.io/v1alpha1.
+var GroupVersion = schema.GroupVersion{Group: "fleetpulse.io", Version: "v1alpha1"}
+
+var (
+	schemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
+	// AddToScheme registers the group's types with a scheme.
+	AddToScheme = schemeBuilder.AddToScheme
+)
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion,
+		&ManagedCluster{}, &ManagedClusterList{},
+		&ClusterSet{}, &ClusterSetList{},
+	)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}
