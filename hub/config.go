@@ -9,6 +9,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
+	"github.com/fleetpulse/fleetpulse/hub/registration"
 )
 
 // Config is the hub's configuration. DefaultConfig gives the defaults.
@@ -35,11 +36,21 @@ type Config struct {
 	NoShippedRules bool
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
+	// ControlPlaneKubeconfig is the hub's Kubernetes control plane, where
+	// ManagedClusters and bootstrap tokens live. Set, it turns registration
+	// on: agents register with a bootstrap token, get certificates signed by
+	// AgentTLS.ClientCAKeyFile, and only registered, accepted clusters may
+	// send telemetry. Empty, a client certificate's name alone identifies
+	// a cluster (static certificates).
+	ControlPlaneKubeconfig string
+	// Registration configures registration when a control plane is set.
+	Registration registration.Config
 }
 
-// TLSConfig names PEM files.
+// TLSConfig names PEM files. ClientCAKeyFile is the client CA's key, which
+// registration signs agents' certificates with.
 type TLSConfig struct {
-	CertFile, KeyFile, ClientCAFile string
+	CertFile, KeyFile, ClientCAFile, ClientCAKeyFile string
 }
 
 // DefaultConfig returns the hub's defaults: loopback only, so a hub started
@@ -54,6 +65,7 @@ func DefaultConfig() Config {
 		Query:              query.DefaultOptions(),
 		Alerting:           alerting.Config{EvaluationInterval: 15 * time.Second},
 		ShutdownTimeout:    30 * time.Second,
+		Registration:       registration.DefaultConfig(),
 	}
 }
 
@@ -82,6 +94,17 @@ func (c Config) Validate() error {
 	}
 	if err := c.Alerting.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ControlPlaneKubeconfig != "" {
+		if c.AgentListenAddress == "" {
+			errs = append(errs, errors.New("registration needs the agent listener: set the agents listen address"))
+		}
+		if c.AgentTLS.ClientCAKeyFile == "" {
+			errs = append(errs, errors.New("registration needs the agents' client CA key (--agents.client-ca-key-file) to sign agents' certificates"))
+		}
+		if err := c.Registration.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))

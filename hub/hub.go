@@ -9,11 +9,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -27,6 +31,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/ingest"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
+	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/rules"
 )
 
@@ -124,10 +129,21 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 			return err
 		}
 		agents := http.NewServeMux()
+		identify := ingest.ClusterFromRequest
+		if h.cfg.ControlPlaneKubeconfig != "" {
+			reg, err := h.registration(ctx, engine, store)
+			if err != nil {
+				h.shutdown(servers)
+				return err
+			}
+			reg.Routes(agents)
+			identify = reg.Identify
+		}
 		agents.Handle("/api/v1/write", ingest.NewHandler(store, ingest.Options{
 			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry,
+			Identify: identify,
 		}))
-		agents.Handle("/v1/logs", events.NewIngestHandler(evs, events.NewSeriesRecorder(store), ingest.ClusterFromRequest, h.cfg.MaxRequestBytes))
+		agents.Handle("/v1/logs", events.NewIngestHandler(evs, events.NewSeriesRecorder(store), identify, h.cfg.MaxRequestBytes))
 		agentSrv, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, &h.agentAddr, serveErr)
 		if err != nil {
 			h.shutdown(servers)
@@ -167,6 +183,46 @@ func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerti
 	return alerting.New(cfg, engine, store.Queryable(), store.RoutingAppendable(), h.logger.With("component", "alerting"), h.registry)
 }
 
+// registration installs the API on the hub's control plane and starts the
+// ManagedCluster controller; it returns once its caches are synced, so the
+// hub is not ready before it can tell registered clusters apart.
+func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *metricstore.Store) (*registration.Service, error) {
+	restCfg, err := clientcmd.BuildConfigFromFlags("", h.cfg.ControlPlaneKubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("control-plane kubeconfig: %w", err)
+	}
+	ca, err := registration.LoadCA(h.cfg.AgentTLS.ClientCAFile, h.cfg.AgentTLS.ClientCAKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	query := func(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+		q, err := engine.NewInstantQuery(ctx, store.Queryable(), nil, expr, ts)
+		if err != nil {
+			return nil, err
+		}
+		defer q.Close()
+		return q.Exec(ctx).Vector()
+	}
+	logger := h.logger.With("component", "registration")
+	// The API goes in first: the controller's caches need its types served.
+	if err := registration.InstallAt(ctx, restCfg, h.cfg.Registration.Namespace); err != nil {
+		return nil, fmt.Errorf("install the API on the control plane: %w", err)
+	}
+	reg, err := registration.New(h.cfg.Registration, restCfg, ca, query, store, logger, h.registry)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := reg.Run(ctx); err != nil {
+			logger.Error("registration stopped", "err", err)
+		}
+	}()
+	if !reg.WaitReady(ctx) {
+		return nil, errors.New("registration caches did not sync")
+	}
+	return reg, nil
+}
+
 // reloadOnSIGHUP reloads the rule files on SIGHUP, as Prometheus does.
 func (h *Hub) reloadOnSIGHUP(ctx context.Context, a *alerting.Alerting) {
 	hup := make(chan os.Signal, 1)
@@ -186,6 +242,12 @@ func (h *Hub) reloadOnSIGHUP(ctx context.Context, a *alerting.Alerting) {
 
 func (h *Hub) operational(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{Registry: h.registry}))
+	// Go's profiles, where Prometheus and Thanos serve them too.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Fleetpulse hub is Healthy.")
 	})

@@ -21,10 +21,13 @@ import (
 type CA struct {
 	// CertFile is the CA certificate, to trust it or to verify clients with.
 	CertFile string
-	cert     *x509.Certificate
-	key      *ecdsa.PrivateKey
-	dir      string
-	t        testing.TB // set by NewCA, for Server and Client
+	// KeyFile is the CA's private key, for a hub that signs agents'
+	// certificates itself (registration).
+	KeyFile string
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+	dir     string
+	t       testing.TB // set by NewCA, for Server and Client
 }
 
 // NewCA creates a CA valid for the test's lifetime, in a test temp dir.
@@ -57,9 +60,16 @@ func NewCAIn(dir, name string) (*CA, error) {
 		return nil, fmt.Errorf("create CA certificate: %w", err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	ca := &CA{CertFile: filepath.Join(dir, name+".crt"), cert: cert, key: key, dir: dir}
+	ca := &CA{CertFile: filepath.Join(dir, name+".crt"), KeyFile: filepath.Join(dir, name+".key"), cert: cert, key: key, dir: dir}
 	if err := os.WriteFile(ca.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return nil, fmt.Errorf("write CA certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode CA key: %w", err)
+	}
+	if err := os.WriteFile(ca.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, fmt.Errorf("write CA key: %w", err)
 	}
 	return ca, nil
 }

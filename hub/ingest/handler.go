@@ -26,6 +26,9 @@ type Options struct {
 	MaxRequestBytes int64
 	Logger          *slog.Logger
 	Registerer      prometheus.Registerer
+	// Identify names the calling cluster or gives the status to refuse it
+	// with; ClusterFromRequest (the client certificate's name) by default.
+	Identify func(*http.Request) (cluster string, status int, err error)
 }
 
 // DefaultMaxRequestBytes is 32 MiB, Prometheus's own remote-write limit.
@@ -44,21 +47,25 @@ func NewHandler(store *metricstore.Store, opts Options) http.Handler {
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if opts.Identify == nil {
+		opts.Identify = ClusterFromRequest
+	}
 	reg := prometheus.WrapRegistererWithPrefix("fleetpulse_hub_ingest_", opts.Registerer)
 	rw := remote.NewWriteHandler(opts.Logger, reg, ctxAppendable{},
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false, false)
 	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "requests_total", Help: "Remote-write requests by status code.",
 	}, []string{"code"})
-	h := &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger}
+	h := &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, identify: opts.Identify}
 	return promhttp.InstrumentHandlerCounter(requests, h)
 }
 
 type handler struct {
-	store  *metricstore.Store
-	rw     http.Handler
-	max    int64
-	logger *slog.Logger
+	store    *metricstore.Store
+	rw       http.Handler
+	max      int64
+	logger   *slog.Logger
+	identify func(*http.Request) (string, int, error)
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -67,7 +74,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "remote write takes POST", http.StatusMethodNotAllowed)
 		return
 	}
-	cluster, status, err := ClusterFromRequest(r)
+	cluster, status, err := h.identify(r)
 	if err != nil {
 		http.Error(w, err.Error(), status)
 		return

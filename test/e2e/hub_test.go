@@ -110,19 +110,21 @@ func startHub(t *testing.T, ca *testbed.CA, configure func(*hub.Config)) (httpUR
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
+	done := make(chan struct{})
+	var runErr error
+	go func() { runErr = h.Run(ctx); close(done) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hub: %v", err)
+		<-done
+		if runErr != nil {
+			t.Errorf("hub: %v", runErr)
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for h.Addr() == nil || h.AgentAddr() == nil {
 		select {
-		case err := <-done:
-			t.Fatalf("hub stopped: %v", err)
+		case <-done:
+			t.Fatalf("hub stopped: %v", runErr)
 		default:
 		}
 		if time.Now().After(deadline) {

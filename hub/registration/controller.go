@@ -1,0 +1,364 @@
+package registration
+
+import (
+	"context"
+	"fmt"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"sort"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	cpv1 "github.com/fleetpulse/fleetpulse/api/clusterinventory/v1alpha1"
+	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+)
+
+const (
+	finalizer = "fleetpulse.io/registration"
+	leaseName = "fleetpulse-agent"
+	// managerName is the ClusterProfile's cluster manager.
+	managerName = "fleetpulse"
+)
+
+// period is a cluster's heartbeat period.
+func period(mc *fleetv1.ManagedCluster) time.Duration {
+	if mc.Spec.HeartbeatPeriodSeconds <= 0 {
+		return 30 * time.Second
+	}
+	return time.Duration(mc.Spec.HeartbeatPeriodSeconds) * time.Second
+}
+
+// Reconcile drives one ManagedCluster to what acceptance, its heartbeats and
+// its telemetry say, level-triggered: every pass recomputes the whole status
+// and writes only what differs.
+func (s *Service) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	mc := &fleetv1.ManagedCluster{}
+	if err := s.cache.Get(ctx, req.NamespacedName, mc); err != nil {
+		if apierrors.IsNotFound(err) {
+			s.tracker.forget(req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if mc.DeletionTimestamp != nil {
+		return ctrl.Result{}, s.deregister(ctx, mc)
+	}
+	if controllerutil.AddFinalizer(mc, finalizer) {
+		if err := s.writer.Update(ctx, mc); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+	}
+	now := time.Now()
+	status := mc.Status.DeepCopy()
+	status.ObservedGeneration = mc.Generation
+	if !mc.Spec.Accepted {
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: fleetv1.ConditionJoined, Status: metav1.ConditionFalse,
+			Reason: fleetv1.ReasonPendingAcceptance, Message: "the cluster registered and waits for acceptance", ObservedGeneration: mc.Generation})
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: fleetv1.ConditionAvailable, Status: metav1.ConditionUnknown,
+			Reason: fleetv1.ReasonPendingAcceptance, Message: "not accepted", ObservedGeneration: mc.Generation})
+		return ctrl.Result{}, s.writeStatus(ctx, mc, status)
+	}
+	if err := s.ensureNamespace(ctx, mc); err != nil {
+		return ctrl.Result{}, err
+	}
+	grace := s.grace(mc)
+	b, seen := s.tracker.get(mc.Name)
+	if !seen {
+		if at, ok := s.leaseTime(ctx, mc.Name); ok {
+			s.tracker.seed(mc.Name, at)
+			b, seen = s.tracker.get(mc.Name)
+		}
+	}
+	fresh := seen && now.Sub(b.At) <= grace
+	avail := metav1.Condition{Type: fleetv1.ConditionAvailable, ObservedGeneration: mc.Generation}
+	taints := withoutManagedTaints(mc.Spec.Taints)
+	switch {
+	case !fresh:
+		avail.Status, avail.Reason = metav1.ConditionUnknown, fleetv1.ReasonHeartbeatMissed
+		avail.Message = fmt.Sprintf("no heartbeat for over %s", grace)
+		if !seen {
+			avail.Message = "no heartbeat yet"
+		}
+		taints = append(taints, managedTaint(mc.Spec.Taints, fleetv1.TaintUnreachable, now))
+	case !b.ClusterAPIReachable:
+		avail.Status, avail.Reason = metav1.ConditionFalse, fleetv1.ReasonClusterAPIUnreachable
+		avail.Message = "the agent cannot reach its cluster's apiserver: " + b.ClusterAPIError
+		taints = append(taints, managedTaint(mc.Spec.Taints, fleetv1.TaintUnavailable, now))
+	default:
+		avail.Status, avail.Reason, avail.Message = metav1.ConditionTrue, fleetv1.ReasonHeartbeating, "heartbeats arrive and the agent reaches its cluster's apiserver"
+	}
+	meta.SetStatusCondition(&status.Conditions, avail)
+	joined := metav1.Condition{Type: fleetv1.ConditionJoined, Status: metav1.ConditionFalse, Reason: "WaitingForAgent",
+		Message: "accepted; waiting for the agent's first heartbeat", ObservedGeneration: mc.Generation}
+	if seen {
+		joined.Status, joined.Reason, joined.Message = metav1.ConditionTrue, fleetv1.ReasonAccepted, "accepted, and the agent holds its certificate"
+	}
+	meta.SetStatusCondition(&status.Conditions, joined)
+	if seen && !b.seeded {
+		status.AgentVersion = b.AgentVersion
+		status.ClusterClaims = claimsOf(b)
+	}
+	if inv, ok := s.inventory.get(mc.Name); ok {
+		inv.apply(status)
+	}
+	if seen && (status.LastHeartbeatTime == nil || !sameStatus(&mc.Status, status) || now.Sub(status.LastHeartbeatTime.Time) >= grace) {
+		status.LastHeartbeatTime = &metav1.Time{Time: b.At.Truncate(time.Second)}
+	}
+
+	if !sameTaints(mc.Spec.Taints, taints) {
+		mc.Spec.Taints = taints
+		if err := s.writer.Update(ctx, mc); err != nil {
+			return ctrl.Result{}, fmt.Errorf("update taints: %w", err)
+		}
+		s.logger.Info("cluster taints changed", "cluster", mc.Name, "available", avail.Status, "reason", avail.Reason)
+	}
+	if err := s.writeStatus(ctx, mc, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if fresh && !b.seeded {
+		if err := s.renewLease(ctx, mc.Name, b.At, grace); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := s.syncProfile(ctx, mc, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	// Come back when the last heartbeat runs out of grace, or to pick up
+	// inventory; heartbeats that change anything wake the controller sooner.
+	next := s.cfg.InventoryInterval
+	if fresh {
+		next = min(next, b.At.Add(grace).Sub(now)+100*time.Millisecond)
+	}
+	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+// grace is how long a cluster may stay silent before it goes Unknown.
+func (s *Service) grace(mc *fleetv1.ManagedCluster) time.Duration {
+	return time.Duration(s.cfg.GracePeriods) * period(mc)
+}
+
+func (s *Service) writeStatus(ctx context.Context, mc *fleetv1.ManagedCluster, status *fleetv1.ManagedClusterStatus) error {
+	if equality.Semantic.DeepEqual(&mc.Status, status) {
+		return nil
+	}
+	mc.Status = *status
+	if err := s.writer.Status().Update(ctx, mc); err != nil {
+		return fmt.Errorf("update status: %w", err)
+	}
+	return nil
+}
+
+// sameStatus compares what matters to readers, ignoring the heartbeat time.
+func sameStatus(a, b *fleetv1.ManagedClusterStatus) bool {
+	x, y := a.DeepCopy(), b.DeepCopy()
+	x.LastHeartbeatTime, y.LastHeartbeatTime = nil, nil
+	return equality.Semantic.DeepEqual(x, y)
+}
+
+func (s *Service) ensureNamespace(ctx context.Context, mc *fleetv1.ManagedCluster) error {
+	ns := &corev1.Namespace{}
+	err := s.cache.Get(ctx, client.ObjectKey{Name: mc.Name}, ns)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mc.Name, Labels: map[string]string{fleetv1.LabelCluster: mc.Name}}}
+	if err := s.writer.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", mc.Name, err)
+	}
+	return nil
+}
+
+// leaseTime reads the cluster's Lease: after a hub restart it says when the
+// last heartbeat was, so clusters neither flap Unknown nor look alive forever.
+func (s *Service) leaseTime(ctx context.Context, name string) (time.Time, bool) {
+	l := &coordinationv1.Lease{}
+	if err := s.reader.Get(ctx, client.ObjectKey{Namespace: name, Name: leaseName}, l); err != nil || l.Spec.RenewTime == nil {
+		return time.Time{}, false
+	}
+	return l.Spec.RenewTime.Time, true
+}
+
+// renewLease writes the heartbeat time into the Lease at most once per half
+// grace period: heartbeats themselves stay in memory.
+func (s *Service) renewLease(ctx context.Context, name string, at time.Time, grace time.Duration) error {
+	l := &coordinationv1.Lease{}
+	err := s.cache.Get(ctx, client.ObjectKey{Namespace: name, Name: leaseName}, l)
+	if apierrors.IsNotFound(err) {
+		l = &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: leaseName},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), LeaseDurationSeconds: ptr.To(int32(grace.Seconds())),
+				RenewTime: &metav1.MicroTime{Time: at}},
+		}
+		if err := s.writer.Create(ctx, l); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create lease of %s: %w", name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if l.Spec.RenewTime != nil && at.Sub(l.Spec.RenewTime.Time) < grace/2 {
+		return nil
+	}
+	l.Spec.RenewTime = &metav1.MicroTime{Time: at}
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(grace.Seconds()))
+	if err := s.writer.Update(ctx, l); err != nil {
+		return fmt.Errorf("renew lease of %s: %w", name, err)
+	}
+	s.leaseWrites.Inc()
+	return nil
+}
+
+// deregister removes what the hub made for the cluster and lets it go. Its
+// certificates are refused from the moment it is being deleted.
+func (s *Service) deregister(ctx context.Context, mc *fleetv1.ManagedCluster) error {
+	if !controllerutil.ContainsFinalizer(mc, finalizer) {
+		return nil
+	}
+	profile := &cpv1.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: s.cfg.Namespace, Name: mc.Name}}
+	if err := s.writer.Delete(ctx, profile); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete cluster profile: %w", err)
+	}
+	ns := &corev1.Namespace{}
+	if err := s.cache.Get(ctx, client.ObjectKey{Name: mc.Name}, ns); err == nil && ns.Labels[fleetv1.LabelCluster] == mc.Name {
+		if err := s.writer.Delete(ctx, ns); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete namespace %s: %w", mc.Name, err)
+		}
+	}
+	s.tracker.forget(mc.Name)
+	controllerutil.RemoveFinalizer(mc, finalizer)
+	if err := s.writer.Update(ctx, mc); err != nil {
+		return fmt.Errorf("remove finalizer: %w", err)
+	}
+	s.logger.Info("cluster deregistered", "cluster", mc.Name)
+	return nil
+}
+
+// syncProfile publishes the cluster as a SIG-Multicluster ClusterProfile.
+func (s *Service) syncProfile(ctx context.Context, mc *fleetv1.ManagedCluster, status *fleetv1.ManagedClusterStatus) error {
+	p := &cpv1.ClusterProfile{}
+	err := s.cache.Get(ctx, client.ObjectKey{Namespace: s.cfg.Namespace, Name: mc.Name}, p)
+	if apierrors.IsNotFound(err) {
+		p = &cpv1.ClusterProfile{
+			ObjectMeta: metav1.ObjectMeta{Namespace: s.cfg.Namespace, Name: mc.Name, Labels: map[string]string{cpv1.LabelClusterManager: managerName}},
+			Spec:       cpv1.ClusterProfileSpec{DisplayName: mc.Name, ClusterManager: cpv1.ClusterManager{Name: managerName}},
+		}
+		if set := mc.Labels[fleetv1.LabelClusterSet]; set != "" {
+			p.Labels[cpv1.LabelClusterSet] = set
+		}
+		if err := s.writer.Create(ctx, p); err != nil {
+			return fmt.Errorf("create cluster profile: %w", err)
+		}
+	} else if err != nil {
+		return err
+	}
+	want := p.Status.DeepCopy()
+	want.Version.Kubernetes = status.Version.Kubernetes
+	for _, t := range []string{fleetv1.ConditionJoined, fleetv1.ConditionAvailable} {
+		c := meta.FindStatusCondition(status.Conditions, t)
+		if c == nil {
+			continue
+		}
+		typ := cpv1.ConditionJoined
+		if t == fleetv1.ConditionAvailable {
+			typ = cpv1.ConditionControlPlaneHealthy
+		}
+		meta.SetStatusCondition(&want.Conditions, metav1.Condition{Type: typ, Status: c.Status, Reason: c.Reason, Message: c.Message})
+	}
+	want.Properties = profileProperties(p.Status.Properties, status)
+	if equality.Semantic.DeepEqual(&p.Status, want) {
+		return nil
+	}
+	p.Status = *want
+	if err := s.writer.Status().Update(ctx, p); err != nil {
+		return fmt.Errorf("update cluster profile status: %w", err)
+	}
+	return nil
+}
+
+// profileProperties lists the cluster's claims and inventory as properties,
+// keeping each one's observation time while its value holds.
+func profileProperties(old []cpv1.Property, st *fleetv1.ManagedClusterStatus) []cpv1.Property {
+	vals := map[string]string{}
+	for _, c := range st.ClusterClaims {
+		vals[c.Name] = c.Value
+	}
+	if st.Platform != "" {
+		vals["platform.fleetpulse.io"] = st.Platform
+	}
+	vals["nodes.fleetpulse.io/total"] = fmt.Sprint(st.Nodes.Total)
+	vals["nodes.fleetpulse.io/ready"] = fmt.Sprint(st.Nodes.Ready)
+	for name, q := range st.Allocatable {
+		vals["allocatable.fleetpulse.io/"+string(name)] = q.String()
+	}
+	prev := map[string]cpv1.Property{}
+	for _, p := range old {
+		prev[p.Name] = p
+	}
+	now := metav1.NewTime(time.Now().Truncate(time.Second))
+	out := make([]cpv1.Property, 0, len(vals))
+	for name, v := range vals {
+		if p, ok := prev[name]; ok && p.Value == v {
+			out = append(out, p)
+			continue
+		}
+		out = append(out, cpv1.Property{Name: name, Value: v, LastObservedTime: now})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func claimsOf(b beat) []fleetv1.ClusterClaim {
+	out := make([]fleetv1.ClusterClaim, 0, len(b.Claims))
+	seen := map[string]bool{}
+	for _, c := range b.Claims {
+		if c.Name == "" || seen[c.Name] || len(out) >= 32 {
+			continue
+		}
+		seen[c.Name] = true
+		out = append(out, fleetv1.ClusterClaim{Name: truncate(c.Name, 253), Value: truncate(c.Value, 1024)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func withoutManagedTaints(ts []fleetv1.Taint) []fleetv1.Taint {
+	out := make([]fleetv1.Taint, 0, len(ts)+1)
+	for _, t := range ts {
+		if t.Key != fleetv1.TaintUnreachable && t.Key != fleetv1.TaintUnavailable {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// managedTaint keeps an existing taint's time added, so tolerationSeconds
+// count from when the trouble began.
+func managedTaint(existing []fleetv1.Taint, key string, now time.Time) fleetv1.Taint {
+	for _, t := range existing {
+		if t.Key == key && t.Effect == fleetv1.TaintNoSelect {
+			return t
+		}
+	}
+	return fleetv1.Taint{Key: key, Effect: fleetv1.TaintNoSelect, TimeAdded: metav1.NewTime(now.Truncate(time.Second))}
+}
+
+func sameTaints(a, b []fleetv1.Taint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Key != b[i].Key || a[i].Effect != b[i].Effect || a[i].Value != b[i].Value || !a[i].TimeAdded.Equal(&b[i].TimeAdded) {
+			return false
+		}
+	}
+	return true
+}
