@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 30m
 BENCH     ?= .
 BENCHTIME ?= 3x
 
-.PHONY: all build deps testbed run down test bench lint fmt clean
+.PHONY: all build deps testbed s3server run down test bench lint fmt clean
 
 all: build
 
@@ -40,8 +40,12 @@ run: build
 down: build
 	./bin/fleetpulse dev down
 
-## test: unit, integration and end-to-end tests (builds the test bed first)
-test: deps testbed
+## s3server: build (once) the S3 server of the bucket tests, SeaweedFS's weed from testbed/s3tools, into .cache/s3server
+s3server:
+	$(GO) run ./testbed/cmd/s3server
+
+## test: unit, integration and end-to-end tests (builds the test bed and the S3 server first)
+test: deps testbed s3server
 	$(GO) test -tags $(GOTAGS) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## bench: the benchmarks, with their peers where they have one

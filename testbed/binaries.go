@@ -57,36 +57,50 @@ func EnsureBinaries(ctx context.Context, opts BuildOptions) (*Binaries, error) {
 		return nil, err
 	}
 	dir := filepath.Join(opts.CacheDir, key)
-	b := binariesIn(dir)
-	if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
-		return b, nil
-	}
-	if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create test-bed cache %q: %w", opts.CacheDir, err)
-	}
-	unlock, err := lockFile(filepath.Join(opts.CacheDir, key+".lock"))
+	err = ensureBuilt(opts.CacheDir, key, "test-bed binaries", opts.ToolsDir, opts.Logger, func(out string) error {
+		return build(ctx, opts.ToolsDir, out, opts.Logger)
+	})
 	if err != nil {
 		return nil, err
 	}
+	return binariesIn(dir), nil
+}
+
+// ensureBuilt runs build into cacheDir/key unless a complete build is there.
+// A file lock makes concurrent callers, in this process or others, wait for
+// one build; a finished build is marked by a "complete" file, and complete
+// builds of other keys are removed.
+func ensureBuilt(cacheDir, key, what, from string, logger *slog.Logger, build func(dir string) error) error {
+	dir := filepath.Join(cacheDir, key)
+	if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return fmt.Errorf("create cache %q: %w", cacheDir, err)
+	}
+	unlock, err := lockFile(filepath.Join(cacheDir, key+".lock"))
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
-		return b, nil // built by another process while we waited
+		return nil // built by another process while we waited
 	}
 	start := time.Now()
-	opts.Logger.Info("building test-bed binaries (once; takes minutes on a cold cache)", "dir", dir, "tools", opts.ToolsDir)
-	if err := build(ctx, opts.ToolsDir, dir, opts.Logger); err != nil {
-		return nil, err
+	logger.Info("building "+what+" (once; takes minutes on a cold cache)", "dir", dir, "from", from)
+	if err := build(dir); err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "complete"), []byte(time.Since(start).String()+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("mark test-bed cache complete: %w", err)
+		return fmt.Errorf("mark %s complete: %w", what, err)
 	}
-	opts.Logger.Info("built test-bed binaries", "dir", dir, "took", time.Since(start).Round(time.Second))
-	pruneOtherBuilds(opts.CacheDir, key, opts.Logger)
-	return b, nil
+	logger.Info("built "+what, "dir", dir, "took", time.Since(start).Round(time.Second))
+	pruneOtherBuilds(cacheDir, key, logger)
+	return nil
 }
 
 // pruneOtherBuilds removes complete builds of earlier tools-module versions;
-// each takes about 600 MB.
+// each test-bed build takes about 600 MB.
 func pruneOtherBuilds(cacheDir, key string, logger *slog.Logger) {
 	entries, err := os.ReadDir(cacheDir)
 	if err != nil {
@@ -102,7 +116,7 @@ func pruneOtherBuilds(cacheDir, key string, logger *slog.Logger) {
 		}
 		if err := os.RemoveAll(old); err == nil {
 			_ = os.Remove(old + ".lock")
-			logger.Info("removed an earlier test-bed build", "dir", old)
+			logger.Info("removed an earlier build", "dir", old)
 		}
 	}
 }

@@ -50,6 +50,8 @@ sample across a crash.`,
 	f.DurationVar(&cfg.Store.Retention, "storage.tsdb.retention.time", cfg.Store.Retention, "how long local blocks are kept")
 	f.DurationVar(&cfg.Store.BlockDuration, "storage.tsdb.block-duration", cfg.Store.BlockDuration, "length of the blocks cut from the head")
 	f.DurationVar(&cfg.Store.OutOfOrderWindow, "storage.tsdb.out-of-order-window", cfg.Store.OutOfOrderWindow, "how much older than a series' newest sample a sample may be (agents replaying their queue)")
+	f.StringVar(&cfg.Store.BucketDir, "storage.bucket.path", "", "filesystem bucket that blocks are shipped to (shorthand for a FILESYSTEM --storage.bucket.config-file); empty ships nothing")
+	f.StringVar(&cfg.Store.BucketConfigFile, "storage.bucket.config-file", "", "Thanos object-storage bucket config (YAML: type: S3|FILESYSTEM|GCS|AZURE|..., config: {...}) that blocks are shipped to; its content is never logged")
 	f.DurationVar(&cfg.Query.LookbackDelta, "query.lookback-delta", cfg.Query.LookbackDelta, "how far back an instant query looks for a sample")
 	f.DurationVar(&cfg.Query.Timeout, "query.timeout", cfg.Query.Timeout, "longest a query may run")
 	f.IntVar(&cfg.Query.MaxSamples, "query.max-samples", cfg.Query.MaxSamples, "most samples a query may load")
@@ -60,5 +62,6 @@ sample across a crash.`,
 	f.StringVar(&cfg.Alerting.ExternalURL, "web.external-url", "", "URL alerts link back to; default the HTTP listen address")
 	f.StringToStringVar(&cfg.Alerting.ExternalLabels, "alerting.external-label", nil, "label added to every alert sent (name=value); repeatable")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "time allowed for a graceful shutdown")
+	cmd.AddCommand(newHubInstallCommand(), newHubTokenCommand(), newHubAcceptCommand())
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 )
@@ -60,7 +61,7 @@ func (r *SeriesRecorder) Record(ctx context.Context, cluster string, evs []Event
 	// arrive within the same millisecond.
 	ts := max(r.now().UnixMilli(), r.lastMS+2)
 	for k, n := range added {
-		l := labels.FromStrings(labels.MetricName, SeriesName, "reason", k.reason, "type", k.typ, "kind", k.kind)
+		l := labels.FromStrings(model.MetricNameLabel, SeriesName, "reason", k.reason, "type", k.typ, "kind", k.kind)
 		prev, seen := r.totals[k]
 		if !seen {
 			// A zero just before the first value lets increase() count the

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -45,7 +46,7 @@ func TestSeriesRecorderCountsIntoTheClusterTSDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	set := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, SeriesName))
+	set := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, SeriesName))
 	var got []float64
 	var lset labels.Labels
 	for set.Next() {
@@ -59,7 +60,7 @@ func TestSeriesRecorderCountsIntoTheClusterTSDB(t *testing.T) {
 	if err := set.Err(); err != nil {
 		t.Fatal(err)
 	}
-	want := labels.FromStrings(labels.MetricName, SeriesName, "cluster", "east", "kind", "Pod", "reason", "BackOff", "type", "Warning")
+	want := labels.FromStrings(model.MetricNameLabel, SeriesName, "cluster", "east", "kind", "Pod", "reason", "BackOff", "type", "Warning")
 	if !labels.Equal(lset, want) {
 		t.Errorf("series %s, want %s", lset, want)
 	}

@@ -3,7 +3,12 @@ package metricstore
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
+
+	"github.com/thanos-io/objstore"
+	"sigs.k8s.io/yaml"
 )
 
 // ClusterLabel is the label every series carries on reads: the tenant, which
@@ -22,9 +27,17 @@ type Config struct {
 	// OutOfOrderWindow accepts samples this much older than a series' newest,
 	// as an agent replaying its disk queue after an outage sends them.
 	OutOfOrderWindow time.Duration
-	// BucketDir is a filesystem object-storage bucket for shipped blocks;
-	// empty ships nothing.
+	// BucketDir is a filesystem object-storage bucket for shipped blocks
+	// (--storage.bucket.path), shorthand for a FILESYSTEM BucketConfigFile.
+	// Empty, with no BucketConfigFile, ships nothing.
 	BucketDir string
+	// BucketConfigFile is a Thanos object-storage bucket configuration
+	// (--storage.bucket.config-file): YAML with "type" (S3, FILESYSTEM, GCS,
+	// AZURE, SWIFT, COS, ALIYUNOSS, BOS, OCI, OBS), "config" (the provider's
+	// settings) and an optional "prefix", as every Thanos component reads it.
+	// It may hold secrets: its content is never logged. At most one of
+	// BucketDir and BucketConfigFile is set.
+	BucketConfigFile string
 }
 
 // DefaultConfig returns the defaults: 15 days local retention, 2 h blocks, a
@@ -48,5 +61,91 @@ func (c Config) Validate() error {
 	if c.OutOfOrderWindow < 0 {
 		errs = append(errs, fmt.Errorf("out-of-order window must not be negative, got %s", c.OutOfOrderWindow))
 	}
+	if c.BucketDir != "" && c.BucketConfigFile != "" {
+		errs = append(errs, errors.New("bucket path (--storage.bucket.path) and bucket config file (--storage.bucket.config-file) are both set: "+
+			"give one; the path is shorthand for a FILESYSTEM bucket config"))
+	}
+	if c.BucketConfigFile != "" {
+		if _, err := readBucketConfig(c.BucketConfigFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// providers are the bucket types objstore's client builds.
+var providers = []objstore.ObjProvider{
+	objstore.FILESYSTEM, objstore.S3, objstore.GCS, objstore.AZURE, objstore.SWIFT,
+	objstore.COS, objstore.ALIYUNOSS, objstore.BOS, objstore.OCI, objstore.OBS,
+}
+
+// readBucketConfig reads and checks the bucket configuration file. Its errors
+// name the file and the field, never a value of it: the file holds secrets
+// (an S3 secret_key) and errors end up in logs.
+func readBucketConfig(path string) ([]byte, error) {
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("bucket config file (--storage.bucket.config-file): %w", err)
+	}
+	var bc bucketConfig
+	if err := yaml.UnmarshalStrict(content, &bc); err != nil {
+		return nil, fmt.Errorf("bucket config file %q (--storage.bucket.config-file): not a bucket configuration (want YAML with type, config and optional prefix): %s",
+			path, redactYAMLError(err))
+	}
+	if bc.Type == "" {
+		return nil, fmt.Errorf("bucket config file %q (--storage.bucket.config-file): type is required (one of %s)", path, providerList())
+	}
+	known := false
+	for _, p := range providers {
+		if strings.EqualFold(bc.Type, string(p)) {
+			known = true
+		}
+	}
+	if !known {
+		return nil, fmt.Errorf("bucket config file %q (--storage.bucket.config-file): type %q is not one of %s", path, bc.Type, providerList())
+	}
+	if bc.Config == nil {
+		return nil, fmt.Errorf("bucket config file %q (--storage.bucket.config-file): config is required (the %s provider's settings)", path, bc.Type)
+	}
+	return content, nil
+}
+
+// bucketConfig has the fields of objstore/client.BucketConfig, which
+// objstore parses again (strictly, with yaml.v2) when the store opens the
+// bucket; Validate checks the file up to the provider's own settings.
+type bucketConfig struct {
+	Type   string `json:"type"`
+	Config any    `json:"config"`
+	Prefix string `json:"prefix"`
+}
+
+func providerList() string {
+	names := make([]string, len(providers))
+	for i, p := range providers {
+		names[i] = string(p)
+	}
+	return strings.Join(names, ", ")
+}
+
+// redactYAMLError keeps a YAML error's line numbers and field names and drops
+// the values that YAML parsers quote in backticks (yaml.v2 quotes up to 7
+// characters of one), which could be part of a secret.
+func redactYAMLError(err error) string {
+	msg := err.Error()
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '`')
+		if i < 0 {
+			b.WriteString(msg)
+			return b.String()
+		}
+		j := strings.IndexByte(msg[i+1:], '`')
+		if j < 0 {
+			b.WriteString(msg)
+			return b.String()
+		}
+		b.WriteString(msg[:i])
+		b.WriteString("<value>")
+		msg = msg[i+1+j+1:]
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -168,8 +169,8 @@ func (s *Service) recordHeartbeat(r *http.Request, cluster string, now time.Time
 	if reachable {
 		up = 1
 	}
-	_, err1 := app.Append(0, labels.FromStrings(labels.MetricName, "fleetpulse_cluster_heartbeat_timestamp_seconds"), ts, float64(now.UnixNano())/1e9)
-	_, err2 := app.Append(0, labels.FromStrings(labels.MetricName, "fleetpulse_cluster_api_reachable"), ts, up)
+	_, err1 := app.Append(0, labels.FromStrings(model.MetricNameLabel, "fleetpulse_cluster_heartbeat_timestamp_seconds"), ts, float64(now.UnixNano())/1e9)
+	_, err2 := app.Append(0, labels.FromStrings(model.MetricNameLabel, "fleetpulse_cluster_api_reachable"), ts, up)
 	if errors.Join(err1, err2) != nil {
 		_ = app.Rollback()
 		return

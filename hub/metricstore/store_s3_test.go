@@ -1,0 +1,166 @@
+package metricstore_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/thanos-io/objstore"
+	blockmeta "github.com/thanos-io/thanos/pkg/block/metadata"
+
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+// TestBlocksShipToS3Bucket runs the store against a real S3 server
+// (SeaweedFS from the test bed) configured the way --storage.bucket.config-file
+// is: two clusters' samples are flushed into blocks and shipped, and the
+// bucket then holds one block per cluster whose meta.json carries the
+// cluster as its external label. The store only ships: queries read the
+// local TSDBs, never the bucket. The S3 secret key never reaches the logs.
+func TestBlocksShipToS3Bucket(t *testing.T) {
+	s3 := testbed.StartS3(t)
+	cfg := metricstore.DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.BucketConfigFile = filepath.Join(t.TempDir(), "bucket.yaml")
+	if err := os.WriteFile(cfg.BucketConfigFile, []byte(s3.BucketConfig()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := metricstore.Open(cfg, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Now().Add(-time.Minute)
+	clusters := []string{"cluster-a", "cluster-b"}
+	for _, cluster := range clusters {
+		a, err := s.Appender(context.Background(), cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			if _, err := a.Append(0, labels.FromStrings("__name__", "shipped_probe", "i", string(rune('a'+i))), ts.UnixMilli(), float64(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	bkt, err := s3.NewBucket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bkt.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var dirs []string
+	if err := bkt.Iter(ctx, "", func(name string) error {
+		dirs = append(dirs, name)
+		return nil
+	}); err != nil {
+		t.Fatalf("list %s: %v", s3, err)
+	}
+	var got []string
+	for _, dir := range dirs {
+		meta := readMeta(ctx, t, bkt, dir)
+		cluster := meta.Thanos.Labels[metricstore.ClusterLabel]
+		got = append(got, cluster)
+		if meta.Stats.NumSamples != 10 {
+			t.Errorf("block %s of %s holds %d samples, want 10", dir, cluster, meta.Stats.NumSamples)
+		}
+		for _, f := range []string{"index", "chunks/000001"} {
+			if ok, err := bkt.Exists(ctx, dir+f); err != nil || !ok {
+				t.Errorf("block %s of %s: %s not in the bucket (err %v)", dir, cluster, f, err)
+			}
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, clusters) {
+		t.Errorf("bucket holds blocks of clusters %q (dirs %q), want one block each of %q", got, dirs, clusters)
+	}
+	if strings.Contains(logs.String(), s3.SecretKey) {
+		t.Errorf("the S3 secret key is in the store's logs:\n%s", logs.String())
+	}
+
+	// The server checks signatures: a wrong secret key fails the flush, and
+	// neither key shows in the error or the logs.
+	wrong := strings.Replace(s3.BucketConfig(), s3.SecretKey, "wrong-"+s3.SecretKey[6:], 1)
+	if err := os.WriteFile(cfg.BucketConfigFile, []byte(wrong), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dir = t.TempDir()
+	logs = &syncBuffer{}
+	s, err = metricstore.Open(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a, err := s.Appender(context.Background(), "cluster-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Append(0, labels.FromStrings("__name__", "shipped_probe"), ts.UnixMilli(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Flush(context.Background())
+	if err == nil {
+		t.Fatal("Flush() with a wrong S3 secret key = nil, want an error")
+	}
+	t.Logf("Flush() with a wrong secret key: %v", err)
+	for _, key := range []string{s3.SecretKey[6:], s3.SecretKey} {
+		if strings.Contains(err.Error()+logs.String(), key) {
+			t.Errorf("a secret key is in the error or the logs: %v\n%s", err, logs.String())
+		}
+	}
+}
+
+func readMeta(ctx context.Context, t *testing.T, bkt objstore.Bucket, dir string) *blockmeta.Meta {
+	t.Helper()
+	rc, err := bkt.Get(ctx, dir+blockmeta.MetaFilename)
+	if err != nil {
+		t.Fatalf("read %s%s: %v", dir, blockmeta.MetaFilename, err)
+	}
+	meta, err := blockmeta.Read(rc)
+	if err != nil {
+		t.Fatalf("parse %s%s: %v", dir, blockmeta.MetaFilename, err)
+	}
+	return meta
+}
+
+// syncBuffer is a bytes.Buffer safe for the store's concurrent loggers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
