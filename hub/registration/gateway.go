@@ -149,14 +149,15 @@ func (s *Service) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	s.tracker.beat(mc.Name, beat{At: now, ClusterAPIReachable: req.ClusterAPIReachable, ClusterAPIError: truncate(req.ClusterAPIError, 512),
 		AgentVersion: truncate(req.AgentVersion, 64), Claims: req.Claims})
-	s.recordHeartbeat(r, mc.Name, now, req.ClusterAPIReachable)
+	s.recordHeartbeat(r, mc.Name, now, s.grace(mc), req.ClusterAPIReachable)
 	s.count("heartbeat", "ok")
 	writeJSON(w, agentapi.HeartbeatResponse{HeartbeatPeriodSeconds: int(period(mc).Seconds())})
 }
 
 // recordHeartbeat writes the heartbeat as series of the cluster, so that
-// liveness is alertable in PromQL like any telemetry.
-func (s *Service) recordHeartbeat(r *http.Request, cluster string, now time.Time, reachable bool) {
+// liveness is alertable in PromQL like any telemetry: its time, the grace
+// period the hub allows it, and whether the agent reaches its apiserver.
+func (s *Service) recordHeartbeat(r *http.Request, cluster string, now time.Time, grace time.Duration, reachable bool) {
 	if s.store == nil {
 		return
 	}
@@ -170,8 +171,9 @@ func (s *Service) recordHeartbeat(r *http.Request, cluster string, now time.Time
 		up = 1
 	}
 	_, err1 := app.Append(0, labels.FromStrings(model.MetricNameLabel, "fleetpulse_cluster_heartbeat_timestamp_seconds"), ts, float64(now.UnixNano())/1e9)
-	_, err2 := app.Append(0, labels.FromStrings(model.MetricNameLabel, "fleetpulse_cluster_api_reachable"), ts, up)
-	if errors.Join(err1, err2) != nil {
+	_, err2 := app.Append(0, labels.FromStrings(model.MetricNameLabel, "fleetpulse_cluster_heartbeat_grace_seconds"), ts, grace.Seconds())
+	_, err3 := app.Append(0, labels.FromStrings(model.MetricNameLabel, "fleetpulse_cluster_api_reachable"), ts, up)
+	if errors.Join(err1, err2, err3) != nil {
 		_ = app.Rollback()
 		return
 	}
