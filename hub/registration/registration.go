@@ -162,6 +162,9 @@ func New(cfg Config, restCfg *rest.Config, ca *CA, query QueryFunc, store events
 	if err != nil {
 		return nil, fmt.Errorf("build managedcluster controller: %w", err)
 	}
+	if err := (clusterSets{s}).setup(mgr); err != nil {
+		return nil, fmt.Errorf("build clusterset controller: %w", err)
+	}
 	return s, nil
 }
 

@@ -104,6 +104,21 @@ func TestRegistrationGateway(t *testing.T) {
 	if err := kube.Get(ctx, client.ObjectKey{Name: "east"}, mc); err != nil || !mc.Spec.Accepted || mc.Labels[fleetv1.LabelClusterSet] != "prod" {
 		t.Fatalf("ManagedCluster east: %+v, %v; want accepted, in cluster set prod", mc, err)
 	}
+	// The token's cluster set counts east as a member.
+	if err := kube.Create(ctx, &fleetv1.ClusterSet{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}); err != nil {
+		t.Fatal(err)
+	}
+	setDeadline := time.Now().Add(30 * time.Second)
+	for {
+		set := &fleetv1.ClusterSet{}
+		if err := kube.Get(ctx, client.ObjectKey{Name: "prod"}, set); err == nil && set.Status.Clusters == 1 {
+			break
+		}
+		if time.Now().After(setDeadline) {
+			t.Fatalf("ClusterSet prod: %+v, want 1 cluster", set.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	// A second cluster cannot take the name.
 	if code, body, _ := register(t, anon, agentsURL, autoTok, "east", "id-impostor"); code != http.StatusConflict {
 		t.Errorf("register east from another cluster: %d %q, want 409", code, body)
