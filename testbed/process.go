@@ -28,13 +28,16 @@ type process struct {
 // logDir/<name>.log. The child gets SIGKILL if this process dies, and runs in a
 // process group of its own so that a terminal's Ctrl-C reaches only us and we
 // stop the children in order.
-func startProcess(name, binary string, args []string, logDir string) (*process, error) {
+func startProcess(name, binary string, args []string, logDir string, env ...string) (*process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log of %s: %w", name, err)
 	}
 	cmd := exec.Command(binary, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -150,7 +153,13 @@ type Process struct{ p *process }
 // to logDir/<name>.log, in a process group of its own, killed if this process
 // dies. The local fleet runs its agents and Alertmanager this way.
 func StartProcess(name, binary string, args []string, logDir string) (*Process, error) {
-	p, err := startProcess(name, binary, args, logDir)
+	return StartProcessEnv(name, binary, args, nil, logDir)
+}
+
+// StartProcessEnv is StartProcess with variables added to the environment
+// (KEY=value), for secrets that must not show in the process list.
+func StartProcessEnv(name, binary string, args, env []string, logDir string) (*Process, error) {
+	p, err := startProcess(name, binary, args, logDir, env...)
 	if err != nil {
 		return nil, err
 	}

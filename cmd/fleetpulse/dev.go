@@ -161,7 +161,7 @@ func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, tel *devTelemetry
 	for _, c := range fleet.All() {
 		what := "get nodes"
 		if c.Name == testbed.HubName {
-			what = "get namespaces"
+			what = "get managedclusters"
 		}
 		fmt.Fprintf(w, "  %-10s %s\n             %s --kubeconfig %s %s\n", c.Name, c.APIServerURL, kubectl, c.KubeconfigPath, what)
 	}

@@ -11,13 +11,17 @@ import (
 	"sync"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
-// devTelemetry is the local fleet's telemetry: the hub in this process and
-// one fleetpulse-agent per managed cluster, each with a client certificate
-// from a CA of the fleet's own.
+// devTelemetry is the local fleet's telemetry: the hub in this process, with
+// registration on the fleet's hub control plane, and one fleetpulse-agent
+// per managed cluster holding only a bootstrap token and the pin of the
+// hub's CA, as a real cluster joins.
 type devTelemetry struct {
 	HTTPURL, AgentsURL string
 	// AlertmanagerURL is the fleet's Alertmanager, when its binary is there.
@@ -38,7 +42,10 @@ func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, l
 	if cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile, err = ca.IssueServer("fleetpulse-hub"); err != nil {
 		return nil, err
 	}
-	cfg.AgentTLS.ClientCAFile = ca.CertFile
+	cfg.AgentTLS.ClientCAFile, cfg.AgentTLS.ClientCAKeyFile = ca.CertFile, ca.KeyFile
+	cfg.ControlPlaneKubeconfig = fleet.Hub.KubeconfigPath
+	// A short period so that a stopped agent shows within half a minute.
+	cfg.Registration.DefaultHeartbeatPeriodSeconds = 10
 	cfg.Store.Dir = filepath.Join(dir, "hub", "tsdb")
 	am, amURL, err := startDevAlertmanager(filepath.Join(dir, "hub", "alertmanager"), logger)
 	if err != nil {
@@ -78,8 +85,18 @@ func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, l
 		logger.Warn("no agents: the hub runs without them", "err", err)
 		return d, nil
 	}
+	token, err := devToken(ctx, fleet.Hub, cfg.Registration.Namespace)
+	if err != nil {
+		d.stop()
+		return nil, err
+	}
+	pin, err := caPin(ca.CertFile)
+	if err != nil {
+		d.stop()
+		return nil, err
+	}
 	for _, c := range fleet.Clusters {
-		if err := d.startAgent(agentBin, ca, c); err != nil {
+		if err := d.startAgent(agentBin, token, pin, c); err != nil {
 			d.stop()
 			return nil, err
 		}
@@ -87,11 +104,19 @@ func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, l
 	return d, nil
 }
 
-func (d *devTelemetry) startAgent(bin string, ca *testbed.CA, c *testbed.Cluster) error {
-	cert, key, err := ca.IssueClient(c.Name)
+// devToken creates the bootstrap token the fleet's agents join with.
+func devToken(ctx context.Context, hubCP *testbed.Cluster, namespace string) (string, error) {
+	c, err := client.New(hubCP.RESTConfig, client.Options{Scheme: registration.Scheme()})
 	if err != nil {
-		return err
+		return "", fmt.Errorf("hub control-plane client: %w", err)
 	}
+	token, _, err := registration.NewTokens(c, namespace).Create(ctx, registration.TokenOptions{
+		TTL: 24 * time.Hour, AutoAccept: true, ClusterSet: "dev", Description: "fleetpulse dev up",
+	})
+	return token, err
+}
+
+func (d *devTelemetry) startAgent(bin, token, caPin string, c *testbed.Cluster) error {
 	metricsAddr, err := freeLoopbackAddr()
 	if err != nil {
 		return err
@@ -100,11 +125,11 @@ func (d *devTelemetry) startAgent(bin string, ca *testbed.CA, c *testbed.Cluster
 	if err != nil {
 		return err
 	}
-	agent, err := testbed.StartProcess("fleetpulse-agent", bin, []string{
-		"--hub=" + d.AgentsURL, "--hub-ca-file=" + ca.CertFile, "--cert-file=" + cert, "--key-file=" + key,
+	agent, err := testbed.StartProcessEnv("fleetpulse-agent", bin, []string{
+		"--hub=" + d.AgentsURL, "--hub-ca-hash=" + caPin,
 		"--cluster-name=" + c.Name, "--kubeconfig=" + c.KubeconfigPath, "--state-dir=" + filepath.Join(c.Dir, "agent"),
 		"--collection-interval=10s", "--metrics-address=" + metricsAddr, "--self-telemetry-address=" + selfAddr,
-	}, c.Logs)
+	}, []string{"FLEETPULSE_BOOTSTRAP_TOKEN=" + token}, c.Logs)
 	if err != nil {
 		return fmt.Errorf("start agent for %s: %w", c.Name, err)
 	}

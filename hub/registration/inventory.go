@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +69,9 @@ func (s *Service) pollInventory(ctx context.Context) {
 	defer t.Stop()
 	for {
 		snap, err := s.readInventory(ctx, time.Now())
+		if err != nil && strings.Contains(err.Error(), "No StoreAPIs available") {
+			snap, err = map[string]clusterInventory{}, nil // no cluster has written yet
+		}
 		if err != nil {
 			s.logger.Warn("read cluster inventory from telemetry", "err", err)
 		} else {
