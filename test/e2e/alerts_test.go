@@ -74,7 +74,13 @@ type amAlert struct {
 // waitAlerts polls Alertmanager's active FleetpulseNodesNotReady alerts until ok.
 func waitAlerts(t *testing.T, amURL string, ok func([]amAlert) bool) []amAlert {
 	t.Helper()
-	q := url.Values{"filter": {`alertname="FleetpulseNodesNotReady"`}, "active": {"true"}}
+	return waitAlertsNamed(t, amURL, "FleetpulseNodesNotReady", ok)
+}
+
+// waitAlertsNamed polls Alertmanager's active alerts of one name until ok.
+func waitAlertsNamed(t *testing.T, amURL, name string, ok func([]amAlert) bool) []amAlert {
+	t.Helper()
+	q := url.Values{"filter": {`alertname="` + name + `"`}, "active": {"true"}}
 	deadline := time.Now().Add(90 * time.Second)
 	var alerts []amAlert
 	for time.Now().Before(deadline) {
@@ -89,7 +95,7 @@ func waitAlerts(t *testing.T, amURL string, ok func([]amAlert) bool) []amAlert {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Fatalf("Alertmanager's FleetpulseNodesNotReady alerts never reached the expected state; last: %+v", alerts)
+	t.Fatalf("Alertmanager's %s alerts never reached the expected state; last: %+v", name, alerts)
 	return nil
 }
 
