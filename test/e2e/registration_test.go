@@ -19,8 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/prompb"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -172,6 +176,16 @@ func TestRegistrationGateway(t *testing.T) {
 	}
 	if err := kube.Get(ctx, client.ObjectKey{Name: "east"}, &corev1.Namespace{}); err != nil {
 		t.Errorf("namespace of east: %v", err)
+	}
+
+	// east's certificate cannot write series for west: a cluster label it
+	// sets is replaced by its own.
+	if code := writeSpoofed(t, eastC, agentsURL+"/api/v1/write", "west"); code/100 != 2 {
+		t.Fatalf("remote write with east's certificate: %d", code)
+	}
+	waitForValue(t, promAPI(t, httpURL), `count(spoof_probe{cluster="east"})`, 1)
+	if v, _, err := promAPI(t, httpURL).Query(ctx, `spoof_probe{cluster="west"}`, time.Now()); err != nil || v.(model.Vector).Len() != 0 {
+		t.Errorf("series east labelled cluster=west: %v (%v), want none under west", v, err)
 	}
 
 	// A static certificate from the same CA, not issued by registration, is
@@ -357,4 +371,27 @@ func promAPI(t *testing.T, url string) promv1.API {
 		t.Fatal(err)
 	}
 	return promv1.NewAPI(c)
+}
+
+// writeSpoofed remote-writes one series claiming cluster=claimed.
+func writeSpoofed(t *testing.T, c *http.Client, url, claimed string) int {
+	t.Helper()
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  []prompb.Label{{Name: "__name__", Value: "spoof_probe"}, {Name: "cluster", Value: claimed}},
+		Samples: []prompb.Sample{{Value: 1, Timestamp: time.Now().UnixMilli()}},
+	}}}
+	raw, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(snappy.Encode(nil, raw)))
+	hr.Header.Set("Content-Encoding", "snappy")
+	hr.Header.Set("Content-Type", "application/x-protobuf")
+	hr.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	resp, err := c.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
