@@ -13,6 +13,14 @@ import (
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 )
 
+// The values of Config.Protocol.
+const (
+	// ProtocolRW1 sends Prometheus Remote-Write 1.0 (prometheus.WriteRequest).
+	ProtocolRW1 = "rw1"
+	// ProtocolRW2 sends Prometheus Remote-Write 2.0 (io.prometheus.write.v2.Request).
+	ProtocolRW2 = "rw2"
+)
+
 // Config is the exporter's configuration.
 type Config struct {
 	// ClientConfig holds the hub's base URL (endpoint), TLS (CA, client
@@ -20,6 +28,15 @@ type Config struct {
 	confighttp.ClientConfig `mapstructure:",squash"`
 	// MetricsPath is the hub's remote-write path.
 	MetricsPath string `mapstructure:"metrics_path"`
+	// Protocol is the remote-write message metrics are sent as: "rw1"
+	// (Remote-Write 1.0, prometheus.WriteRequest, which every
+	// remote-write receiver accepts) or "rw2" (Remote-Write 2.0,
+	// io.prometheus.write.v2.Request: a symbol table instead of repeated
+	// label strings, each series' type, unit and help, and the receiver's
+	// count of samples written). With "rw2", a receiver that answers 415 or
+	// acknowledges without the 2.0 written-count headers (a 1.0 receiver)
+	// gets the request again as 1.0, and 1.0 from then on.
+	Protocol string `mapstructure:"protocol"`
 	// LogsPath is the hub's OTLP/HTTP logs path.
 	LogsPath string `mapstructure:"logs_path"`
 	// QueueConfig is the sending queue; name a storage extension
@@ -43,8 +60,11 @@ func createDefaultConfig() *Config {
 	retry := configretry.NewDefaultBackOffConfig()
 	retry.MaxElapsedTime = 0
 	return &Config{
-		ClientConfig:  client,
-		MetricsPath:   "/api/v1/write",
+		ClientConfig: client,
+		MetricsPath:  "/api/v1/write",
+		// 1.0 reaches every receiver, Prometheus 2.x included; the agent's
+		// built-in pipeline to the hub chooses 2.0.
+		Protocol:      ProtocolRW1,
 		LogsPath:      "/v1/logs",
 		QueueConfig:   configoptional.Some(queue),
 		BackOffConfig: retry,
@@ -63,6 +83,9 @@ func (c *Config) Validate() error {
 		if !strings.HasPrefix(p, "/") {
 			errs = append(errs, fmt.Errorf("%q %q: must start with /", name, p))
 		}
+	}
+	if c.Protocol != ProtocolRW1 && c.Protocol != ProtocolRW2 {
+		errs = append(errs, fmt.Errorf(`"protocol" %q: want %q (remote write 1.0) or %q (remote write 2.0)`, c.Protocol, ProtocolRW1, ProtocolRW2))
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf(`"timeout" must be positive, got %s`, c.Timeout))

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,17 +23,22 @@ import (
 	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 const seriesPerBatch = 20
 
-// TestNoSampleLostAcrossOutageAndRestart sends metrics to a real Prometheus
-// remote-write receiver, stops the receiver under load, restarts the exporter
-// (same disk queue) during the outage, brings the receiver back, and checks
-// that every sample sent arrived: exact count, with identity labels.
+// TestNoSampleLostAcrossOutageAndRestart sends metrics to a real receiver,
+// stops the receiver under load, restarts the exporter (same disk queue)
+// during the outage, brings the receiver back, and checks that every sample
+// sent arrived: exact count, with identity labels. It runs against Debian's
+// Prometheus over remote write 1.0 (all it takes) and against the hub, in
+// this process over mutual TLS, over remote write 2.0.
 // FLEETPULSE_OUTAGE sets the outage (default 5s; the issue's figure is 2m).
 func TestNoSampleLostAcrossOutageAndRestart(t *testing.T) {
 	t.Parallel()
@@ -44,12 +50,33 @@ func TestNoSampleLostAcrossOutageAndRestart(t *testing.T) {
 		}
 		outage = d
 	}
-	// A retry after an agent restart may reorder one batch; an out-of-order
-	// window takes it, as the hub's does.
-	prom := testbed.StartPrometheus(t, testbed.PrometheusOptions{Config: "storage:\n  tsdb:\n    out_of_order_time_window: 1h\n"})
-	queueDir := t.TempDir()
+	t.Run("rw1 to Prometheus", func(t *testing.T) {
+		t.Parallel()
+		// A retry after an agent restart may reorder one batch; an
+		// out-of-order window takes it, as the hub's does.
+		prom := testbed.StartPrometheus(t, testbed.PrometheusOptions{Config: "storage:\n  tsdb:\n    out_of_order_time_window: 1h\n"})
+		testNoSampleLost(t, outage, prom, prom.URL, func(cfg *Config) { cfg.Endpoint = prom.URL })
+	})
+	t.Run("rw2 to the hub", func(t *testing.T) {
+		t.Parallel()
+		ca := testbed.NewCA(t, "outage-agents")
+		h := startTestHub(t, ca)
+		testNoSampleLost(t, outage, h, h.httpURL, h.agentConfig(ca, "cluster-a", ProtocolRW2))
+	})
+}
 
-	agent := startAgentExporter(t, prom.URL, queueDir)
+// restartable is a receiver that can be stopped and started again on the
+// same address and storage.
+type restartable interface {
+	Start()
+	Stop()
+}
+
+// testNoSampleLost runs the outage test against recv, whose Prometheus API
+// is at queryURL; configure points the exporter at it.
+func testNoSampleLost(t *testing.T, outage time.Duration, recv restartable, queryURL string, configure func(*Config)) {
+	queueDir := t.TempDir()
+	agent := startAgentExporter(t, queueDir, configure)
 	const interval = 50 * time.Millisecond
 	stopAt := 20
 	resumeAt := stopAt + int(outage/interval)
@@ -59,14 +86,15 @@ func TestNoSampleLostAcrossOutageAndRestart(t *testing.T) {
 	for b := range batches {
 		switch {
 		case b == stopAt:
-			prom.Stop()
+			recv.Stop()
 			t.Logf("batch %d: receiver stopped for %s", b, outage)
 		case b == restartAgentAt:
+			agent.checkProtocolHeld(t)
 			agent.stop(t)
-			agent = startAgentExporter(t, prom.URL, queueDir)
+			agent = startAgentExporter(t, queueDir, configure)
 			t.Logf("batch %d: exporter restarted on the same disk queue", b)
 		case b == resumeAt:
-			prom.Start()
+			recv.Start()
 			t.Logf("batch %d: receiver back", b)
 		}
 		if err := agent.exp.ConsumeMetrics(context.Background(), testBatch(b, base.Add(time.Duration(b)*100*time.Millisecond))); err != nil {
@@ -76,7 +104,7 @@ func TestNoSampleLostAcrossOutageAndRestart(t *testing.T) {
 	}
 	defer agent.stop(t)
 
-	api := promv1.NewAPI(mustClient(t, prom.URL))
+	api := promv1.NewAPI(mustClient(t, queryURL))
 	want := float64(batches * seriesPerBatch)
 	t.Logf("sent %d samples in %d batches", int(want), batches)
 	deadline := time.Now().Add(2*time.Minute + outage)
@@ -96,6 +124,18 @@ func TestNoSampleLostAcrossOutageAndRestart(t *testing.T) {
 	if got != want {
 		t.Fatalf("receiver holds %v samples labelled k8s_cluster_name=cluster-a, want %v (all sent)", got, want)
 	}
+	agent.checkProtocolHeld(t)
+}
+
+// checkProtocolHeld fails the test if the exporter fell back from 2.0 to 1.0
+// or a 2.0 receiver reported samples not written.
+func (a *agentExporter) checkProtocolHeld(t *testing.T) {
+	t.Helper()
+	for _, e := range a.logs.All() {
+		if strings.HasPrefix(e.Message, "receiver does not take remote write 2.0") || strings.HasPrefix(e.Message, "remote-write 2.0 receiver") {
+			t.Errorf("exporter warned: %s %v", e.Message, e.ContextMap())
+		}
+	}
 }
 
 func TestStatusDecidesRetry(t *testing.T) {
@@ -111,37 +151,46 @@ func TestStatusDecidesRetry(t *testing.T) {
 		{http.StatusInternalServerError, true},
 		{http.StatusServiceUnavailable, true},
 	} {
-		t.Run(http.StatusText(tc.status), func(t *testing.T) {
-			t.Parallel()
-			var calls atomic.Int32
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if calls.Add(1) == 1 {
-					http.Error(w, "no", tc.status)
-					return
-				}
-				w.WriteHeader(http.StatusNoContent)
-			}))
-			defer srv.Close()
-			cfg := createDefaultConfig()
-			cfg.Endpoint = srv.URL
-			cfg.QueueConfig.GetOrInsertDefault().WaitForResult = true
-			cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 10*time.Millisecond, 10*time.Millisecond
-			exp, err := NewFactory().CreateMetrics(context.Background(), exportertest.NewNopSettings(typeStr), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := exp.Start(context.Background(), testHost{}); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = exp.Shutdown(context.Background()) }()
-			err = exp.ConsumeMetrics(context.Background(), testBatch(0, time.Now()))
-			if tc.retryable && (err != nil || calls.Load() != 2) {
-				t.Errorf("status %d: err %v after %d calls, want success on the retry", tc.status, err, calls.Load())
-			}
-			if !tc.retryable && (err == nil || calls.Load() != 1 || !strings.Contains(err.Error(), "no")) {
-				t.Errorf("status %d: err %v after %d calls, want one call and the hub's message", tc.status, err, calls.Load())
-			}
-		})
+		for _, protocol := range []string{ProtocolRW1, ProtocolRW2} {
+			t.Run(protocol+"/"+http.StatusText(tc.status), func(t *testing.T) {
+				t.Parallel()
+				testStatusDecidesRetry(t, protocol, tc.status, tc.retryable)
+			})
+		}
+	}
+}
+
+func testStatusDecidesRetry(t *testing.T, protocol string, status int, retryable bool) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			http.Error(w, "no", status)
+			return
+		}
+		// A 2.0 receiver counts what it wrote (a 1.0 sender ignores it).
+		w.Header().Set(headerSamplesWritten, strconv.Itoa(seriesPerBatch))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	cfg := createDefaultConfig()
+	cfg.Endpoint = srv.URL
+	cfg.Protocol = protocol
+	cfg.QueueConfig.GetOrInsertDefault().WaitForResult = true
+	cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 10*time.Millisecond, 10*time.Millisecond
+	exp, err := NewFactory().CreateMetrics(context.Background(), exportertest.NewNopSettings(typeStr), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Start(context.Background(), testHost{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = exp.Shutdown(context.Background()) }()
+	err = exp.ConsumeMetrics(context.Background(), testBatch(0, time.Now()))
+	if retryable && (err != nil || calls.Load() != 2) {
+		t.Errorf("status %d: err %v after %d calls, want success on the retry", status, err, calls.Load())
+	}
+	if !retryable && (err == nil || calls.Load() != 1 || !strings.Contains(err.Error(), "no")) {
+		t.Errorf("status %d: err %v after %d calls, want one call and the hub's message", status, err, calls.Load())
 	}
 }
 
@@ -158,6 +207,17 @@ func TestConfigValidate(t *testing.T) {
 	cfg.Endpoint = "hub:8443"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `"endpoint" "hub:8443"`) {
 		t.Errorf("Validate() = %v, want it to reject an endpoint without scheme", err)
+	}
+	for _, p := range []string{ProtocolRW1, ProtocolRW2} {
+		cfg = createDefaultConfig()
+		cfg.Endpoint, cfg.Protocol = "https://hub:8443", p
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("protocol %q: Validate() = %v", p, err)
+		}
+	}
+	cfg.Protocol = "2.0"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `"protocol" "2.0": want "rw1" (remote write 1.0) or "rw2" (remote write 2.0)`) {
+		t.Errorf("Validate() = %v, want it to name the protocol field and the values allowed", err)
 	}
 }
 
@@ -181,11 +241,13 @@ func testBatch(b int, ts time.Time) pmetric.Metrics {
 type agentExporter struct {
 	exp     exporter.Metrics
 	storage extension.Extension
+	logs    *observer.ObservedLogs // its warnings
 }
 
 // startAgentExporter starts a file_storage extension on dir and the exporter
-// with its queue on it, as the agent's default pipeline does.
-func startAgentExporter(t *testing.T, endpoint, dir string) *agentExporter {
+// with its queue on it, as the agent's default pipeline does; configure sets
+// where it sends, and how.
+func startAgentExporter(t *testing.T, dir string, configure func(*Config)) *agentExporter {
 	t.Helper()
 	sf := filestorage.NewFactory()
 	scfg := sf.CreateDefaultConfig().(*filestorage.Config)
@@ -200,7 +262,7 @@ func startAgentExporter(t *testing.T, endpoint, dir string) *agentExporter {
 		t.Fatal(err)
 	}
 	cfg := createDefaultConfig()
-	cfg.Endpoint = endpoint
+	configure(cfg)
 	q := cfg.QueueConfig.GetOrInsertDefault()
 	q.StorageID = &storageID
 	cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 100*time.Millisecond, time.Second
@@ -208,8 +270,10 @@ func startAgentExporter(t *testing.T, endpoint, dir string) *agentExporter {
 	// The disk queue is keyed by the exporter's ID: a restarted agent has the
 	// same one (the nop settings would pick a random name).
 	set.ID = component.NewID(typeStr)
+	core, logs := observer.New(zapcore.WarnLevel)
+	set.Logger = zap.New(core)
 	if os.Getenv("FLEETPULSE_TEST_LOG") != "" {
-		set.Logger = zaptest.NewLogger(t)
+		set.Logger = zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core()))
 	}
 	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
 	if err != nil {
@@ -218,7 +282,7 @@ func startAgentExporter(t *testing.T, endpoint, dir string) *agentExporter {
 	if err := exp.Start(context.Background(), host); err != nil {
 		t.Fatal(err)
 	}
-	return &agentExporter{exp: exp, storage: storage}
+	return &agentExporter{exp: exp, storage: storage, logs: logs}
 }
 
 func (a *agentExporter) stop(t *testing.T) {

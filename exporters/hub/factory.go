@@ -24,7 +24,10 @@ func NewFactory() exporter.Factory {
 
 func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Metrics, error) {
 	c := cfg.(*Config)
-	e := newHubExporter(c, set)
+	e, err := newHubExporter(c, set)
+	if err != nil {
+		return nil, err
+	}
 	exp, err := exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics,
 		exporterhelper.WithStart(e.start),
 		exporterhelper.WithShutdown(e.shutdown),
@@ -43,7 +46,10 @@ func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Con
 
 func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
 	c := cfg.(*Config)
-	e := newHubExporter(c, set)
+	e, err := newHubExporter(c, set)
+	if err != nil {
+		return nil, err
+	}
 	return exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs,
 		exporterhelper.WithStart(e.start),
 		exporterhelper.WithShutdown(e.shutdown),

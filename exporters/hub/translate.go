@@ -9,11 +9,13 @@ import (
 
 	"github.com/prometheus/otlptranslator"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
-// This file turns OTLP metrics into Prometheus remote-write 1.0 series. It
+// This file turns OTLP metrics into Prometheus remote-write series (1.0
+// here; translate_v2.go re-encodes them as a 2.0 request). It
 // replaces the contrib prometheusremotewrite translator, whose dependency on
 // Prometheus' config package linked the AWS, Azure and GCP SDKs into the agent
 // (tens of MiB of binary and of resident file pages). Names come from the
@@ -30,9 +32,10 @@ import (
 //
 // What is not sent, counted per reason (see dropReason): delta (or
 // unspecified) temporality sums and histograms, which Prometheus cannot store
-// as counters; exponential histograms, which remote write 1.0 carries only as
-// native histograms (the agent produces none); points whose metric or label
-// names cannot be made valid. Exemplars and target_info are not sent.
+// as counters; exponential histograms, which remote write (1.0 or 2.0)
+// carries only as native histograms (the agent produces none); points whose
+// metric or label names cannot be made valid. Exemplars, start (created)
+// timestamps and target_info are not sent.
 //
 // Every point attribute becomes a label; the exporter's resourcetotelemetry
 // wrapper has already copied the resource attributes onto the points. As in
@@ -122,6 +125,21 @@ type converter struct {
 	labelNames map[string]string
 	// scratch for the labels of one point
 	attrs []prompb.Label
+
+	// metas holds, per metric converted, what remote write 2.0 sends as
+	// metadata; seriesMeta is, per series, the index in metas of the metric
+	// whose point started it; meta is that index for the metric at hand.
+	metas      []metricMeta
+	seriesMeta []int32
+	meta       int32
+}
+
+// metricMeta is an OTLP metric's remote-write 2.0 metadata: the Prometheus
+// type, decided while converting; unit and help are read from metric only
+// when a 2.0 request is built.
+type metricMeta struct {
+	typ    writev2.Metadata_MetricType
+	metric pmetric.Metric
 }
 
 func newConverter(sizeHint int) *converter {
@@ -144,6 +162,12 @@ func newConverter(sizeHint int) *converter {
 // could not convert rather than failing: the rest is still worth sending.
 func toTimeSeries(md pmetric.Metrics) ([]prompb.TimeSeries, drops) {
 	c := newConverter(md.DataPointCount())
+	c.convert(md)
+	return c.series, c.dropped
+}
+
+// convert adds every point of md.
+func (c *converter) convert(md pmetric.Metrics) {
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
@@ -156,7 +180,6 @@ func toTimeSeries(md pmetric.Metrics) ([]prompb.TimeSeries, drops) {
 			}
 		}
 	}
-	return c.series, c.dropped
 }
 
 func (c *converter) addMetric(resource pcommon.Map, m pmetric.Metric) {
@@ -193,6 +216,19 @@ func (c *converter) addMetric(resource pcommon.Map, m pmetric.Metric) {
 		c.dropped.add(dropInvalidMetricName, m.Name(), dataPointCount(m))
 		return
 	}
+	// The types Prometheus' own OTLP translation gives: a non-monotonic sum
+	// is a gauge; a histogram's _bucket, _sum and _count are all histogram.
+	typ := writev2.Metadata_METRIC_TYPE_GAUGE
+	switch spec.Type {
+	case otlptranslator.MetricTypeMonotonicCounter:
+		typ = writev2.Metadata_METRIC_TYPE_COUNTER
+	case otlptranslator.MetricTypeHistogram:
+		typ = writev2.Metadata_METRIC_TYPE_HISTOGRAM
+	case otlptranslator.MetricTypeSummary:
+		typ = writev2.Metadata_METRIC_TYPE_SUMMARY
+	}
+	c.meta = int32(len(c.metas))
+	c.metas = append(c.metas, metricMeta{typ: typ, metric: m})
 
 	switch m.Type() {
 	case pmetric.MetricTypeGauge:
@@ -378,6 +414,7 @@ func (c *converter) add(name, extra, extraValue string, s prompb.Sample) {
 		c.index[key] = len(c.series) + 1
 	}
 	c.series = append(c.series, prompb.TimeSeries{Labels: labels, Samples: []prompb.Sample{s}})
+	c.seriesMeta = append(c.seriesMeta, c.meta)
 }
 
 // setLabel sets name=value in labels, sorted by name, keeping them sorted.
