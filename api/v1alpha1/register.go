@@ -19,6 +19,11 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&ManagedCluster{}, &ManagedClusterList{},
 		&ClusterSet{}, &ClusterSetList{},
+		&ManifestWork{}, &ManifestWorkList{},
+		&ManifestWorkSet{}, &ManifestWorkSetList{},
+		&Placement{}, &PlacementList{},
+		&PlacementDecision{}, &PlacementDecisionList{},
+		&AlertTaint{}, &AlertTaintList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

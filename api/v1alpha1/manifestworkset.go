@@ -1,0 +1,84 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ManifestWorkSet binds a ManifestWork template to Placements: it keeps one
+// ManifestWork per decided cluster (in that cluster's namespace), rolls
+// changes out all at once, progressively or per decision group, and
+// summarises how the works are doing.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=mws,categories=fleetpulse
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Placed",type=integer,JSONPath=`.status.summary.total`
+// +kubebuilder:printcolumn:name="Applied",type=integer,JSONPath=`.status.summary.applied`
+// +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.summary.available`
+// +kubebuilder:printcolumn:name="Degraded",type=integer,JSONPath=`.status.summary.degraded`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ManifestWorkSet struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ManifestWorkSetSpec   `json:"spec,omitempty"`
+	Status ManifestWorkSetStatus `json:"status,omitempty"`
+}
+
+// ManifestWorkSetSpec is the template and where it goes.
+type ManifestWorkSetSpec struct {
+	// ManifestWorkTemplate is the spec of every ManifestWork.
+	ManifestWorkTemplate ManifestWorkSpec `json:"manifestWorkTemplate"`
+	// PlacementRefs are Placements in this namespace.
+	PlacementRefs []PlacementRef `json:"placementRefs"`
+}
+
+// PlacementRef names a Placement and how to roll out to its decisions.
+type PlacementRef struct {
+	Name string `json:"name"`
+	// +optional
+	RolloutStrategy RolloutStrategy `json:"rolloutStrategy,omitempty"`
+}
+
+// RolloutStrategy says how a change reaches the decided clusters.
+type RolloutStrategy struct {
+	// All updates every cluster at once; Progressive at most MaxConcurrency
+	// clusters at a time, the next once those are Available; ProgressivePerGroup
+	// one decision group at a time.
+	// +kubebuilder:validation:Enum=All;Progressive;ProgressivePerGroup
+	// +kubebuilder:default=All
+	Type string `json:"type,omitempty"`
+	// +optional
+	MaxConcurrency int32 `json:"maxConcurrency,omitempty"`
+}
+
+// ManifestWorkSetStatus summarises the works.
+type ManifestWorkSetStatus struct {
+	// +optional
+	Summary WorkSummary `json:"summary,omitempty"`
+	// Conditions: PlacementVerified, Progressing, Available.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// WorkSummary counts works by state.
+type WorkSummary struct {
+	Total     int32 `json:"total"`
+	Applied   int32 `json:"applied"`
+	Available int32 `json:"available"`
+	Degraded  int32 `json:"degraded"`
+}
+
+// LabelManifestWorkSet marks the works a ManifestWorkSet owns.
+const LabelManifestWorkSet = "work.fleetpulse.io/manifestworkset"
+
+// ManifestWorkSetList is a list of ManifestWorkSets.
+//
+// +kubebuilder:object:root=true
+type ManifestWorkSetList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ManifestWorkSet `json:"items"`
+}
