@@ -131,7 +131,7 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		agents := http.NewServeMux()
 		identify := ingest.ClusterFromRequest
 		if h.cfg.ControlPlaneKubeconfig != "" {
-			reg, err := h.registration(ctx, engine, store)
+			reg, err := h.registration(ctx, engine, store, agents)
 			if err != nil {
 				h.shutdown(servers)
 				return err
@@ -186,7 +186,7 @@ func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerti
 // registration installs the API on the hub's control plane and starts the
 // ManagedCluster controller; it returns once its caches are synced, so the
 // hub is not ready before it can tell registered clusters apart.
-func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *metricstore.Store) (*registration.Service, error) {
+func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *metricstore.Store, agents *http.ServeMux) (*registration.Service, error) {
 	restCfg, err := clientcmd.BuildConfigFromFlags("", h.cfg.ControlPlaneKubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("control-plane kubeconfig: %w", err)
@@ -210,6 +210,9 @@ func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *me
 	}
 	reg, err := registration.New(h.cfg.Registration, restCfg, ca, query, store, logger, h.registry)
 	if err != nil {
+		return nil, err
+	}
+	if err := h.setupControllers(reg, agents); err != nil {
 		return nil, err
 	}
 	go func() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -169,6 +170,25 @@ func New(cfg Config, restCfg *rest.Config, ca *CA, query QueryFunc, store events
 }
 
 func (s *Service) count(endpoint, result string) { s.requests.WithLabelValues(endpoint, result).Inc() }
+
+// Manager is the controller manager on the hub's control plane, for the
+// hub's other controllers (placement, work, actions) to join before Run.
+func (s *Service) Manager() manager.Manager { return s.mgr }
+
+// Query runs PromQL over the hub's telemetry.
+func (s *Service) Query() QueryFunc { return s.query }
+
+// Identity is what the gateway's other endpoints (work sync) use to name the
+// calling cluster: the same checks as heartbeats, with the status to refuse
+// with; the refusal writer flags deregistration.
+func (s *Service) Identity(w http.ResponseWriter, r *http.Request) (cluster string, ok bool) {
+	mc, status, err := s.identify(r.Context(), r)
+	if err != nil {
+		refuse(w, status, err)
+		return "", false
+	}
+	return mc.Name, true
+}
 
 // Tokens is the bootstrap token store.
 func (s *Service) Tokens() *Tokens { return s.tokens }
