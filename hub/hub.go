@@ -43,6 +43,8 @@ type Hub struct {
 	ready    atomic.Bool
 
 	httpAddr, agentAddr atomic.Pointer[net.TCPAddr]
+	// alerts is rule evaluation, which the control-plane controllers act on.
+	alerts *alerting.Alerting
 }
 
 // New builds a hub from a valid configuration. It starts nothing.
@@ -91,6 +93,7 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	h.alerts = alerts
 	qopts.Rules = alerts.Retriever()
 	evs := events.NewStore(h.cfg.EventCapacity, h.registry)
 	users := http.NewServeMux()

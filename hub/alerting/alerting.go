@@ -65,6 +65,41 @@ type Alerting struct {
 	logger   *slog.Logger
 	rules    *rules.Manager
 	notifier *notifier.Manager
+	// evaluated ticks after every group evaluation, for controllers that act
+	// on alerts to look right away rather than poll.
+	evaluated chan struct{}
+}
+
+// Alert is one active alert instance of the hub's rules.
+type Alert struct {
+	Name     string
+	Labels   map[string]string
+	Value    float64
+	Firing   bool // false: pending (its "for" has not passed)
+	ActiveAt time.Time
+}
+
+// Active returns every pending and firing alert.
+func (a *Alerting) Active() []Alert {
+	var out []Alert
+	for _, r := range a.rules.AlertingRules() {
+		for _, al := range r.ActiveAlerts() {
+			out = append(out, Alert{Name: r.Name(), Labels: al.Labels.Map(), Value: al.Value,
+				Firing: al.State == rules.StateFiring, ActiveAt: al.ActiveAt})
+		}
+	}
+	return out
+}
+
+// Evaluated ticks (coalesced) after rule groups are evaluated.
+func (a *Alerting) Evaluated() <-chan struct{} { return a.evaluated }
+
+func (a *Alerting) evalIteration(ctx context.Context, g *rules.Group, ts time.Time) {
+	rules.DefaultEvalIterationFunc(ctx, g, ts)
+	select {
+	case a.evaluated <- struct{}{}:
+	default:
+	}
 }
 
 // New builds the rules manager over q (read) and app (recording rules'
@@ -89,7 +124,7 @@ func New(cfg Config, engine *promql.Engine, q storage.Queryable, app storage.App
 		ForGracePeriod:  10 * time.Minute,
 		ResendDelay:     time.Minute,
 	})
-	return &Alerting{cfg: cfg, logger: logger, rules: m, notifier: n}, nil
+	return &Alerting{cfg: cfg, logger: logger, rules: m, notifier: n, evaluated: make(chan struct{}, 1)}, nil
 }
 
 // Retriever serves the API's /rules and /alerts.
@@ -124,7 +159,7 @@ func (a *Alerting) Reload() error {
 		m, _ := filepath.Glob(g) // patterns were validated
 		files = append(files, m...)
 	}
-	if err := a.rules.Update(a.cfg.EvaluationInterval, files, labels.EmptyLabels(), a.cfg.ExternalURL, nil); err != nil {
+	if err := a.rules.Update(a.cfg.EvaluationInterval, files, labels.EmptyLabels(), a.cfg.ExternalURL, a.evalIteration); err != nil {
 		return fmt.Errorf("load rule files %v: %w", files, err)
 	}
 	a.logger.Info("rules loaded", "files", len(files), "groups", len(a.rules.RuleGroups()))

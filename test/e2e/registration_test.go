@@ -54,6 +54,7 @@ func TestRegistrationGateway(t *testing.T) {
 		c.Registration.DefaultHeartbeatPeriodSeconds = 1
 		c.Registration.GracePeriods = 2
 		c.Registration.InventoryInterval = time.Second
+		c.Alerting.EvaluationInterval = time.Second
 	})
 	ctx := context.Background()
 	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
@@ -216,10 +217,24 @@ func TestRegistrationGateway(t *testing.T) {
 			}
 		}
 	}()
+	// The shipped heartbeat alert, mapped to a taint by an AlertTaint rule.
+	if err := kube.Create(ctx, &fleetv1.AlertTaint{
+		ObjectMeta: metav1.ObjectMeta{Name: "heartbeat-missing"},
+		Spec: fleetv1.AlertTaintSpec{AlertName: "FleetpulseClusterHeartbeatMissing",
+			Taint: fleetv1.Taint{Key: "fleetpulse.io/heartbeat-alert", Effect: fleetv1.TaintNoSelect}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	silentSince := time.Now()
 	waitCondition(t, kube, "east", fleetv1.ConditionAvailable, metav1.ConditionUnknown)
 	t.Logf("east Unknown %s after its last heartbeat (grace 2s + period 1s)", time.Since(silentSince).Round(100*time.Millisecond))
 	waitTaint(t, kube, "east", fleetv1.TaintUnreachable)
+	waitTaint(t, kube, "east", "fleetpulse.io/heartbeat-alert")
+	at := &fleetv1.AlertTaint{}
+	if err := kube.Get(ctx, client.ObjectKey{Name: "heartbeat-missing"}, at); err != nil || at.Status.TaintedClusters != 1 ||
+		at.Status.Clusters[0].Cluster != "east" || at.Status.Clusters[0].AlertLabels["alertname"] != "FleetpulseClusterHeartbeatMissing" {
+		t.Errorf("AlertTaint status: %+v (%v), want east tainted, naming the alert", at.Status, err)
+	}
 	waitCondition(t, kube, "west", fleetv1.ConditionAvailable, metav1.ConditionFalse)
 	waitTaint(t, kube, "west", fleetv1.TaintUnavailable)
 	close(stop)
