@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -25,8 +26,13 @@ type AgentOptions struct {
 	// StateDir holds the disk queue that survives outages and restarts.
 	StateDir string
 	// CAFile verifies the hub; CertFile and KeyFile are the agent's client
-	// certificate. All optional until registration issues credentials.
+	// certificate. All optional; with registration they are the files it
+	// keeps under StateDir/credentials and renews in place, which the
+	// exporter reloads (TLSReloadInterval).
 	CAFile, CertFile, KeyFile string
+	// Extensions are more extensions to run (ID → settings), e.g. the one
+	// that publishes the registration's metrics.
+	Extensions map[string]any
 	// CollectionInterval is how often the inventory is sent.
 	CollectionInterval time.Duration
 	// MetricsAddr serves the agent's own metrics for Prometheus (host:port).
@@ -68,6 +74,10 @@ func (o AgentOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
+// TLSReloadInterval is how often the exporter re-reads its client
+// certificate and key files.
+const TLSReloadInterval = time.Minute
+
 // DefaultConfig renders the agent's built-in pipelines as Collector YAML: the
 // cluster's inventory metrics and its events as logs, memory-limited, stamped
 // with the cluster's identity, batched, and sent to the hub through a disk
@@ -95,14 +105,27 @@ func DefaultConfig(o AgentOptions) (string, error) {
 			tls[k] = v
 		}
 	}
-	cfg := map[string]any{
-		"extensions": map[string]any{
-			"file_storage": map[string]any{
-				"directory":        filepath.Join(o.StateDir, "queue"),
-				"create_directory": true,
-			},
+	if o.CertFile != "" {
+		// The client certificate is read again at the first handshake after
+		// this interval, so a renewed certificate is picked up without a
+		// restart (connections open keep the one they were made with).
+		tls["reload_interval"] = TLSReloadInterval.String()
+	}
+	extensions := map[string]any{
+		"file_storage": map[string]any{
+			"directory":        filepath.Join(o.StateDir, "queue"),
+			"create_directory": true,
 		},
-		"receivers": map[string]any{"k8s_inventory": inventory, "k8s_events": events},
+	}
+	extensionIDs := []string{"file_storage"}
+	for id, settings := range o.Extensions {
+		extensions[id] = settings
+		extensionIDs = append(extensionIDs, id)
+	}
+	slices.Sort(extensionIDs[1:])
+	cfg := map[string]any{
+		"extensions": extensions,
+		"receivers":  map[string]any{"k8s_inventory": inventory, "k8s_events": events},
 		"processors": map[string]any{
 			"memory_limiter":   map[string]any{"check_interval": "1s", "limit_mib": 128, "spike_limit_mib": 32},
 			"cluster_identity": identity,
@@ -114,10 +137,13 @@ func DefaultConfig(o AgentOptions) (string, error) {
 				"endpoint":      o.Hub,
 				"tls":           tls,
 				"sending_queue": map[string]any{"storage": "file_storage"},
+				// The hub takes remote write 2.0: fewer bytes, metadata, and
+				// a count of samples written that the exporter checks.
+				"protocol": "rw2",
 			},
 		},
 		"service": map[string]any{
-			"extensions": []string{"file_storage"},
+			"extensions": extensionIDs,
 			"pipelines": map[string]any{
 				"metrics": map[string]any{
 					"receivers":  []string{"k8s_inventory"},

@@ -41,7 +41,7 @@ func (s *Service) identify(ctx context.Context, r *http.Request) (*fleetv1.Manag
 	case mc.DeletionTimestamp != nil:
 		return nil, http.StatusForbidden, fmt.Errorf("%w: cluster %q is being deregistered", errDeregistered, name)
 	case !mc.Spec.Accepted:
-		return nil, http.StatusForbidden, fmt.Errorf("cluster %q is no longer accepted by the hub", name)
+		return nil, http.StatusForbidden, fmt.Errorf("%w: cluster %q is no longer accepted by the hub", errDeregistered, name)
 	}
 	return mc, 0, nil
 }

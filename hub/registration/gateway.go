@@ -91,7 +91,8 @@ func (s *Service) serveRegister(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := s.writer.Create(ctx, mc); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				http.Error(w, "cluster "+req.ClusterName+" is being registered concurrently; retry", http.StatusConflict)
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "cluster "+req.ClusterName+" is being registered concurrently; retry", http.StatusServiceUnavailable)
 				return
 			}
 			s.serverError(w, "create ManagedCluster", err)
