@@ -38,12 +38,19 @@ type Config struct {
 	// It may hold secrets: its content is never logged. At most one of
 	// BucketDir and BucketConfigFile is set.
 	BucketConfigFile string
+	// BucketSyncInterval is how often the bucket's block list is read again,
+	// so that queries read blocks shipped since (Flush syncs at once). The
+	// bucket store caches index-headers in the folder "<Dir>-bucket-cache".
+	BucketSyncInterval time.Duration
 }
 
 // DefaultConfig returns the defaults: 15 days local retention, 2 h blocks, a
-// 1 h out-of-order window.
+// 1 h out-of-order window, a bucket sync every 3 minutes.
 func DefaultConfig() Config {
-	return Config{Dir: "data/tsdb", Retention: 15 * 24 * time.Hour, BlockDuration: 2 * time.Hour, OutOfOrderWindow: time.Hour}
+	return Config{
+		Dir: "data/tsdb", Retention: 15 * 24 * time.Hour, BlockDuration: 2 * time.Hour, OutOfOrderWindow: time.Hour,
+		BucketSyncInterval: 3 * time.Minute,
+	}
 }
 
 // Validate returns every problem with the configuration.
@@ -60,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if c.OutOfOrderWindow < 0 {
 		errs = append(errs, fmt.Errorf("out-of-order window must not be negative, got %s", c.OutOfOrderWindow))
+	}
+	if (c.BucketDir != "" || c.BucketConfigFile != "") && c.BucketSyncInterval <= 0 {
+		errs = append(errs, fmt.Errorf("bucket sync interval must be positive, got %s", c.BucketSyncInterval))
 	}
 	if c.BucketDir != "" && c.BucketConfigFile != "" {
 		errs = append(errs, errors.New("bucket path (--storage.bucket.path) and bucket config file (--storage.bucket.config-file) are both set: "+

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // secret stands for an S3 secret key: no error may quote any of it.
@@ -74,6 +75,32 @@ func TestValidateBucketConfig(t *testing.T) {
 				t.Errorf("Validate() = %q quotes the secret", err)
 			}
 		})
+	}
+}
+
+// TestValidateBucketSyncInterval: the bucket store syncs on a positive
+// interval; without a bucket there is nothing to sync.
+func TestValidateBucketSyncInterval(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		bucket   string
+		interval time.Duration
+		ok       bool
+	}{
+		{bucket: "/tmp/b", interval: 3 * time.Minute, ok: true},
+		{bucket: "/tmp/b", interval: 0},
+		{bucket: "/tmp/b", interval: -time.Second},
+		{bucket: "", interval: 0, ok: true},
+	} {
+		cfg := DefaultConfig()
+		cfg.BucketDir, cfg.BucketSyncInterval = tc.bucket, tc.interval
+		err := cfg.Validate()
+		if tc.ok != (err == nil) {
+			t.Errorf("bucket %q, sync interval %s: Validate() = %v, want ok=%v", tc.bucket, tc.interval, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "bucket sync interval") {
+			t.Errorf("Validate() = %q, want it to name the bucket sync interval", err)
+		}
 	}
 }
 

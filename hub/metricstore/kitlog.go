@@ -29,7 +29,13 @@ func kitLogger(l *slog.Logger) log.Logger {
 				msg = fmt.Sprint(kv[i+1])
 			case "ts", "caller":
 			default:
-				attrs = append(attrs, k, kv[i+1])
+				v := kv[i+1]
+				// slog's text handler prints such values with %+v, which
+				// for Thanos's pkg/errors errors adds a stack trace.
+				if err, ok := v.(error); ok {
+					v = err.Error()
+				}
+				attrs = append(attrs, k, v)
 			}
 		}
 		l.Log(context.Background(), level, msg, attrs...)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/go-kit/log"
@@ -33,17 +34,26 @@ const (
 	tenantChunkWriteBuffer = 256 << 10
 )
 
-// Store holds every cluster's TSDB.
+// Store holds every cluster's TSDB and, with a bucket, reads the bucket's
+// blocks too.
 type Store struct {
 	cfg    Config
 	root   *os.Root
 	dbs    *receive.MultiTSDB
 	bucket objstore.Bucket
-	fleet  storage.Queryable
+	reader *bucketReader // nil without a bucket
+	// tenants caches each ready cluster's *receive.ReadyStorage by name.
+	tenants sync.Map
+	fleet   storage.Queryable
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens (or creates) the store: existing tenants' WALs are replayed, so
-// every sample acknowledged before a crash is back.
+// every sample acknowledged before a crash is back. With a bucket it also
+// syncs the bucket's blocks (waiting for the first sync at most a minute)
+// and keeps syncing them every BucketSyncInterval until Close.
 func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid metric store configuration: %w", err)
@@ -86,13 +96,23 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 		_ = root.Close()
 		return nil, fmt.Errorf("open tenant TSDBs in %q: %w", cfg.Dir, err)
 	}
-	proxy := store.NewProxyStore(kit, reg, s.dbs.TSDBLocalClients, component.Query, labels.EmptyLabels(), 0, store.EagerRetrieval)
+	if s.bucket != nil {
+		if s.reader, err = newBucketReader(s.bucket, bucketCacheDir(cfg.Dir), kit, reg); err != nil {
+			s.dbs.Close()
+			_ = s.closeBucket()
+			_ = root.Close()
+			return nil, err
+		}
+		s.reader.start(cfg.BucketSyncInterval)
+	}
+	proxy := store.NewProxyStore(kit, reg, s.storeClients, component.Query, labels.EmptyLabels(), 0, store.EagerRetrieval)
 	creator := query.NewQueryableCreator(kit, prometheus.WrapRegistererWithPrefix("fleetpulse_hub_query_", reg), proxy, 4, time.Minute, dedup.AlgorithmPenalty, 64)
 	s.fleet = creator(false, nil, nil, 0, false, false, nil, query.NoopSeriesStatsReporter)
 	return s, nil
 }
 
-// Queryable reads every cluster's series, each labelled cluster="<name>".
+// Queryable reads every cluster's series, each labelled cluster="<name>",
+// from the local TSDBs and the bucket's blocks.
 func (s *Store) Queryable() storage.Queryable { return s.fleet }
 
 // Appender returns an appender into the cluster's TSDB, creating the TSDB on
@@ -109,7 +129,8 @@ func (s *Store) Appender(ctx context.Context, cluster string) (storage.Appender,
 	return clusterLabelGuard{Appender: app}, nil
 }
 
-// Flush cuts the heads into blocks and, with a bucket, ships them.
+// Flush cuts the heads into blocks and, with a bucket, ships them and syncs
+// the bucket store, which then serves them.
 func (s *Store) Flush(ctx context.Context) error {
 	if err := s.dbs.Flush(); err != nil {
 		return fmt.Errorf("flush heads: %w", err)
@@ -118,15 +139,25 @@ func (s *Store) Flush(ctx context.Context) error {
 		if _, err := s.dbs.SyncAllTenants(ctx); err != nil {
 			return fmt.Errorf("ship blocks: %w", err)
 		}
+		if err := s.reader.sync(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// Close closes every TSDB and the bucket client; the WAL keeps what the
-// heads held.
+// Close stops the bucket sync, closes every TSDB and the bucket client; the
+// WAL keeps what the heads held. Later calls return the first one's error.
 func (s *Store) Close() error {
-	s.dbs.Close()
-	return errors.Join(s.closeBucket(), s.root.Close())
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.reader != nil {
+			errs = append(errs, s.reader.stop())
+		}
+		s.dbs.Close()
+		s.closeErr = errors.Join(append(errs, s.closeBucket(), s.root.Close())...)
+	})
+	return s.closeErr
 }
 
 // bucketComponent names the hub to object storage (the S3 client's user agent).

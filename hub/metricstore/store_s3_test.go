@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/thanos-io/objstore"
 	blockmeta "github.com/thanos-io/thanos/pkg/block/metadata"
 
@@ -24,8 +25,8 @@ import (
 // (SeaweedFS from the test bed) configured the way --storage.bucket.config-file
 // is: two clusters' samples are flushed into blocks and shipped, and the
 // bucket then holds one block per cluster whose meta.json carries the
-// cluster as its external label. The store only ships: queries read the
-// local TSDBs, never the bucket. The S3 secret key never reaches the logs.
+// cluster as its external label, and a store on a fresh disk reads them back
+// from S3, labelled by cluster. The S3 secret key never reaches the logs.
 func TestBlocksShipToS3Bucket(t *testing.T) {
 	s3 := testbed.StartS3(t)
 	cfg := metricstore.DefaultConfig()
@@ -94,6 +95,29 @@ func TestBlocksShipToS3Bucket(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, clusters) {
 		t.Errorf("bucket holds blocks of clusters %q (dirs %q), want one block each of %q", got, dirs, clusters)
+	}
+
+	// A store on a fresh disk (a lost one) reads the blocks from S3.
+	cfg.Dir = t.TempDir()
+	s, err = metricstore.Open(cfg, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	q, err := engine.NewInstantQuery(ctx, s.Queryable(), nil, `count by (cluster) (shipped_probe)`, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := q.Exec(ctx)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := res.Value.String(); !strings.Contains(got, `{cluster="cluster-a"} => 10 @[`) || !strings.Contains(got, `{cluster="cluster-b"} => 10 @[`) {
+		t.Errorf("from S3 on a fresh disk: count by (cluster) (shipped_probe) = %s, want 10 series of each cluster", got)
+	}
+	q.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 	if strings.Contains(logs.String(), s3.SecretKey) {
 		t.Errorf("the S3 secret key is in the store's logs:\n%s", logs.String())
