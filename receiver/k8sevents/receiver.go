@@ -17,9 +17,9 @@ import (
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/fleetpulse/fleetpulse/receiver/internal/kubeapi"
 )
 
 const (
@@ -43,7 +43,7 @@ type eventsReceiver struct {
 	sentCtr, droppedCtr metric.Int64Counter
 	sent, dropped       atomic.Int64 // the same counts, for tests and logs
 
-	client  kubernetes.Interface
+	client  *kubeapi.Client
 	storage storage.Client
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -76,7 +76,7 @@ func newReceiver(cfg *Config, set receiver.Settings, next consumer.Logs) (*event
 // Start loads the watermark and starts watching; an unreachable apiserver is
 // retried by the informers, not fatal.
 func (r *eventsReceiver) Start(ctx context.Context, host component.Host) error {
-	client, apiHost, err := r.cfg.Client("fleetpulse-agent/k8s_events")
+	client, err := r.cfg.Client("fleetpulse-agent/k8s_events")
 	if err != nil {
 		return err
 	}
@@ -91,8 +91,7 @@ func (r *eventsReceiver) Start(ctx context.Context, host component.Host) error {
 		namespaces = []string{corev1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
-		f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
-		inf := f.Core().V1().Events().Informer()
+		inf := client.Informer(kubeapi.Events, ns, 0)
 		if err := inf.SetTransform(slimEvent); err != nil {
 			cancel()
 			return fmt.Errorf("set event transform: %w", err)
@@ -105,15 +104,14 @@ func (r *eventsReceiver) Start(ctx context.Context, host component.Host) error {
 			cancel()
 			return fmt.Errorf("add event handler: %w", err)
 		}
-		f.Start(runCtx.Done())
 		r.wg.Add(1)
-		go func() { defer r.wg.Done(); <-runCtx.Done(); f.Shutdown() }()
+		go func() { defer r.wg.Done(); inf.RunWithContext(runCtx) }()
 	}
 	if r.storage != nil {
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); r.persistLoop(runCtx) }()
 	}
-	r.set.Logger.Info("watching Kubernetes events", zap.String("host", apiHost), zap.Strings("namespaces", r.cfg.Namespaces), zap.Time("after", r.mark.Time))
+	r.set.Logger.Info("watching Kubernetes events", zap.String("host", client.Host()), zap.Strings("namespaces", r.cfg.Namespaces), zap.Time("after", r.mark.Time))
 	return nil
 }
 

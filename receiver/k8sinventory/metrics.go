@@ -21,6 +21,8 @@ const (
 	metricNodeCapacityCPU     = "k8s.node.capacity.cpu"
 	metricNodeCapacityMem     = "k8s.node.capacity.memory"
 	metricNodeCapacityPods    = "k8s.node.capacity.pods"
+	metricNodeCPURequest      = "k8s.node.cpu.request"
+	metricNodeMemoryRequest   = "k8s.node.memory.request"
 
 	metricClusterNodes           = "k8s.cluster.node.count"
 	metricClusterAllocatableCPU  = "k8s.cluster.allocatable.cpu"
@@ -31,6 +33,10 @@ const (
 	metricClusterCapacityPods    = "k8s.cluster.capacity.pods"
 	metricClusterPods            = "k8s.cluster.pod.count"
 	metricClusterInfo            = "k8s.cluster.info"
+	metricClusterCPURequest      = "k8s.cluster.cpu.request"
+	metricClusterMemoryRequest   = "k8s.cluster.memory.request"
+	metricClusterRestarts        = "k8s.cluster.container.restarts"
+	metricClusterWaiting         = "k8s.cluster.container.waiting"
 	metricNamespacePhase         = "k8s.namespace.phase"
 	metricDeploymentDesired      = "k8s.deployment.pod.desired"
 	metricDeploymentAvailable    = "k8s.deployment.pod.available"
@@ -122,6 +128,12 @@ func (b *builder) capacityGauges(ms pmetric.MetricSlice, c capacity, cpu, mem, p
 	b.doublePoint(gauge(ms, pods, "{pod}", what+" pods"), c.pods)
 }
 
+// requestGauges adds the CPU (cores) and memory (bytes) requested.
+func (b *builder) requestGauges(ms pmetric.MetricSlice, r requests, cpu, mem, what string) {
+	b.doublePoint(gauge(ms, cpu, "{cpu}", "CPU "+what+", in cores"), float64(r.cpuMilli)/1000)
+	b.doublePoint(gauge(ms, mem, "By", "Memory "+what), float64(r.memory))
+}
+
 func conditionStatus(n *corev1.Node, t corev1.NodeConditionType) string {
 	for _, c := range n.Status.Conditions {
 		if c.Type == t {
@@ -135,6 +147,7 @@ func conditionStatus(n *corev1.Node, t corev1.NodeConditionType) string {
 func buildMetrics(s *snapshot, podMetrics bool, now pcommon.Timestamp) pmetric.Metrics {
 	b := &builder{md: pmetric.NewMetrics(), now: now}
 
+	pods := totalPods(s.namespaces, s.pods)
 	cluster := b.resource()
 	var alloc, capa capacity
 	ready, notReady := int64(0), int64(0)
@@ -147,6 +160,8 @@ func buildMetrics(s *snapshot, podMetrics bool, now pcommon.Timestamp) pmetric.M
 		na, nc := capacityOf(n.Status.Allocatable), capacityOf(n.Status.Capacity)
 		b.capacityGauges(ms, na, metricNodeAllocatableCPU, metricNodeAllocatableMem, metricNodeAllocatablePods, "Allocatable")
 		b.capacityGauges(ms, nc, metricNodeCapacityCPU, metricNodeCapacityMem, metricNodeCapacityPods, "Capacity")
+		b.requestGauges(ms, pods.nodes[n.Name], metricNodeCPURequest, metricNodeMemoryRequest,
+			"requested by the containers of the pods bound to the node and not terminated")
 		alloc.add(na)
 		capa.add(nc)
 		if conditionStatus(n, corev1.NodeReady) == "true" {
@@ -166,24 +181,24 @@ func buildMetrics(s *snapshot, podMetrics bool, now pcommon.Timestamp) pmetric.M
 	}
 
 	// Pod counts by namespace and phase, every namespace listed with zeros.
-	counts := map[string]map[corev1.PodPhase]int64{}
-	for _, ns := range s.namespaces {
-		counts[ns.Name] = map[corev1.PodPhase]int64{}
-	}
-	for _, p := range s.pods {
-		if counts[p.Namespace] == nil {
-			counts[p.Namespace] = map[corev1.PodPhase]int64{}
-		}
-		phase := p.Status.Phase
-		if phase == "" {
-			phase = corev1.PodPending
-		}
-		counts[p.Namespace][phase]++
-	}
 	dps = gauge(cluster, metricClusterPods, "{pod}", "Pods by namespace and phase")
-	for _, ns := range sortedKeys(counts) {
+	for _, ns := range sortedKeys(pods.phases) {
 		for _, ph := range podPhases {
-			b.intPoint(dps, counts[ns][ph], "k8s.namespace.name", ns, "k8s.pod.status.phase", strings.ToLower(string(ph)))
+			b.intPoint(dps, pods.phases[ns][ph], "k8s.namespace.name", ns, "k8s.pod.status.phase", strings.ToLower(string(ph)))
+		}
+	}
+	b.requestGauges(cluster, pods.cluster, metricClusterCPURequest, metricClusterMemoryRequest,
+		"requested by the containers of pods bound to a node and not terminated")
+	dps = gauge(cluster, metricClusterRestarts, "{restart}", "Container restarts (sum of restartCount) of the pods in a namespace")
+	for _, ns := range sortedKeys(pods.restarts) {
+		b.intPoint(dps, pods.restarts[ns], "k8s.namespace.name", ns)
+	}
+	if len(pods.waiting) > 0 {
+		dps = gauge(cluster, metricClusterWaiting, "{container}", "Containers in state waiting, by namespace and reason")
+		for _, ns := range sortedKeys(pods.waiting) {
+			for _, reason := range sortedKeys(pods.waiting[ns]) {
+				b.intPoint(dps, pods.waiting[ns][reason], "k8s.namespace.name", ns, "k8s.container.status.reason", reason)
+			}
 		}
 	}
 
@@ -218,8 +233,8 @@ func buildMetrics(s *snapshot, podMetrics bool, now pcommon.Timestamp) pmetric.M
 	}
 	if podMetrics {
 		for _, p := range s.pods {
-			ms := b.resource("k8s.namespace.name", p.Namespace, "k8s.pod.name", p.Name, "k8s.pod.uid", string(p.UID), "k8s.node.name", p.Spec.NodeName)
-			b.intPoint(gauge(ms, metricPodPhase, "{pod}", "Pod phase: 1 for the current phase"), 1, "k8s.pod.status.phase", strings.ToLower(string(p.Status.Phase)))
+			ms := b.resource("k8s.namespace.name", p.Namespace, "k8s.pod.name", p.Name, "k8s.pod.uid", string(p.UID), "k8s.node.name", p.nodeName)
+			b.intPoint(gauge(ms, metricPodPhase, "{pod}", "Pod phase: 1 for the current phase"), 1, "k8s.pod.status.phase", strings.ToLower(string(p.phase)))
 		}
 	}
 	return b.md

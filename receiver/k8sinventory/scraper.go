@@ -20,7 +20,7 @@ type inventoryScraper struct {
 // start fails only on configuration problems (a kubeconfig that cannot be
 // loaded); an unreachable apiserver is retried by the informers.
 func (s *inventoryScraper) start(_ context.Context, _ component.Host) error {
-	client, host, err := s.cfg.Client("fleetpulse-agent/k8s_inventory")
+	client, err := s.cfg.Client("fleetpulse-agent/k8s_inventory")
 	if err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func (s *inventoryScraper) start(_ context.Context, _ component.Host) error {
 	// Give the first scrape full caches when the apiserver answers; when it
 	// does not, carry on: the informers keep retrying and scrapes say so.
 	synced := w.waitForSync(s.cfg.InitialSyncTimeout)
-	s.logger.Info("watching the Kubernetes API", zap.String("host", host), zap.Bool("synced", synced))
+	s.logger.Info("watching the Kubernetes API", zap.String("host", client.Host()), zap.Bool("synced", synced))
 	return nil
 }
 

@@ -9,13 +9,13 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/version"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/fleetpulse/fleetpulse/receiver/internal/kubeapi"
 )
 
 // errNotSynced is returned by scrapes before the informers have listed
@@ -27,7 +27,7 @@ const versionRefresh = 5 * time.Minute
 
 // watcher keeps the informer caches that scrapes read.
 type watcher struct {
-	client kubernetes.Interface
+	client *kubeapi.Client
 	resync time.Duration
 
 	cancel  context.CancelFunc
@@ -35,7 +35,7 @@ type watcher struct {
 	synced  []func() bool
 	nodes   corelisters.NodeLister
 	nss     corelisters.NamespaceLister
-	pods    corelisters.PodLister
+	pods    cache.Indexer // of *podInfo
 	deploys appslisters.DeploymentLister
 	sts     appslisters.StatefulSetLister
 	dss     appslisters.DaemonSetLister
@@ -48,34 +48,39 @@ type watcher struct {
 // start starts the informers. It does not wait for them: an unreachable
 // apiserver is retried by the informers and reported by scrapes.
 func (w *watcher) start() error {
-	f := informers.NewSharedInformerFactory(w.client, w.resync)
-	// Keep only what scrapes read; a pod's spec and managed fields are most of
-	// its size, and the agent's memory budget is tight.
-	podInf := f.Core().V1().Pods()
-	if err := podInf.Informer().SetTransform(slimPod); err != nil {
-		return fmt.Errorf("set pod transform: %w", err)
-	}
-	w.nodes = f.Core().V1().Nodes().Lister()
-	w.nss = f.Core().V1().Namespaces().Lister()
-	w.pods = podInf.Lister()
-	w.deploys = f.Apps().V1().Deployments().Lister()
-	w.sts = f.Apps().V1().StatefulSets().Lister()
-	w.dss = f.Apps().V1().DaemonSets().Lister()
-	for _, inf := range []interface{ HasSynced() bool }{
-		f.Core().V1().Nodes().Informer(), f.Core().V1().Namespaces().Informer(), podInf.Informer(),
-		f.Apps().V1().Deployments().Informer(), f.Apps().V1().StatefulSets().Informer(), f.Apps().V1().DaemonSets().Informer(),
+	informer := func(r kubeapi.Resource) cache.SharedIndexInformer { return w.client.Informer(r, "", w.resync) }
+	nodes, nss, pods := informer(kubeapi.Nodes), informer(kubeapi.Namespaces), informer(kubeapi.Pods)
+	deploys, sts, dss := informer(kubeapi.Deployments), informer(kubeapi.StatefulSets), informer(kubeapi.DaemonSets)
+	// Keep only what scrapes read (slim.go): the caches hold the whole
+	// cluster, and the agent's memory budget is tight.
+	for _, t := range []struct {
+		inf  cache.SharedIndexInformer
+		slim cache.TransformFunc
+		kind string
+	}{
+		{nodes, slimNode, "node"}, {nss, slimNamespace, "namespace"}, {pods, slimPod, "pod"},
+		{deploys, slimDeployment, "deployment"}, {sts, slimStatefulSet, "statefulset"}, {dss, slimDaemonSet, "daemonset"},
 	} {
-		w.synced = append(w.synced, inf.HasSynced)
+		if err := t.inf.SetTransform(t.slim); err != nil {
+			return fmt.Errorf("set %s transform: %w", t.kind, err)
+		}
 	}
+	w.nodes = corelisters.NewNodeLister(nodes.GetIndexer())
+	w.nss = corelisters.NewNamespaceLister(nss.GetIndexer())
+	w.pods = pods.GetIndexer()
+	w.deploys = appslisters.NewDeploymentLister(deploys.GetIndexer())
+	w.sts = appslisters.NewStatefulSetLister(sts.GetIndexer())
+	w.dss = appslisters.NewDaemonSetLister(dss.GetIndexer())
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
-	f.Start(ctx.Done())
-	w.done.Add(1)
-	go func() {
-		defer w.done.Done()
-		<-ctx.Done()
-		f.Shutdown()
-	}()
+	for _, inf := range []cache.SharedIndexInformer{nodes, nss, pods, deploys, sts, dss} {
+		w.synced = append(w.synced, inf.HasSynced)
+		w.done.Add(1)
+		go func() {
+			defer w.done.Done()
+			inf.RunWithContext(ctx)
+		}()
+	}
 	return nil
 }
 
@@ -115,7 +120,9 @@ func (w *watcher) serverVersion() (*version.Info, error) {
 	if w.version != nil && time.Since(w.versionTime) < versionRefresh {
 		return w.version, nil
 	}
-	info, err := w.client.Discovery().ServerVersion()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, err := w.client.ServerVersion(ctx)
 	if err != nil {
 		if w.version != nil {
 			return w.version, nil
@@ -130,7 +137,7 @@ func (w *watcher) serverVersion() (*version.Info, error) {
 type snapshot struct {
 	nodes        []*corev1.Node
 	namespaces   []*corev1.Namespace
-	pods         []*corev1.Pod
+	pods         []*podInfo
 	deployments  []*appsv1.Deployment
 	statefulSets []*appsv1.StatefulSet
 	daemonSets   []*appsv1.DaemonSet
@@ -150,8 +157,12 @@ func (w *watcher) snapshot() (*snapshot, error) {
 	if s.namespaces, err = w.nss.List(all); err != nil {
 		return nil, err
 	}
-	if s.pods, err = w.pods.List(all); err != nil {
-		return nil, err
+	objs := w.pods.List()
+	s.pods = make([]*podInfo, 0, len(objs))
+	for _, obj := range objs {
+		if p, ok := obj.(*podInfo); ok {
+			s.pods = append(s.pods, p)
+		}
 	}
 	if s.deployments, err = w.deploys.List(all); err != nil {
 		return nil, err
@@ -164,20 +175,4 @@ func (w *watcher) snapshot() (*snapshot, error) {
 	}
 	s.version, err = w.serverVersion()
 	return s, err
-}
-
-// slimPod keeps the fields scrapes read.
-func slimPod(obj any) (any, error) {
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil // a tombstone on delete
-	}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: p.Name, Namespace: p.Namespace, UID: p.UID,
-			ResourceVersion: p.ResourceVersion, OwnerReferences: p.OwnerReferences,
-		},
-		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName},
-		Status: corev1.PodStatus{Phase: p.Status.Phase},
-	}, nil
 }

@@ -90,6 +90,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	agentArgs := agentFlags(b, prom.URL, cluster.KubeconfigPath)
 
 	var agentRSS, peerRSS, agentMax, peerMax, agentCPU, peerCPU, agentSeries, peerSeries float64
+	var agentAnon, agentFile, peerAnon, peerFile float64
 	for b.Loop() {
 		work := b.TempDir()
 		peerCfg := filepath.Join(work, "contribpeer.yaml")
@@ -109,8 +110,8 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		}
 
 		a, p := measure(b, agent, peer)
-		b.Logf("agent: RSS mean %.1f MiB, max %.1f MiB, CPU %.2f%%", a.meanRSS, a.maxRSS, a.cpu)
-		b.Logf("peer:  RSS mean %.1f MiB, max %.1f MiB, CPU %.2f%%", p.meanRSS, p.maxRSS, p.cpu)
+		b.Logf("agent: RSS mean %.1f MiB (anon %.1f, file %.1f), max %.1f MiB, CPU %.2f%%", a.meanRSS, a.meanAnon, a.meanFile, a.maxRSS, a.cpu)
+		b.Logf("peer:  RSS mean %.1f MiB (anon %.1f, file %.1f), max %.1f MiB, CPU %.2f%%", p.meanRSS, p.meanAnon, p.meanFile, p.maxRSS, p.cpu)
 
 		// Both must have delivered. The agent stamps k8s_cluster_name; the
 		// peer's exporter adds the external label source="contrib".
@@ -127,6 +128,10 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		agentRSS += a.meanRSS
 		peerRSS += p.meanRSS
 		agentMax += a.maxRSS
+		agentAnon += a.meanAnon
+		agentFile += a.meanFile
+		peerAnon += p.meanAnon
+		peerFile += p.meanFile
 		peerMax += p.maxRSS
 		agentCPU += a.cpu
 		peerCPU += p.cpu
@@ -137,6 +142,10 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	b.ReportMetric(agentRSS/n, "agent-rss-MiB")
 	b.ReportMetric(peerRSS/n, "peer-rss-MiB")
 	b.ReportMetric(agentMax/n, "agent-maxrss-MiB")
+	b.ReportMetric(agentAnon/n, "agent-rssanon-MiB")
+	b.ReportMetric(agentFile/n, "agent-rssfile-MiB")
+	b.ReportMetric(peerAnon/n, "peer-rssanon-MiB")
+	b.ReportMetric(peerFile/n, "peer-rssfile-MiB")
 	b.ReportMetric(peerMax/n, "peer-maxrss-MiB")
 	b.ReportMetric(agentRSS/peerRSS, "rss-ratio")
 	b.ReportMetric(agentCPU/n, "agent-cpu-%")
@@ -425,7 +434,10 @@ func (c *child) tail(n int) string {
 // footprint is one process's resource use over the window.
 type footprint struct {
 	meanRSS, maxRSS float64 // MiB
-	cpu             float64 // percent of one core
+	// meanAnon and meanFile split the mean RSS into anonymous memory (heap,
+	// stacks) and file-backed pages (mostly the binary's own text and data).
+	meanAnon, meanFile float64 // MiB
+	cpu                float64 // percent of one core
 }
 
 // measure samples both processes' RSS every second over the window and
@@ -443,39 +455,54 @@ func measure(b *testing.B, procs ...*child) (agent, peer footprint) {
 	defer tick.Stop()
 	for end := t0.Add(window); time.Now().Before(end); <-tick.C {
 		for i, c := range procs {
-			rss := rssMiB(b, c)
-			res[i].meanRSS += rss
-			res[i].maxRSS = max(res[i].maxRSS, rss)
+			m := memMiB(b, c)
+			res[i].meanRSS += m.rss
+			res[i].maxRSS = max(res[i].maxRSS, m.rss)
+			res[i].meanAnon += m.anon
+			res[i].meanFile += m.file
 		}
 		samples++
 	}
 	elapsed := time.Since(t0).Seconds()
 	for i, c := range procs {
 		res[i].meanRSS /= float64(samples)
+		res[i].meanAnon /= float64(samples)
+		res[i].meanFile /= float64(samples)
 		res[i].cpu = 100 * (cpuSeconds(b, c) - cpu0[i]) / elapsed
 	}
 	return res[0], res[1]
 }
 
-// rssMiB reads VmRSS from /proc/<pid>/status.
-func rssMiB(b *testing.B, c *child) float64 {
+// mem is one sample of a process's resident memory, in MiB.
+type mem struct{ rss, anon, file float64 }
+
+// memMiB reads VmRSS, RssAnon and RssFile from /proc/<pid>/status.
+func memMiB(b *testing.B, c *child) mem {
 	b.Helper()
 	c.alive(b)
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
 	if err != nil {
 		b.Fatalf("%s: %v", c.name, err)
 	}
+	var m mem
+	fields := map[string]*float64{"VmRSS:": &m.rss, "RssAnon:": &m.anon, "RssFile:": &m.file}
+	found := 0
 	for line := range strings.Lines(string(data)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err != nil {
-				b.Fatalf("%s: VmRSS %q: %v", c.name, rest, err)
+		for prefix, dst := range fields {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				if err != nil {
+					b.Fatalf("%s: %s %q: %v", c.name, prefix, rest, err)
+				}
+				*dst = kb / 1024
+				found++
 			}
-			return kb / 1024
 		}
 	}
-	b.Fatalf("%s: no VmRSS in /proc status", c.name)
-	return 0
+	if found != len(fields) {
+		b.Fatalf("%s: /proc status lacks one of VmRSS, RssAnon, RssFile", c.name)
+	}
+	return m
 }
 
 // cpuSeconds reads utime+stime from /proc/<pid>/stat.

@@ -61,6 +61,11 @@ func TestAgentShipsInventory(t *testing.T) {
 	waitForValue(t, api, `count(k8s_node_allocatable_cpu{k8s_cluster_name="cluster-a"})`, 5)
 	waitForValue(t, api, `k8s_cluster_info{k8s_cluster_name="cluster-a",k8s_cluster_version="v1.35.4"}`, 1)
 	waitForValue(t, api, `sum(k8s_node_allocatable_memory_bytes{k8s_cluster_name="cluster-a"}) > bool 0`, 1)
+	// Requests and restarts under the names the README lists (no pods run).
+	waitForValue(t, api, `count(k8s_node_cpu_request{k8s_cluster_name="cluster-a"})`, 5)
+	waitForValue(t, api, `count(k8s_node_memory_request_bytes{k8s_cluster_name="cluster-a"})`, 5)
+	waitForValue(t, api, `k8s_cluster_cpu_request{k8s_cluster_name="cluster-a"} + k8s_cluster_memory_request_bytes{k8s_cluster_name="cluster-a"}`, 0)
+	waitForValue(t, api, `k8s_cluster_container_restarts{k8s_cluster_name="cluster-a",k8s_namespace_name="default"}`, 0)
 
 	// The agent's own telemetry reaches the hub too, under the cluster's name.
 	// One queue per signal: metrics and logs.

@@ -1,5 +1,6 @@
 // Package kubeapi holds what the agent's Kubernetes receivers share: how the
-// configuration says to reach the apiserver, and building a client from it.
+// configuration says to reach the apiserver, and a client of the core/v1 and
+// apps/v1 APIs built from it, with informers over them.
 package kubeapi
 
 import (
@@ -7,7 +8,6 @@ import (
 	"fmt"
 	"os"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -67,18 +67,4 @@ func (c Config) RESTConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
 	return rc, nil
-}
-
-// Client builds a clientset identifying itself as userAgent.
-func (c Config) Client(userAgent string) (kubernetes.Interface, string, error) {
-	rc, err := c.RESTConfig()
-	if err != nil {
-		return nil, "", err
-	}
-	rc.UserAgent = userAgent
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, "", fmt.Errorf("build kubernetes client: %w", err)
-	}
-	return client, rc.Host, nil
 }
