@@ -47,6 +47,17 @@ func TestDashboardsQueryLiveFleet(t *testing.T) {
 		if _, err := cs.AppsV1().Deployments("default").Create(context.Background(), web, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	client, err := api.NewClient(api.Config{Address: httpURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom := promv1.NewAPI(client)
+	// The agents send only events that happen after they start: wait until
+	// both report before making the Warning events the dashboards show.
+	waitForValue(t, prom, `count(count by (cluster) (k8s_cluster_info))`, 2)
+	for _, c := range clusters {
+		cs := kubernetes.NewForConfigOrDie(c.RESTConfig)
 		ev := &corev1.Event{
 			ObjectMeta:     metav1.ObjectMeta{Name: "web.dashboards", Namespace: "default"},
 			InvolvedObject: corev1.ObjectReference{Kind: "Deployment", Namespace: "default", Name: "web"},
@@ -57,12 +68,7 @@ func TestDashboardsQueryLiveFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	client, err := api.NewClient(api.Config{Address: httpURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prom := promv1.NewAPI(client)
-	start := time.Now()
+	start := time.Now().Add(-time.Minute)
 
 	// Poll until every query has data: the agents' first points, the rules'
 	// first evaluations and the rates' second samples arrive over seconds.
