@@ -48,9 +48,11 @@ s3server:
 test: deps testbed s3server
 	$(GO) test -tags $(GOTAGS) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-## bench: the benchmarks, with their peers where they have one
+## bench: the benchmarks, with their peers where they have one: the agent vs a contrib Collector (test/bench),
+## the hub's ingest vs Prometheus and Thanos receive (built once into .cache/bench) and its dashboard queries (test/bench/ingest)
+# -p 1: one package's benchmarks at a time, so that no two measurements share the cores.
 bench: deps testbed
-	$(GO) test -tags $(GOTAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -tags $(GOTAGS) -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...
 
 ## lint: gofmt, go vet and staticcheck over both modules
 lint:

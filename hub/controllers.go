@@ -5,7 +5,9 @@ import (
 	"net/http"
 
 	"github.com/fleetpulse/fleetpulse/hub/actions"
+	"github.com/fleetpulse/fleetpulse/hub/placement"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/workset"
 )
 
 // setupControllers adds the hub's control-plane controllers beside
@@ -15,6 +17,12 @@ func (h *Hub) setupControllers(reg *registration.Service, agents *http.ServeMux)
 	_ = agents
 	if err := actions.Setup(reg.Manager(), h.alerts, h.logger.With("component", "alerttaint")); err != nil {
 		return fmt.Errorf("alert taints: %w", err)
+	}
+	if err := placement.Setup(reg.Manager(), reg.Query(), h.logger.With("component", "placement")); err != nil {
+		return fmt.Errorf("placement: %w", err)
+	}
+	if err := workset.Setup(reg.Manager(), h.logger.With("component", "workset")); err != nil {
+		return fmt.Errorf("manifest work sets: %w", err)
 	}
 	return nil
 }

@@ -49,8 +49,10 @@ type PlacementSpec struct {
 	// DecisionStrategy groups decisions for progressive rollouts.
 	// +optional
 	DecisionStrategy DecisionStrategy `json:"decisionStrategy,omitempty"`
-	// Rescheduling bounds how readily the placement moves.
+	// Rescheduling bounds how readily the placement moves. Absent, it takes
+	// its fields' defaults (hysteresis 10, minInterval 1m).
 	// +optional
+	// +kubebuilder:default={}
 	Rescheduling Rescheduling `json:"rescheduling,omitempty"`
 }
 
@@ -144,9 +146,12 @@ type PromQLScore struct {
 	// Ascending: lower values rank higher (e.g. CPU utilisation).
 	// +optional
 	Ascending bool `json:"ascending,omitempty"`
+	// Staleness: samples older than this are ignored (the query's instant
+	// selectors look back this far instead of the engine's lookback). A zero
+	// value from a Go client is omitted, so the default applies.
 	// +optional
 	// +kubebuilder:default="5m"
-	Staleness metav1.Duration `json:"staleness,omitempty"`
+	Staleness metav1.Duration `json:"staleness,omitzero"`
 }
 
 // DecisionStrategy groups selected clusters.
@@ -165,10 +170,11 @@ type Rescheduling struct {
 	// +kubebuilder:default=10
 	Hysteresis int32 `json:"hysteresis,omitempty"`
 	// MinInterval is the least time between two moves caused by scores;
-	// moves away from clusters that no longer qualify are never delayed.
+	// moves away from clusters that no longer qualify are never delayed. A
+	// zero value from a Go client is omitted, so the default applies.
 	// +optional
 	// +kubebuilder:default="1m"
-	MinInterval metav1.Duration `json:"minInterval,omitempty"`
+	MinInterval metav1.Duration `json:"minInterval,omitzero"`
 }
 
 // PlacementStatus reports the decision.

@@ -113,6 +113,12 @@ func (r *routingAppender) AppendSTZeroSample(_ storage.SeriesRef, l labels.Label
 }
 
 func (r *routingAppender) SetOptions(o *storage.AppendOptions) {
+	// The rules manager sets the same options before every sample it
+	// appends: passing them on again to every tenant opened so far would
+	// cost O(clusters) per sample, O(clusters²) per rule evaluation.
+	if o == r.opts {
+		return
+	}
 	r.opts = o
 	for _, app := range r.tenants {
 		app.SetOptions(o)

@@ -1,0 +1,304 @@
+package workset_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/placement"
+	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/workset"
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+func configMap(value string) fleetv1.ManifestWorkSpec {
+	raw := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"app-config","namespace":"default"},"data":{"k":%q}}`, value)
+	return fleetv1.ManifestWorkSpec{Workload: fleetv1.ManifestsTemplate{Manifests: []fleetv1.Manifest{{RawExtension: runtime.RawExtension{Raw: []byte(raw)}}}}}
+}
+
+// TestManifestWorkSetOnControlPlane runs the placement and ManifestWorkSet
+// controllers against a real control plane: works follow the decision when
+// it moves, a progressive rollout updates one cluster at a time as works
+// become Available, status sums the works up, and deleting the set deletes
+// its works.
+func TestManifestWorkSetOnControlPlane(t *testing.T) {
+	t.Parallel()
+	cp := testbed.StartClusters(t, "workset", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
+	ctx := context.Background()
+	if err := registration.InstallAt(ctx, cp.RESTConfig, "fleetpulse-system"); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	startManager(t, cp, func(mgr ctrl.Manager) error {
+		cfg := placement.DefaultConfig()
+		cfg.ScoreInterval = time.Second
+		if err := placement.SetupWithConfig(mgr, cfg, nil, logger.With("component", "placement")); err != nil {
+			return err
+		}
+		return workset.Setup(mgr, logger.With("component", "workset"))
+	})
+	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}))
+	must(t, kube.Create(ctx, &fleetv1.ClusterSet{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}))
+	for _, c := range []string{"c1", "c2", "c3"} {
+		must(t, kube.Create(ctx, &fleetv1.ManagedCluster{
+			ObjectMeta: metav1.ObjectMeta{Name: c, Labels: map[string]string{fleetv1.LabelClusterSet: "prod"}},
+			Spec:       fleetv1.ManagedClusterSpec{Accepted: true},
+		}))
+		// Registration makes an accepted cluster's namespace; it does not run here.
+		must(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c, Labels: map[string]string{fleetv1.LabelCluster: c}}}))
+	}
+	must(t, kube.Create(ctx, &fleetv1.Placement{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web"},
+		Spec:       fleetv1.PlacementSpec{ClusterSets: []string{"prod"}, NumberOfClusters: ptr.To[int32](2)},
+	}))
+	mws := &fleetv1.ManifestWorkSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "app"},
+		Spec:       fleetv1.ManifestWorkSetSpec{ManifestWorkTemplate: configMap("v1"), PlacementRefs: []fleetv1.PlacementRef{{Name: "web"}}},
+	}
+	must(t, kube.Create(ctx, mws))
+
+	// One work per decided cluster, in its namespace, labelled with the set.
+	waitWorks(t, kube, map[string]string{"c1": "v1", "c2": "v1"})
+	w := &fleetv1.ManifestWork{}
+	must(t, kube.Get(ctx, client.ObjectKey{Namespace: "c1", Name: "app"}, w))
+	if w.Labels[fleetv1.LabelManifestWorkSet] != "apps.app" || len(w.OwnerReferences) != 0 {
+		t.Errorf("work labels %v, owners %v; want the set's label and no owner", w.Labels, w.OwnerReferences)
+	}
+	waitSet(t, kube, func(s *fleetv1.ManifestWorkSet) error {
+		if !slices.Contains(s.Finalizers, workset.Finalizer) {
+			return fmt.Errorf("no finalizer: %v", s.Finalizers)
+		}
+		return checkConditions(s, fleetv1.WorkSummary{Total: 2},
+			cond{workset.ConditionPlacementVerified, metav1.ConditionTrue, "placement web decides 2 clusters"},
+			cond{workset.ConditionProgressing, metav1.ConditionTrue, "0 of 2 clusters have the current template available; 2 rolling out, 0 to update"},
+			cond{workset.ConditionAvailable, metav1.ConditionFalse, "0 of 2 works available"})
+	})
+
+	// The agents report the works applied and available.
+	markAvailable(t, kube, "c1")
+	markAvailable(t, kube, "c2")
+	waitSet(t, kube, func(s *fleetv1.ManifestWorkSet) error {
+		return checkConditions(s, fleetv1.WorkSummary{Total: 2, Applied: 2, Available: 2},
+			cond{workset.ConditionProgressing, metav1.ConditionFalse, "2 of 2 clusters have the current template available"},
+			cond{workset.ConditionAvailable, metav1.ConditionTrue, "2 of 2 works available"})
+	})
+
+	// The decision moves off a tainted cluster, and the work with it.
+	mc := &fleetv1.ManagedCluster{}
+	eventually(t, 5*time.Second, func() error {
+		if err := kube.Get(ctx, client.ObjectKey{Name: "c1"}, mc); err != nil {
+			return err
+		}
+		mc.Spec.Taints = []fleetv1.Taint{{Key: fleetv1.TaintUnreachable, Effect: fleetv1.TaintNoSelect, TimeAdded: metav1.Now()}}
+		return kube.Update(ctx, mc)
+	})
+	start := time.Now()
+	waitWorks(t, kube, map[string]string{"c2": "v1", "c3": "v1"})
+	t.Logf("the work followed the decision in %s", time.Since(start).Round(time.Millisecond))
+	markAvailable(t, kube, "c3")
+
+	// A progressive rollout of a new template, one cluster at a time: c3
+	// waits until c2's work is Available for the new generation.
+	eventually(t, 5*time.Second, func() error {
+		if err := kube.Get(ctx, client.ObjectKeyFromObject(mws), mws); err != nil {
+			return err
+		}
+		mws.Spec.ManifestWorkTemplate = configMap("v2")
+		mws.Spec.PlacementRefs[0].RolloutStrategy = fleetv1.RolloutStrategy{Type: workset.RolloutProgressive, MaxConcurrency: 1}
+		return kube.Update(ctx, mws) // the controller writes status meanwhile
+	})
+	waitWorks(t, kube, map[string]string{"c2": "v2", "c3": "v1"})
+	consistently(t, 2*time.Second, func() error { return worksAre(kube, map[string]string{"c2": "v2", "c3": "v1"}) })
+	waitSet(t, kube, func(s *fleetv1.ManifestWorkSet) error {
+		return checkConditions(s, fleetv1.WorkSummary{Total: 2, Applied: 2, Available: 2},
+			cond{workset.ConditionProgressing, metav1.ConditionTrue,
+				"0 of 2 clusters have the current template available; 1 rolling out, 1 to update (1 waiting their turn, Progressive at 1 at a time)"})
+	})
+	markAvailable(t, kube, "c2")
+	waitWorks(t, kube, map[string]string{"c2": "v2", "c3": "v2"})
+	markAvailable(t, kube, "c3")
+	waitSet(t, kube, func(s *fleetv1.ManifestWorkSet) error {
+		return checkConditions(s, fleetv1.WorkSummary{Total: 2, Applied: 2, Available: 2},
+			cond{workset.ConditionProgressing, metav1.ConditionFalse, "2 of 2 clusters have the current template available"})
+	})
+
+	// Deleting the set deletes its works.
+	must(t, kube.Delete(ctx, mws))
+	eventually(t, 10*time.Second, func() error {
+		if err := worksAre(kube, map[string]string{}); err != nil {
+			return err
+		}
+		if err := kube.Get(ctx, client.ObjectKeyFromObject(mws), &fleetv1.ManifestWorkSet{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("the set is still there (%v)", err)
+		}
+		return nil
+	})
+}
+
+type cond struct {
+	typ     string
+	status  metav1.ConditionStatus
+	message string
+}
+
+func checkConditions(s *fleetv1.ManifestWorkSet, summary fleetv1.WorkSummary, conds ...cond) error {
+	if s.Status.Summary != summary {
+		return fmt.Errorf("summary %+v, want %+v", s.Status.Summary, summary)
+	}
+	for _, want := range conds {
+		c := meta.FindStatusCondition(s.Status.Conditions, want.typ)
+		if c == nil || c.Status != want.status || c.Message != want.message || c.ObservedGeneration != s.Generation {
+			return fmt.Errorf("condition %s = %+v, want %s %q", want.typ, c, want.status, want.message)
+		}
+	}
+	return nil
+}
+
+// markAvailable does what a cluster's agent does once it has applied its
+// work and found it available.
+func markAvailable(t *testing.T, kube client.Client, cluster string) {
+	t.Helper()
+	eventually(t, 5*time.Second, func() error {
+		w := &fleetv1.ManifestWork{}
+		if err := kube.Get(context.Background(), client.ObjectKey{Namespace: cluster, Name: "app"}, w); err != nil {
+			return err
+		}
+		w.Status.ObservedGeneration = w.Generation
+		for _, typ := range []string{fleetv1.WorkApplied, fleetv1.WorkAvailable} {
+			meta.SetStatusCondition(&w.Status.Conditions, metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: "AsExpected", ObservedGeneration: w.Generation})
+		}
+		return kube.Status().Update(context.Background(), w)
+	})
+}
+
+// worksAre checks the set's works: the clusters that have one and the
+// value of its ConfigMap.
+func worksAre(kube client.Client, want map[string]string) error {
+	var list fleetv1.ManifestWorkList
+	if err := kube.List(context.Background(), &list, client.MatchingLabels{fleetv1.LabelManifestWorkSet: "apps.app"}); err != nil {
+		return err
+	}
+	got := map[string]string{}
+	for _, w := range list.Items {
+		if w.DeletionTimestamp != nil {
+			continue
+		}
+		v := "?"
+		for _, val := range []string{"v1", "v2"} {
+			if strings.Contains(string(w.Spec.Workload.Manifests[0].Raw), `"`+val+`"`) {
+				v = val
+			}
+		}
+		got[w.Namespace] = v
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		return fmt.Errorf("works %v, want %v", got, want)
+	}
+	return nil
+}
+
+func waitWorks(t *testing.T, kube client.Client, want map[string]string) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error { return worksAre(kube, want) })
+}
+
+func waitSet(t *testing.T, kube client.Client, check func(*fleetv1.ManifestWorkSet) error) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		s := &fleetv1.ManifestWorkSet{}
+		if err := kube.Get(context.Background(), client.ObjectKey{Namespace: "apps", Name: "app"}, s); err != nil {
+			return err
+		}
+		return check(s)
+	})
+}
+
+// startManager runs a controller manager on the control plane with the
+// controllers setup adds, until the test ends.
+func startManager(t *testing.T, cp *testbed.Cluster, setup func(ctrl.Manager) error) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cp.RESTConfig, ctrl.Options{
+		Scheme:                 registration.Scheme(),
+		Logger:                 logr.FromSlogHandler(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := setup(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eventually polls check until it succeeds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// consistently polls check for the whole period and fails at its first
+// failure.
+func consistently(t *testing.T, period time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(period)
+	for time.Now().Before(deadline) {
+		if err := check(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
