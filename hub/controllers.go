@@ -7,6 +7,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/actions"
 	"github.com/fleetpulse/fleetpulse/hub/placement"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/work"
 	"github.com/fleetpulse/fleetpulse/hub/workset"
 )
 
@@ -17,6 +18,9 @@ func (h *Hub) setupControllers(reg *registration.Service, agents *http.ServeMux)
 	_ = agents
 	if err := actions.Setup(reg.Manager(), h.alerts, h.logger.With("component", "alerttaint")); err != nil {
 		return fmt.Errorf("alert taints: %w", err)
+	}
+	if err := work.Setup(reg.Manager(), reg.Identity, agents, h.logger.With("component", "work"), h.registry); err != nil {
+		return fmt.Errorf("work distribution: %w", err)
 	}
 	if err := placement.Setup(reg.Manager(), reg.Query(), h.logger.With("component", "placement")); err != nil {
 		return fmt.Errorf("placement: %w", err)

@@ -1,7 +1,8 @@
 // Package agentapi is the wire format between agents and the hub's gateway
 // (the agents' mutual-TLS port): registration with a bootstrap token,
-// heartbeats and certificate renewal. Bodies are JSON; errors are plain text
-// with a 4xx or 5xx status.
+// heartbeats and certificate renewal, and work distribution (ManifestWorks,
+// see work.go). Bodies are JSON; errors are plain text with a 4xx or 5xx
+// status.
 //
 //	GET  /api/v1/registration/ca  the CA that signs the hub's agent-port certificate
 //	                              and agents' client certificates (PEM); unauthenticated,
@@ -13,8 +14,11 @@
 //
 // Statuses: 400 a malformed request (the message names the field), 401 no
 // or an invalid, expired or revoked credential, 403 a credential of a
-// cluster that was deregistered (the agent stops), 409 the name belongs to
-// another cluster, 503 the hub is not ready (retry).
+// cluster that was deregistered or is no longer accepted (always with the
+// header X-Fleetpulse-Deregistered: true; the agent stops and drops its
+// credentials), 409 the name belongs to another cluster (final), 503 the hub
+// is not ready or the name is being registered or deregistered right now
+// (retry after Retry-After).
 package agentapi
 
 import "time"

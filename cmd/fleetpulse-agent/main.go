@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/otelcol"
 
 	"github.com/fleetpulse/fleetpulse/agent/registration"
+	"github.com/fleetpulse/fleetpulse/agent/work"
 	"github.com/fleetpulse/fleetpulse/collector"
 )
 
@@ -187,6 +188,15 @@ func runWithRegistration(cmd *cobra.Command, cfg registration.Config) {
 			cancel()
 			ended <- err
 		}()
+		// Work distribution (agent/work): this cluster's ManifestWorks from
+		// the hub, applied beside the Collector until colCtx ends.
+		workLog := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "work")
+		kubeconfig, _ := c.Flags().GetString("kubeconfig")
+		if w, err := work.New(work.Config{Hub: cfg.Hub, ClusterName: cfg.ClusterName, StateDir: cfg.StateDir, Kubeconfig: kubeconfig, Logger: workLog}); err != nil {
+			workLog.Error("work distribution is off", "err", err)
+		} else {
+			go func() { _ = w.Run(colCtx) }()
+		}
 		c.SetContext(colCtx)
 		err = run(c, args)
 		cancel()

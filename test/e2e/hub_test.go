@@ -18,7 +18,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
-// TestAgentsReportToHub runs a hub and one agent per test-bed cluster, each
+// TestAgentsReportToHub runs a hub and one agent per test-bed cluster (three), each
 // agent holding a client certificate named after its cluster, and asks the
 // hub with promtool, as a user would, for each cluster's Ready node count.
 func TestAgentsReportToHub(t *testing.T) {
@@ -27,11 +27,15 @@ func TestAgentsReportToHub(t *testing.T) {
 	if err != nil {
 		t.Fatalf("promtool not on PATH (Debian package prometheus; .ci/run installs it): %v", err)
 	}
-	clusters := testbed.StartClusters(t, "fleet", 2, testbed.ClusterOptions{Nodes: 2})
-	// Make the clusters differ: a third node in the second one.
-	extra := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "fleet-1-node-extra", Annotations: map[string]string{testbed.KwokNodeAnnotation: "fake"}}}
-	if _, err := kubernetes.NewForConfigOrDie(clusters[1].RESTConfig).CoreV1().Nodes().Create(context.Background(), extra, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	clusters := testbed.StartClusters(t, "fleet", 3, testbed.ClusterOptions{Nodes: 2})
+	// Make the clusters differ: cluster i gets i extra nodes.
+	for i, c := range clusters {
+		for n := range i {
+			extra := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("fleet-%d-node-extra-%d", i, n), Annotations: map[string]string{testbed.KwokNodeAnnotation: "fake"}}}
+			if _, err := kubernetes.NewForConfigOrDie(c.RESTConfig).CoreV1().Nodes().Create(context.Background(), extra, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 
 	ca := testbed.NewCA(t, "fleet-agents")
@@ -42,7 +46,7 @@ func TestAgentsReportToHub(t *testing.T) {
 	}
 
 	query := `count by (cluster) (k8s_node_condition_status{k8s_node_condition_type="Ready",k8s_node_condition_status="true"})`
-	want := []string{`{cluster="cluster-a"} => 2`, `{cluster="cluster-b"} => 3`}
+	want := []string{`{cluster="cluster-a"} => 2`, `{cluster="cluster-b"} => 3`, `{cluster="cluster-c"} => 4`}
 	deadline := time.Now().Add(90 * time.Second)
 	var out []byte
 	for time.Now().Before(deadline) {
