@@ -194,11 +194,17 @@ service:
 // addresses get free ports so the benchmark collides with nothing.
 func agentFlags(b *testing.B, hub, kubeconfig string) []string {
 	b.Helper()
-	return []string{
+	flags := []string{
 		"--hub=" + hub, "--cluster-name=bench", "--kubeconfig=" + kubeconfig,
 		"--collection-interval=" + collectionInterval.String(),
 		"--metrics-address=" + testbed.FreeAddr(b), "--self-telemetry-address=" + testbed.FreeAddr(b),
 	}
+	// FLEETPULSE_BENCH_POD_METRICS=1 turns on the agent's per-pod series,
+	// closer to what the peer sends (it has no switch for them).
+	if os.Getenv("FLEETPULSE_BENCH_POD_METRICS") == "1" {
+		flags = append(flags, "--set=receivers.k8s_inventory.pod_metrics=true")
+	}
+	return flags
 }
 
 // createPods creates benchNamespaces namespaces of benchPodsPerNS pods each,
