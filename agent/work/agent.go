@@ -591,6 +591,19 @@ func (a *Agent) status(item *agentapi.WorkItem, st *workState, mfs []*manifest, 
 	default:
 		setCondition(&out.Conditions, fleetv1.WorkDegraded, metav1.ConditionFalse, ReasonAsExpected, "", gen, now)
 	}
+	// Progressing: the generation is not yet applied whole, or applied but
+	// not yet available; done once every object is both.
+	switch {
+	case len(notApplied) > 0:
+		setCondition(&out.Conditions, fleetv1.WorkProgressing, metav1.ConditionTrue, ReasonApplying,
+			fmt.Sprintf("generation %d: %d of %d objects not applied yet", gen, len(notApplied), n), gen, now)
+	case len(unavailable) > 0:
+		setCondition(&out.Conditions, fleetv1.WorkProgressing, metav1.ConditionTrue, ReasonWaitingForAvailable,
+			fmt.Sprintf("generation %d applied; waiting for %s", gen, strings.Join(unavailable, "; ")), gen, now)
+	default:
+		setCondition(&out.Conditions, fleetv1.WorkProgressing, metav1.ConditionFalse, ReasonCompleted,
+			fmt.Sprintf("generation %d applied and available", gen), gen, now)
+	}
 	return out
 }
 

@@ -293,6 +293,7 @@ func TestAgentAppliesWorks(t *testing.T) {
 		st, _ := hub.statusOf("app")
 		ok := condition(st, "Applied") != nil && condition(st, "Applied").Status == "True" &&
 			condition(st, "Available") != nil && condition(st, "Available").Status == "True" &&
+			condition(st, "Progressing") != nil && condition(st, "Progressing").Reason == ReasonCompleted &&
 			feedbackOf(st, 1, "readyReplicas") == "2" && feedbackOf(st, 1, "image") == `"example.com/app:1"` &&
 			feedbackOf(st, 5, "key") == `"mine"`
 		return ok, fmt.Sprintf("%+v", st)

@@ -42,6 +42,9 @@
 //     available replicas reach its desired replicas; anything else when it
 //     exists) and Degraded (not applied, or not available), with status
 //     feedback (WellKnownStatus for Deployments, StatefulSets, DaemonSets and
-//     Jobs, and JSONPaths); the same three conditions for the whole work.
-//     The status is sent only when it differs from what the hub holds.
+//     Jobs, and JSONPaths); the same three conditions for the whole work,
+//     and Progressing: True (Applying, WaitingForAvailable) until every
+//     object of the generation is applied and available, then False
+//     (Completed). The status is sent only when it differs from what the
+//     hub holds.
 package work

@@ -29,6 +29,10 @@ const (
 	ReasonNotApplied     = "NotApplied"
 	ReasonAsExpected     = "AsExpected"
 	ReasonUnavailable    = "Unavailable"
+	// Progressing reasons.
+	ReasonApplying            = "Applying"
+	ReasonWaitingForAvailable = "WaitingForAvailable"
+	ReasonCompleted           = "Completed"
 )
 
 // wellKnown are the status fields WellKnownStatus reports, by group/kind.

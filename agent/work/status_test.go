@@ -1,13 +1,17 @@
 package work
 
 import (
+	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 )
 
@@ -158,5 +162,78 @@ func TestSetConditionKeepsTransitionTime(t *testing.T) {
 	setCondition(&conds, "Applied", metav1.ConditionTrue, "DriftCorrected", "again", 2, t0.Add(time.Minute))
 	if !conds[0].LastTransitionTime.Time.Equal(t0.Truncate(time.Second)) || conds[0].Reason != "DriftCorrected" {
 		t.Errorf("condition %+v: want the first transition time (whole seconds) and the new reason", conds[0])
+	}
+}
+
+// TestWorkConditions checks the work's conditions as the agent reports them
+// after a pass, Progressing in particular, through a new generation.
+func TestWorkConditions(t *testing.T) {
+	a := &Agent{log: slog.New(slog.DiscardHandler)}
+	st := &workState{}
+	cm := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "settings", "namespace": "default"}}}
+	mfs := []*manifest{
+		{ordinal: 0, id: objectID{Version: "v1", Kind: "ConfigMap", Resource: "configmaps", Namespace: "default", Name: "settings"}},
+		{ordinal: 1, id: objectID{Group: "apps", Version: "v1", Kind: "Deployment", Resource: "deployments", Namespace: "default", Name: "web"}},
+	}
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	type want struct {
+		status  metav1.ConditionStatus
+		reason  string
+		message string
+	}
+	for i, step := range []struct {
+		name       string
+		generation int64
+		web        *unstructured.Unstructured // nil: its apply failed
+		applied    metav1.ConditionStatus
+		available  metav1.ConditionStatus
+		degraded   metav1.ConditionStatus
+		progress   want
+		// changed: Progressing's transition time is this step's.
+		changed bool
+	}{
+		{name: "applied, deployment not yet available", generation: 1, web: deployment(3, 1, 1, 1),
+			applied: metav1.ConditionTrue, available: metav1.ConditionFalse, degraded: metav1.ConditionTrue,
+			progress: want{metav1.ConditionTrue, ReasonWaitingForAvailable, "generation 1 applied; waiting for Deployment default/web: 1 of 3 replicas available"},
+			changed:  true},
+		{name: "all available", generation: 1, web: deployment(3, 3, 1, 1),
+			applied: metav1.ConditionTrue, available: metav1.ConditionTrue, degraded: metav1.ConditionFalse,
+			progress: want{metav1.ConditionFalse, ReasonCompleted, "generation 1 applied and available"}, changed: true},
+		{name: "steady", generation: 1, web: deployment(3, 3, 1, 1),
+			applied: metav1.ConditionTrue, available: metav1.ConditionTrue, degraded: metav1.ConditionFalse,
+			progress: want{metav1.ConditionFalse, ReasonCompleted, "generation 1 applied and available"}},
+		{name: "a new generation that fails to apply", generation: 2,
+			applied: metav1.ConditionFalse, available: metav1.ConditionUnknown, degraded: metav1.ConditionTrue,
+			progress: want{metav1.ConditionTrue, ReasonApplying, "generation 2: 1 of 2 objects not applied yet"}, changed: true},
+		{name: "applied, its spec not yet seen by the deployment controller", generation: 2, web: deployment(3, 3, 1, 2),
+			applied: metav1.ConditionTrue, available: metav1.ConditionFalse, degraded: metav1.ConditionTrue,
+			progress: want{metav1.ConditionTrue, ReasonWaitingForAvailable,
+				"generation 2 applied; waiting for Deployment default/web: the deployment controller has not seen the latest spec yet"}},
+		{name: "the new generation available", generation: 2, web: deployment(3, 3, 2, 2),
+			applied: metav1.ConditionTrue, available: metav1.ConditionTrue, degraded: metav1.ConditionFalse,
+			progress: want{metav1.ConditionFalse, ReasonCompleted, "generation 2 applied and available"}, changed: true},
+	} {
+		now := t0.Add(time.Duration(i) * time.Minute)
+		results := []*applied{{after: cm}, {after: step.web}}
+		errs := []error{nil, nil}
+		if step.web == nil {
+			results[1], errs[1] = nil, errors.New("admission webhook said no")
+		}
+		status := a.status(&agentapi.WorkItem{Name: "app", Generation: step.generation}, st, mfs, results, errs, now)
+		st.prev = status
+		for typ, s := range map[string]metav1.ConditionStatus{fleetv1.WorkApplied: step.applied, fleetv1.WorkAvailable: step.available, fleetv1.WorkDegraded: step.degraded} {
+			if c := meta.FindStatusCondition(status.Conditions, typ); c == nil || c.Status != s || c.ObservedGeneration != step.generation {
+				t.Errorf("%s: %s = %+v, want %s for generation %d", step.name, typ, c, s, step.generation)
+			}
+		}
+		c := meta.FindStatusCondition(status.Conditions, fleetv1.WorkProgressing)
+		if c == nil || c.Status != step.progress.status || c.Reason != step.progress.reason || c.Message != step.progress.message || c.ObservedGeneration != step.generation {
+			t.Errorf("%s: Progressing = %+v, want %+v", step.name, c, step.progress)
+			continue
+		}
+		if changed := c.LastTransitionTime.Time.Equal(now); changed != step.changed {
+			t.Errorf("%s: Progressing changed at %s (now %s), want a change: %v", step.name, c.LastTransitionTime, now, step.changed)
+		}
 	}
 }

@@ -24,13 +24,24 @@
 //     [-100, 100] over the candidates, times its weight, summed.
 //   - The best spec.numberOfClusters are selected, ties broken by name;
 //     without numberOfClusters every candidate is.
+//   - spec.spreadPolicy.spreadConstraints spread the selection over the
+//     values of a label or claim (the domains present among the
+//     candidates): no domain holds more than maxSkew clusters above the
+//     least-selected domain that still has candidates left. A domain whose
+//     candidates are all selected holds no one back, and a candidate without
+//     the key is neither counted nor limited. Within that, the best score
+//     wins; a spread that cannot be met (conflicting constraints) is met as
+//     nearly as one swap at a time allows, and the Satisfied message says so.
 //
 // The decision is sticky. A selected cluster that stops qualifying is
 // replaced at once, but a selected cluster that still qualifies is replaced
 // by a better one only if the newcomer's total beats it by more than
 // spec.rescheduling.hysteresis, and not sooner than minInterval after the
-// last move caused by scores (status.lastRescheduleTime). When a PromQL
-// query fails, no move is made on scores in that pass.
+// last move caused by scores (status.lastRescheduleTime), and only where the
+// spread allows. When a PromQL query fails, no move is made on scores in that
+// pass. A selection the spread constraints no longer accept (a relabelled
+// cluster, a new domain) moves at once, by as few swaps as it takes, the
+// worst of a crowded domain giving way.
 //
 // Decisions are written as PlacementDecisions <placement>-decision-<i> (i
 // from 1; at most 100 clusters each, sorted by name), labelled with the
@@ -38,7 +49,4 @@
 // multicluster.x-k8s.io/* labels of KEP-5313, whose decision-index counts from
 // 0) and owned by the Placement, so deleting it deletes them. Each change is
 // recorded as an Event on the Placement naming the clusters and scores.
-//
-// Spread constraints (spec.spreadPolicy) are not enforced yet; a placement
-// that sets them says so in its Satisfied condition.
 package placement

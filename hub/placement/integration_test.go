@@ -197,6 +197,27 @@ func TestPlacementOnControlPlane(t *testing.T) {
 	waitEvent(t, kube, "scored", "Rescheduled", "moved from c2 (score -100) to c3 (score 100)")
 	waitPlacement(t, kube, "scored", 5*time.Second, func(p *fleetv1.Placement) bool { return p.Status.LastRescheduleTime != nil })
 
+	// A spread over zones takes the best of each zone, and moves a selected
+	// cluster at once when a relabelled zone crowds, hysteresis or not.
+	setLabel(t, kube, "c1", "zone", "b")
+	setLabel(t, kube, "c2", "zone", "a")
+	setLabel(t, kube, "c3", "zone", "b")
+	spread := scored.DeepCopy()
+	spread.ObjectMeta = metav1.ObjectMeta{Namespace: "apps", Name: "spread"}
+	spread.Status = fleetv1.PlacementStatus{}
+	spread.Spec.NumberOfClusters = ptr.To[int32](2)
+	spread.Spec.Rescheduling.Hysteresis = 1000
+	spread.Spec.SpreadPolicy.SpreadConstraints = []fleetv1.SpreadConstraint{{TopologyKey: "zone", TopologyKeyType: placement.TopologyKeyLabel, MaxSkew: 1}}
+	must(t, kube.Create(ctx, spread))
+	waitDecision(t, kube, "spread", 5*time.Second, "c2", "c3") // c1 outscores c2, but shares c3's zone
+	waitPlacement(t, kube, "spread", 5*time.Second, func(p *fleetv1.Placement) bool {
+		c := meta.FindStatusCondition(p.Status.Conditions, fleetv1.PlacementConditionSatisfy)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Message == "2 of 2 selected; 1 not matched by predicates"
+	})
+	setLabel(t, kube, "c3", "zone", "a")
+	waitDecision(t, kube, "spread", 5*time.Second, "c1", "c3")
+	waitEvent(t, kube, "spread", "ClusterDeselected", "c2 (score", "spread constraints make room for c1")
+
 	// A placement without rescheduling gets its defaults from the API.
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": fleetv1.GroupVersion.String(), "kind": "Placement",
@@ -250,6 +271,14 @@ func setTaints(t *testing.T, kube client.Client, cluster string, taints ...fleet
 	mc := &fleetv1.ManagedCluster{}
 	must(t, kube.Get(context.Background(), client.ObjectKey{Name: cluster}, mc))
 	mc.Spec.Taints = taints
+	must(t, kube.Update(context.Background(), mc))
+}
+
+func setLabel(t *testing.T, kube client.Client, cluster, key, value string) {
+	t.Helper()
+	mc := &fleetv1.ManagedCluster{}
+	must(t, kube.Get(context.Background(), client.ObjectKey{Name: cluster}, mc))
+	mc.Labels[key] = value
 	must(t, kube.Update(context.Background(), mc))
 }
 

@@ -2,6 +2,7 @@ package placement
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -183,41 +184,90 @@ func schedule(in input, preds []clusterPredicate) result {
 	sort.Slice(kept, func(i, j int) bool { return better(kept[i], kept[j]) })
 	sort.Slice(rest, func(i, j int) bool { return better(rest[i], rest[j]) })
 	reason := map[string]string{}
-
-	// Fewer wanted: drop the worst.
-	for len(kept) > r.want {
-		w := kept[len(kept)-1]
-		kept = kept[:len(kept)-1]
-		r.removed = append(r.removed, move{cluster: w, score: t.total[w], why: fmt.Sprintf("numberOfClusters is %d", r.want)})
-	}
-	// Fill from the best of the rest.
-	for len(kept) < r.want && len(rest) > 0 {
-		c := rest[0]
-		rest = rest[1:]
-		kept = insertSorted(kept, c, better)
+	choose := func(c string) {
 		reason[c] = ReasonSelected
 		if tier[c] > 0 {
 			reason[c] = ReasonFallback
 		}
 	}
-	// A selected cluster behind an untolerated PreferNoSelect taint gives way
-	// to any untainted candidate at once.
-	for len(kept) > 0 && len(rest) > 0 && tier[kept[len(kept)-1]] > tier[rest[0]] {
-		w, c := kept[len(kept)-1], rest[0]
-		kept, rest = kept[:len(kept)-1], rest[1:]
+	sp, problems := spreadRules(p.Spec.SpreadPolicy.SpreadConstraints, cands)
+	r.problems = append(r.problems, problems...)
+	for _, k := range kept {
+		sp.add(k, 1)
+	}
+	// swap replaces kept[i] by rest[j], keeping both sorted.
+	swap := func(i, j int) (w, c string) {
+		w, c = kept[i], rest[j]
+		kept = slices.Delete(kept, i, i+1)
+		rest = slices.Delete(rest, j, j+1)
 		kept = insertSorted(kept, c, better)
-		reason[c] = ReasonSelected
+		rest = insertSorted(rest, w, better)
+		sp.add(w, -1)
+		sp.add(c, 1)
+		return w, c
+	}
+
+	// Fewer wanted: drop the worst, or rather the worst whose leaving
+	// spreads the rest best.
+	for len(kept) > r.want {
+		i := bestIndex(len(kept), true, func(i int) int { return sp.excessWith("", kept[i]) })
+		w := kept[i]
+		kept = slices.Delete(kept, i, i+1)
+		rest = insertSorted(rest, w, better)
+		sp.add(w, -1)
+		r.removed = append(r.removed, move{cluster: w, score: t.total[w], why: fmt.Sprintf("numberOfClusters is %d", r.want)})
+	}
+	// Fill from the best of the rest that spreads best.
+	for len(kept) < r.want && len(rest) > 0 {
+		j := bestIndex(len(rest), false, func(j int) int { return sp.excessWith(rest[j], "") })
+		c := rest[j]
+		rest = slices.Delete(rest, j, j+1)
+		kept = insertSorted(kept, c, better)
+		sp.add(c, 1)
+		choose(c)
+	}
+	// The spread constraints move selected clusters at once, as few as they
+	// must.
+	for {
+		i, j, ok := sp.repairSwap(kept, rest)
+		if !ok {
+			break
+		}
+		w, c := swap(i, j)
+		choose(c)
+		r.removed = append(r.removed, move{cluster: w, score: t.total[w], why: "spread constraints make room for " + c})
+	}
+	r.problems = append(r.problems, sp.unmet()...)
+	// A selected cluster behind an untolerated PreferNoSelect taint gives way
+	// to any untainted candidate at once, unless the spread would suffer.
+	for {
+		i, j, ok := findSwap(kept, rest, func(w, c string) (bool, bool) {
+			if tier[w] <= tier[c] {
+				return false, false
+			}
+			return sp.excessWith(c, w) <= sp.excess(), false
+		})
+		if !ok {
+			break
+		}
+		w, c := swap(i, j)
+		choose(c)
 		r.removed = append(r.removed, move{cluster: w, score: t.total[w], why: "taint " + fallbackTaint[w] + " (PreferNoSelect) and " + c + " is not tainted"})
 	}
 	// Scores move the decision only by more than the hysteresis, at most
-	// once per minInterval.
+	// once per minInterval, and only where the spread allows.
 	hyst := max(int64(p.Spec.Rescheduling.Hysteresis), 0)
-	for len(kept) > 0 && len(rest) > 0 {
-		w, c := kept[len(kept)-1], rest[0]
-		if tier[w] != tier[c] || t.total[c]-t.total[w] <= hyst {
-			break
-		}
-		if len(in.scoreErrors) > 0 {
+	for {
+		i, j, ok := findSwap(kept, rest, func(w, c string) (bool, bool) {
+			if tier[w] != tier[c] {
+				return false, false
+			}
+			if t.total[c]-t.total[w] <= hyst {
+				return false, true
+			}
+			return sp.excessWith(c, w) <= sp.excess(), false
+		})
+		if !ok || len(in.scoreErrors) > 0 {
 			break
 		}
 		if last := p.Status.LastRescheduleTime; last != nil {
@@ -227,8 +277,7 @@ func schedule(in input, preds []clusterPredicate) result {
 				break
 			}
 		}
-		kept, rest = kept[:len(kept)-1], rest[1:]
-		kept = insertSorted(kept, c, better)
+		w, c := swap(i, j)
 		reason[c] = ReasonRescheduled
 		out := move{cluster: w, score: t.total[w], why: fmt.Sprintf("%s scores %d, more than %d above %d", c, t.total[c], hyst, t.total[w])}
 		r.removed = append(r.removed, out)
@@ -237,7 +286,9 @@ func schedule(in input, preds []clusterPredicate) result {
 	}
 
 	sort.Strings(kept)
+	final := make(map[string]bool, len(kept))
 	for _, name := range kept {
+		final[name] = true
 		if d, ok := in.current[name]; ok {
 			r.selected = append(r.selected, d)
 			continue
@@ -245,15 +296,56 @@ func schedule(in input, preds []clusterPredicate) result {
 		r.selected = append(r.selected, fleetv1.ClusterDecision{ClusterName: name, Reason: reason[name], Score: t.total[name]})
 		r.added = append(r.added, move{cluster: name, score: t.total[name], why: reason[name]})
 	}
+	// A cluster may leave and come back, or come and leave, within a pass:
+	// report only what changed against the current decision.
+	leftNow := func(name string) bool { _, ok := in.current[name]; return ok && !final[name] }
+	r.removed = slices.DeleteFunc(r.removed, func(m move) bool { return !leftNow(m.cluster) })
+	r.swaps = slices.DeleteFunc(r.swaps, func(s [2]move) bool { return !leftNow(s[0].cluster) || !final[s[1].cluster] })
 	if !expires.IsZero() {
 		if d := expires.Sub(in.now); r.requeueAfter == 0 || d < r.requeueAfter {
 			r.requeueAfter = d
 		}
 	}
-	if len(p.Spec.SpreadPolicy.SpreadConstraints) > 0 {
-		r.problems = append(r.problems, "spreadPolicy is not enforced yet")
-	}
 	return r
+}
+
+// bestIndex returns the index in [0, n) of the lowest excess, the first
+// such from the end when fromEnd, else from the start; it stops at the first
+// 0.
+func bestIndex(n int, fromEnd bool, excess func(int) int) int {
+	best, at := -1, 0
+	for k := range n {
+		i := k
+		if fromEnd {
+			i = n - 1 - k
+		}
+		ex := excess(i)
+		if best < 0 || ex < best {
+			best, at = ex, i
+		}
+		if ex == 0 {
+			break
+		}
+	}
+	return at
+}
+
+// findSwap looks for a selected cluster to give way to a candidate: the
+// candidates best first, each against the selected clusters worst first.
+// ok says whether the pair swaps; stop ends the search for that candidate.
+func findSwap(kept, rest []string, try func(w, c string) (ok, stop bool)) (int, int, bool) {
+	for j, c := range rest {
+		for i := len(kept) - 1; i >= 0; i-- {
+			ok, stop := try(kept[i], c)
+			if ok {
+				return i, j, true
+			}
+			if stop {
+				break
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 func insertSorted(s []string, v string, less func(a, b string) bool) []string {

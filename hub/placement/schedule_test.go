@@ -37,7 +37,20 @@ func label(k, v string) clusterOpt {
 	return func(mc *fleetv1.ManagedCluster) { mc.Labels[k] = v }
 }
 
+func claim(name, value string) clusterOpt {
+	return func(mc *fleetv1.ManagedCluster) {
+		mc.Status.ClusterClaims = append(mc.Status.ClusterClaims, fleetv1.ClusterClaim{Name: name, Value: value})
+	}
+}
+
 type placementOpt func(*fleetv1.Placement)
+
+func spreadOver(key, keyType string, maxSkew int32) placementOpt {
+	return func(p *fleetv1.Placement) {
+		p.Spec.SpreadPolicy.SpreadConstraints = append(p.Spec.SpreadPolicy.SpreadConstraints,
+			fleetv1.SpreadConstraint{TopologyKey: key, TopologyKeyType: keyType, MaxSkew: maxSkew})
+	}
+}
 
 func mkPlacement(n *int32, opts ...placementOpt) *fleetv1.Placement {
 	p := &fleetv1.Placement{
@@ -79,6 +92,12 @@ func TestSchedule(t *testing.T) {
 	close := map[int]map[string]float64{0: {"a": 50, "b": 55, "c": 0}}
 	// a -100, b 100, c 0.
 	far := map[int]map[string]float64{0: {"a": 0, "b": 100, "c": 50}}
+	// Three zones; zone a has the three best scores.
+	zoned := []fleetv1.ManagedCluster{
+		mkCluster("a1", label("zone", "a")), mkCluster("a2", label("zone", "a")), mkCluster("a3", label("zone", "a")),
+		mkCluster("b1", label("zone", "b")), mkCluster("b2", label("zone", "b")), mkCluster("c1", label("zone", "c")), mkCluster("c2", label("zone", "c")),
+	}
+	zonedScores := map[int]map[string]float64{0: {"a1": 100, "a2": 95, "a3": 90, "b1": 60, "b2": 10, "c1": 50, "c2": 0}}
 	for _, tc := range []struct {
 		name        string
 		placement   *fleetv1.Placement
@@ -167,6 +186,37 @@ func TestSchedule(t *testing.T) {
 			selected: []string{"a"}, satisfied: true},
 		{name: "a missing cluster set is reported", placement: mkPlacement(ptr.To[int32](1), func(p *fleetv1.Placement) { p.Spec.ClusterSets = []string{"prod", "dev"} }),
 			clusters: three, selected: []string{"a"}, satisfied: true, message: "1 of 1 selected; cluster set dev does not exist"},
+		{name: "spread: one per zone even when one zone has the top scores", placement: mkPlacement(ptr.To[int32](3), exactPromQL(10), spreadOver("zone", TopologyKeyLabel, 1)),
+			clusters: zoned, promQL: zonedScores, selected: []string{"a1", "b1", "c1"}, satisfied: true, message: "3 of 3 selected"},
+		{name: "spread: maxSkew 2 lets a zone hold two more", placement: mkPlacement(ptr.To[int32](3), exactPromQL(10), spreadOver("zone", TopologyKeyLabel, 2)),
+			clusters: zoned, promQL: zonedScores, selected: []string{"a1", "a2", "b1"}, satisfied: true},
+		{name: "spread: over a claim", placement: mkPlacement(ptr.To[int32](2), exactPromQL(10), spreadOver("region.fleetpulse.io", TopologyKeyClaim, 1)),
+			clusters: []fleetv1.ManagedCluster{mkCluster("a1", claim("region.fleetpulse.io", "eu/west")), mkCluster("a2", claim("region.fleetpulse.io", "eu/west")),
+				mkCluster("b1", claim("region.fleetpulse.io", "us/east"))},
+			promQL: zonedScores, selected: []string{"a1", "b1"}, satisfied: true},
+		{name: "spread: a zone with all its clusters selected holds no one back", placement: mkPlacement(ptr.To[int32](4), exactPromQL(10), spreadOver("zone", TopologyKeyLabel, 1)),
+			clusters: []fleetv1.ManagedCluster{mkCluster("a1", label("zone", "a")), mkCluster("b1", label("zone", "b")), mkCluster("b2", label("zone", "b")),
+				mkCluster("b3", label("zone", "b")), mkCluster("b4", label("zone", "b"))},
+			selected: []string{"a1", "b1", "b2", "b3"}, satisfied: true},
+		{name: "spread: a cluster without the key is neither counted nor held back", placement: mkPlacement(ptr.To[int32](3), exactPromQL(10), spreadOver("zone", TopologyKeyLabel, 1)),
+			clusters: append([]fleetv1.ManagedCluster{mkCluster("x")}, zoned[:4]...), promQL: map[int]map[string]float64{0: {"x": 100, "a1": 90, "a2": 80, "a3": 70, "b1": 0}},
+			selected: []string{"a1", "b1", "x"}, satisfied: true},
+		{name: "spread forces selected clusters out at once, rate limit or not",
+			placement: mkPlacement(ptr.To[int32](3), exactPromQL(1000), spreadOver("zone", TopologyKeyLabel, 1), lastRescheduled(time.Second)),
+			clusters:  zoned, promQL: zonedScores, current: decided("a1", "a2", "a3"),
+			selected: []string{"a1", "b1", "c1"}, removed: []string{"a3", "a2"}, satisfied: true},
+		{name: "spread keeps a selection that meets it, with Steady",
+			placement: mkPlacement(ptr.To[int32](3), exactPromQL(10), spreadOver("zone", TopologyKeyLabel, 1), func(p *fleetv1.Placement) { p.Spec.PrioritizerPolicy.Mode = ModeAdditive }),
+			clusters:  zoned, promQL: zonedScores, current: decided("a3", "b2", "c2"),
+			selected: []string{"a3", "b2", "c2"}, satisfied: true},
+		{name: "spread: scores move within a zone, not across it",
+			placement: mkPlacement(ptr.To[int32](3), exactPromQL(10), spreadOver("zone", TopologyKeyLabel, 1)),
+			clusters:  zoned, promQL: zonedScores, current: decided("a1", "b2", "c2"),
+			// a2 and a3 beat b2 and c2 by far, but a second cluster in zone
+			// a would break the spread; b1 and c1 beat them too.
+			selected: []string{"a1", "b1", "c1"}, removed: []string{"b2", "c2"}, rescheduled: true, satisfied: true},
+		{name: "spread: an invalid constraint is reported and ignored", placement: mkPlacement(ptr.To[int32](1), spreadOver("zone", "Annotation", 1)),
+			clusters: three, selected: []string{"a"}, satisfied: true, message: `1 of 1 selected; spreadConstraints[0]: topologyKeyType "Annotation" is neither Label nor Claim`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			preds, err := compilePredicates(tc.preds)

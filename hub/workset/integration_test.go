@@ -187,6 +187,7 @@ func markAvailable(t *testing.T, kube client.Client, cluster string) {
 		for _, typ := range []string{fleetv1.WorkApplied, fleetv1.WorkAvailable} {
 			meta.SetStatusCondition(&w.Status.Conditions, metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: "AsExpected", ObservedGeneration: w.Generation})
 		}
+		meta.SetStatusCondition(&w.Status.Conditions, metav1.Condition{Type: fleetv1.WorkProgressing, Status: metav1.ConditionFalse, Reason: "Completed", ObservedGeneration: w.Generation})
 		return kube.Status().Update(context.Background(), w)
 	})
 }

@@ -92,6 +92,21 @@ func TestStateOf(t *testing.T) {
 			}
 		})
 	}
+	// The agent reports Progressing beside Available; the rollout goes by
+	// Available for the generation alone.
+	for _, tc := range []struct {
+		avail, progressing metav1.ConditionStatus
+		want               workState
+	}{
+		{metav1.ConditionFalse, metav1.ConditionTrue, stateRolling},
+		{metav1.ConditionTrue, metav1.ConditionFalse, stateDone},
+	} {
+		w := work(same, 2, 2, tc.avail, 2)
+		w.Status.Conditions = append(w.Status.Conditions, metav1.Condition{Type: fleetv1.WorkProgressing, Status: tc.progressing, ObservedGeneration: 2})
+		if got := stateOf(w, template); got != tc.want {
+			t.Errorf("stateOf a work Available %s, Progressing %s = %d, want %d", tc.avail, tc.progressing, got, tc.want)
+		}
+	}
 	deleting := work(same, 1, 1, metav1.ConditionTrue, 1)
 	deleting.DeletionTimestamp = &metav1.Time{}
 	if got := stateOf(deleting, template); got != stateDeleting {
