@@ -1,12 +1,15 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +41,11 @@ type appenderKey struct{}
 
 // NewHandler returns the remote-write handler over the store.
 func NewHandler(store *metricstore.Store, opts Options) http.Handler {
+	h := newHandler(store, opts)
+	return promhttp.InstrumentHandlerCounter(h.requests, h)
+}
+
+func newHandler(store *metricstore.Store, opts Options) *handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -56,16 +64,19 @@ func NewHandler(store *metricstore.Store, opts Options) http.Handler {
 	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "requests_total", Help: "Remote-write requests by status code.",
 	}, []string{"code"})
-	h := &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, identify: opts.Identify}
-	return promhttp.InstrumentHandlerCounter(requests, h)
+	return &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, identify: opts.Identify, rw1: true, requests: requests}
 }
 
 type handler struct {
 	store    *metricstore.Store
-	rw       http.Handler
+	rw       http.Handler // Prometheus's handler: remote write 2.0, and 1.0 that rw1.go does not take
 	max      int64
 	logger   *slog.Logger
 	identify func(*http.Request) (string, int, error)
+	rw1      bool // remote write 1.0 through rw1.go where it can; tests turn it off to compare
+	// rw1Served counts the requests rw1.go answered (for tests).
+	rw1Served atomic.Int64
+	requests  *prometheus.CounterVec
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -95,7 +106,47 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	h.rw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), appenderKey{}, app)))
+	if h.rw1 && isRW1(r) {
+		body, err := readBody(r)
+		defer putBody(body)
+		if err != nil {
+			// As Prometheus's handler answers a body it cannot read.
+			_ = app.Rollback()
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if h.writeRW1(w, app, body.Bytes()) {
+			h.rw1Served.Add(1)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body.Bytes()))
+	}
+	// Prometheus's handler leaves the appender open when it refuses a
+	// request before appending (media type, encoding, undecodable body):
+	// close what it left open, or the head counts it active forever (and
+	// with isolation on, which MultiTSDB turns off, head compaction would
+	// wait for it).
+	tracked := &trackedAppender{Appender: app}
+	h.rw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), appenderKey{}, storage.Appender(tracked))))
+	if !tracked.closed {
+		_ = app.Rollback()
+	}
+}
+
+// trackedAppender records whether its appender was committed or rolled back.
+type trackedAppender struct {
+	storage.Appender
+	closed bool
+}
+
+func (t *trackedAppender) Commit() error {
+	t.closed = true
+	return t.Appender.Commit()
+}
+
+func (t *trackedAppender) Rollback() error {
+	t.closed = true
+	return t.Appender.Rollback()
 }
 
 // ClusterFromRequest names the calling cluster from its verified client

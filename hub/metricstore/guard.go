@@ -20,6 +20,20 @@ func strip(l labels.Labels) labels.Labels {
 	return labels.NewBuilder(l).Del(ClusterLabel).Labels()
 }
 
+// GetRef looks a series up by its labels and their hash (storage.GetRef),
+// for writers that decode labels without copying them and copy only a new
+// series': a reference (with the stored labels) means the series exists. A
+// label set that still carries a "cluster" label gets no reference, since
+// its hash is not that of the series it would be stored as; the writer then
+// appends by labels, and Append strips it.
+func (g clusterLabelGuard) GetRef(l labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
+	gr, ok := g.Appender.(storage.GetRef)
+	if !ok || l.Has(ClusterLabel) {
+		return 0, labels.EmptyLabels()
+	}
+	return gr.GetRef(l, hash)
+}
+
 func (g clusterLabelGuard) Append(ref storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
 	return g.Appender.Append(ref, strip(l), t, v)
 }

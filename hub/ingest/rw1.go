@@ -1,0 +1,367 @@
+package ingest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/timestamp"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/thanos-io/thanos/pkg/store/labelpb"
+	"github.com/thanos-io/thanos/pkg/store/storepb/prompb"
+
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+)
+
+// maxAheadTime is how far past the hub's clock a sample may be, as in
+// Prometheus's handler (storage/remote's unexported maxAheadTime).
+const maxAheadTime = 10 * time.Minute
+
+// maxDecodedSize bounds the decompressed request as Prometheus's handler
+// does (client_golang/exp/api/remote's unexported maxDecodedSize); a larger
+// one goes to that handler, which refuses it.
+const maxDecodedSize = 32 << 20
+
+// errTooFarAhead is Prometheus's refusal of a sample past maxAheadTime.
+var errTooFarAhead = fmt.Errorf("%w: timestamp is too far in the future", storage.ErrOutOfBounds)
+
+// isRW1 says whether Prometheus's handler would read r as remote write 1.0
+// in snappy: its Content-Type and Content-Encoding checks, without the
+// refusals, which it gives itself.
+func isRW1(r *http.Request) bool {
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
+		return false
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/x-protobuf"
+	}
+	msg, err := remoteapi.ParseProtoMsg(ct)
+	return err == nil && msg == remoteapi.WriteV1MessageType
+}
+
+// bodyPool holds compressed request bodies. They never back a label
+// (labels point into the decompressed bytes, which are not pooled), so a
+// buffer is reused once the request is answered.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody keeps outsized bodies out of the pool.
+const maxPooledBody = 4 << 20
+
+// readBody reads r's whole body into a pooled buffer; putBody returns it.
+func readBody(r *http.Request) (body *bytes.Buffer, err error) {
+	body = bodyPool.Get().(*bytes.Buffer)
+	body.Reset()
+	if r.ContentLength > 0 {
+		body.Grow(int(r.ContentLength))
+	}
+	_, err = body.ReadFrom(r.Body)
+	return body, err
+}
+
+func putBody(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBody {
+		bodyPool.Put(b)
+	}
+}
+
+// writeRW1 stores the snappy-compressed remote-write 1.0 body through app
+// and answers, or returns false without touching app or w when the request
+// is for Prometheus's handler.
+//
+// It is the hub's own path for remote write 1.0 of float samples, the
+// common case. It decodes as Thanos receive does, into Thanos's copy of
+// the prompb types, whose labels (labelpb.ZLabel) point into the request's
+// bytes instead of being a string allocation each, and appends as Thanos's
+// receive Writer does: each series is looked up by its labels' hash
+// (storage.GetRef), an existing one is appended to by reference with the
+// labels the TSDB holds, and only a new series' labels are copied out of
+// the request, so nothing the TSDB keeps points into the request.
+//
+// Its answers are those of Prometheus's handler (storage/remote v0.309.1,
+// remote write 1.0): all or nothing, the first sample the TSDB refuses
+// rolling the whole request back, with 400 and the TSDB's message for an
+// out-of-order, duplicate, too old or out-of-bounds sample (more than
+// maxAheadTime ahead of the hub's clock included), 500 for any other
+// failure, and 204 without X-Prometheus-Remote-Write-*-Written headers
+// (which Prometheus sets for 2.0 only) on success. What it would not
+// handle the same way goes to Prometheus's handler, decided by content
+// before anything is appended: a body it cannot decompress or decode,
+// series with exemplars or native histograms, and series Prometheus skips
+// for their labels (no metric name, invalid UTF-8, a label name twice), so
+// that those keep Prometheus's answers, logs and counters.
+func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, compressed []byte) bool {
+	if n, err := snappy.DecodedLen(compressed); err != nil || n > maxDecodedSize {
+		return false
+	}
+	// Not pooled: every label of the decoded request points into buf.
+	buf, err := snappy.Decode(nil, compressed)
+	if err != nil {
+		return false
+	}
+	series, err := decodeSeries(buf)
+	if err != nil {
+		return false
+	}
+	if !prepareSeries(series) {
+		return false
+	}
+	if err := h.appendSeries(app, series); err != nil {
+		h.answerError(w, err)
+		return true
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+// prepareSeries checks every series before anything is appended and puts
+// its labels in the form the TSDB is given them: sorted (as Prometheus's
+// handler sorts them) and without the writer's "cluster" label (which
+// metricstore's guard would strip; stripped here, in place and without
+// copying, the series' hash is that of its stored labels). It returns
+// false when the request is for Prometheus's handler: exemplars, native
+// histograms, or labels it would refuse.
+func prepareSeries(series []prompb.TimeSeries) bool {
+	for i := range series {
+		ts := &series[i]
+		if len(ts.Exemplars) > 0 || len(ts.Histograms) > 0 {
+			return false
+		}
+		if !sortedByName(ts.Labels) {
+			slices.SortFunc(ts.Labels, func(a, b labelpb.ZLabel) int { return strings.Compare(a.Name, b.Name) })
+		}
+		ls := labelpb.ZLabelsToPromLabels(ts.Labels)
+		if !ls.Has(model.MetricNameLabel) || !ls.IsValid(model.UTF8Validation) {
+			return false
+		}
+		if _, dup := ls.HasDuplicateLabelNames(); dup {
+			return false
+		}
+		if i := slices.IndexFunc(ts.Labels, func(l labelpb.ZLabel) bool { return l.Name == metricstore.ClusterLabel }); i >= 0 {
+			ts.Labels = slices.Delete(ts.Labels, i, i+1)
+		}
+	}
+	return true
+}
+
+// decodeSeries unmarshals a WriteRequest's time series with Thanos's
+// zero-copy TimeSeries.Unmarshal, handing the series slices of two arrays
+// sized for the whole request (labels, samples) to append into, instead of
+// each series growing two slices of its own (five allocations for ten
+// labels). A request holding anything but time series (metadata, which
+// 1.0 handlers ignore, fields of newer versions) or that the count cannot
+// walk is decoded by Thanos's WriteRequest.Unmarshal instead.
+func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
+	n, nLabels, nSamples, ok := countSeries(buf)
+	if !ok {
+		var req prompb.WriteRequest
+		err := req.Unmarshal(buf)
+		return req.Timeseries, err
+	}
+	series := make([]prompb.TimeSeries, n)
+	lbls := arena[labelpb.ZLabel]{buf: make([]labelpb.ZLabel, nLabels)}
+	smpls := arena[prompb.Sample]{buf: make([]prompb.Sample, nSamples)}
+	for i, off := 0, 0; off < len(buf); i++ {
+		msg, next := field(buf, off)
+		ts := &series[i]
+		ts.Labels, ts.Samples = lbls.next(), smpls.next()
+		if err := ts.Unmarshal(msg); err != nil {
+			return nil, err
+		}
+		ts.Labels, ts.Samples = lbls.used(ts.Labels), smpls.used(ts.Samples)
+		off = next
+	}
+	return series, nil
+}
+
+// Protobuf tags (field number << 3 | wire type 2, length-delimited) of
+// WriteRequest.timeseries, TimeSeries.labels and TimeSeries.samples.
+const (
+	tagTimeseries = 1<<3 | 2
+	tagLabels     = 1<<3 | 2
+	tagSamples    = 2<<3 | 2
+)
+
+// countSeries walks a WriteRequest's fields and those of its time series
+// (tags and lengths only) and counts series, labels and samples; ok is
+// false if it holds another field or does not parse.
+func countSeries(buf []byte) (series, labels, samples int, ok bool) {
+	for off := 0; off < len(buf); series++ {
+		tag, n := proto.DecodeVarint(buf[off:])
+		if n == 0 || tag != tagTimeseries {
+			return 0, 0, 0, false
+		}
+		msg, next, valid := lengthDelimited(buf, off+n)
+		if !valid {
+			return 0, 0, 0, false
+		}
+		for m := 0; m < len(msg); {
+			ftag, fn := proto.DecodeVarint(msg[m:])
+			if fn == 0 || ftag&7 != 2 {
+				return 0, 0, 0, false
+			}
+			switch ftag {
+			case tagLabels:
+				labels++
+			case tagSamples:
+				samples++
+			}
+			if _, m, valid = lengthDelimited(msg, m+fn); !valid {
+				return 0, 0, 0, false
+			}
+		}
+		off = next
+	}
+	return series, labels, samples, true
+}
+
+// lengthDelimited reads the length at buf[off:] and returns the bytes it
+// announces and the offset past them.
+func lengthDelimited(buf []byte, off int) (msg []byte, next int, ok bool) {
+	l, n := proto.DecodeVarint(buf[off:])
+	if n == 0 || l > uint64(len(buf)-off-n) {
+		return nil, 0, false
+	}
+	start := off + n
+	return buf[start : start+int(l)], start + int(l), true
+}
+
+// field returns the length-delimited field at buf[off:], which
+// countSeries has checked, and the offset past it.
+func field(buf []byte, off int) (msg []byte, next int) {
+	_, n := proto.DecodeVarint(buf[off:])
+	msg, next, _ = lengthDelimited(buf, off+n)
+	return msg, next
+}
+
+// arena hands out consecutive slices of one array: each empty, with the
+// rest of the array as capacity, for an unmarshal to append into.
+type arena[T any] struct {
+	buf []T
+	off int
+}
+
+func (a *arena[T]) next() []T { return a.buf[a.off:a.off:len(a.buf)] }
+
+// used takes the slice next handed out once appended to: one that stayed
+// in the array keeps its part of it, capped; one that outgrew it (which
+// exact counts rule out) moved out and leaves the array as it was.
+func (a *arena[T]) used(s []T) []T {
+	if len(s) <= len(a.buf)-a.off {
+		a.off += len(s)
+		return s[:len(s):len(s)]
+	}
+	return s
+}
+
+func sortedByName(ls []labelpb.ZLabel) bool {
+	for i := 1; i < len(ls); i++ {
+		if ls[i].Name < ls[i-1].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// noRefs stands for an appender that cannot look series up: every series
+// is then appended by (copied) labels.
+type noRefs struct{}
+
+func (noRefs) GetRef(labels.Labels, uint64) (storage.SeriesRef, labels.Labels) {
+	return 0, labels.EmptyLabels()
+}
+
+// appendSeries appends every sample and commits, or stops at the first
+// refusal, rolls back and returns it.
+func (h *handler) appendSeries(app storage.Appender, series []prompb.TimeSeries) (err error) {
+	defer func() {
+		if err != nil {
+			_ = app.Rollback()
+			return
+		}
+		err = app.Commit()
+	}()
+	getRef, ok := app.(storage.GetRef)
+	if !ok {
+		getRef = noRefs{}
+	}
+	maxTime := timestamp.FromTime(time.Now().Add(maxAheadTime))
+	for i := range series {
+		ts := &series[i]
+		if len(ts.Samples) == 0 {
+			continue
+		}
+		// Zero-copy labels: they must not reach the TSDB, which keeps the
+		// labels of the series it creates. An existing series is appended
+		// to with the labels the TSDB holds, a new one with a copy.
+		lset := labelpb.ZLabelsToPromLabels(ts.Labels)
+		ref, stored := getRef.GetRef(lset, lset.Hash())
+		if ref != 0 {
+			lset = stored
+		} else {
+			lset = detach(ts.Labels)
+		}
+		for _, s := range ts.Samples {
+			if s.Timestamp > maxTime {
+				err = errTooFarAhead
+			} else {
+				ref, err = app.Append(ref, lset, s.Timestamp, s.Value)
+			}
+			if err != nil {
+				if errors.Is(err, storage.ErrOutOfOrderSample) || errors.Is(err, storage.ErrOutOfBounds) || errors.Is(err, storage.ErrDuplicateSampleForTimestamp) {
+					h.logger.Error("Out of order sample from remote write", "err", err.Error(), "series", lset.String(), "timestamp", s.Timestamp)
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// answerError answers a refused request as Prometheus's handler does.
+func (h *handler) answerError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, storage.ErrOutOfOrderSample) || errors.Is(err, storage.ErrOutOfBounds) ||
+		errors.Is(err, storage.ErrDuplicateSampleForTimestamp) || errors.Is(err, storage.ErrTooOldSample) {
+		code = http.StatusBadRequest
+	} else {
+		h.logger.Error("Error while storing the remote write request", "err", err)
+	}
+	http.Error(w, err.Error(), code)
+}
+
+// detach copies a new series' labels out of the request into one exactly
+// sized array of labels and one buffer holding all of their strings, so
+// the TSDB holds neither the request nor slack.
+func detach(zl []labelpb.ZLabel) labels.Labels {
+	n := 0
+	for _, l := range zl {
+		n += len(l.Name) + len(l.Value)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, l := range zl {
+		b.WriteString(l.Name)
+		b.WriteString(l.Value)
+	}
+	all := b.String()
+	out := make([]labelpb.ZLabel, len(zl))
+	off := 0
+	for i, l := range zl {
+		out[i].Name = all[off : off+len(l.Name)]
+		off += len(l.Name)
+		out[i].Value = all[off : off+len(l.Value)]
+		off += len(l.Value)
+	}
+	return labelpb.ZLabelsToPromLabels(out)
+}
