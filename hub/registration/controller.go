@@ -211,6 +211,13 @@ func (s *Service) renewLease(ctx context.Context, name string, at time.Time, gra
 	l.Spec.RenewTime = &metav1.MicroTime{Time: at}
 	l.Spec.LeaseDurationSeconds = ptr.To(int32(grace.Seconds()))
 	if err := s.writer.Update(ctx, l); err != nil {
+		if apierrors.IsConflict(err) {
+			// The Lease was renewed since the cache saw it, typically by
+			// this controller a moment ago: a status write of the same
+			// pass queues the cluster again before the Lease's watch event
+			// arrives. The next pass renews from the newer version.
+			return nil
+		}
 		return fmt.Errorf("renew lease of %s: %w", name, err)
 	}
 	s.leaseWrites.Inc()

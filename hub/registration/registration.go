@@ -64,12 +64,18 @@ type Config struct {
 	// controller (and registration with it) to a crawl.
 	ClientQPS   float32
 	ClientBurst int
+	// Workers reconcile ManagedClusters concurrently. A reconcile mostly
+	// waits for the apiserver (a cluster's first heartbeat costs four
+	// writes: taints, status, Lease, ClusterProfile), so joins and the
+	// periodic Lease and status writes of thousands of clusters need more
+	// than a handful in flight.
+	Workers int
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Namespace: "fleetpulse-system", CertificateTTL: 24 * time.Hour, GracePeriods: 3,
-		DefaultHeartbeatPeriodSeconds: 30, InventoryInterval: 15 * time.Second, ClientQPS: 500, ClientBurst: 1000}
+		DefaultHeartbeatPeriodSeconds: 30, InventoryInterval: 15 * time.Second, ClientQPS: 500, ClientBurst: 1000, Workers: 16}
 }
 
 // Validate returns every problem with the configuration.
@@ -89,6 +95,9 @@ func (c Config) Validate() error {
 	}
 	if c.InventoryInterval <= 0 {
 		errs = append(errs, fmt.Errorf("inventory interval must be positive, got %s", c.InventoryInterval))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("workers must be at least 1, got %d", c.Workers))
 	}
 	if c.ClientQPS <= 0 || c.ClientBurst < 1 {
 		errs = append(errs, fmt.Errorf("control-plane client qps (%g) and burst (%d) must be positive", c.ClientQPS, c.ClientBurst))
@@ -179,7 +188,7 @@ func New(cfg Config, restCfg *rest.Config, ca *CA, query QueryFunc, store events
 	err = ctrl.NewControllerManagedBy(mgr).Named("managedcluster").
 		For(&fleetv1.ManagedCluster{}).
 		WatchesRawSource(source.Channel(s.tracker.wake, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: cfg.Workers}).
 		Complete(s)
 	if err != nil {
 		return nil, fmt.Errorf("build managedcluster controller: %w", err)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -63,12 +64,15 @@ type Tokens struct {
 	c         client.Client
 	namespace string
 	now       func() time.Time
+
+	mu    sync.Mutex
+	usage map[string]*tokenUsage // by token id: registrations not yet counted in the Secret
 }
 
 // NewTokens returns the token store over c (which should read uncached:
 // tokens are read rarely and must be current).
 func NewTokens(c client.Client, namespace string) *Tokens {
-	return &Tokens{c: c, namespace: namespace, now: time.Now}
+	return &Tokens{c: c, namespace: namespace, now: time.Now, usage: map[string]*tokenUsage{}}
 }
 
 // Create stores a new token and returns it in full ("<id>.<secret>").
@@ -131,19 +135,86 @@ func (t *Tokens) Check(ctx context.Context, presented string) (Token, error) {
 	return tok, nil
 }
 
-// Used counts one registration made with the token.
+// tokenUsage is one token's counting: the write of its Secret in flight,
+// and the registrations waiting for the next one.
+type tokenUsage struct {
+	writing chan struct{} // closed when the write in flight ends; nil when none is
+	next    *usageBatch
+}
+
+// usageBatch is registrations counted together in one write.
+type usageBatch struct {
+	n    int
+	last time.Time
+	done chan struct{} // closed once written; err is then set
+	err  error
+}
+
+// Used counts one registration made with the token, and returns once the
+// count is in the token's Secret. Registrations that arrive while a count
+// is being written are added up and written together by one of them when
+// that write ends (group commit), so that a burst of registrations with one
+// token costs a few writes of its Secret rather than one each, all
+// conflicting. A caller that gives up (ctx) leaves its count to the next.
 func (t *Tokens) Used(ctx context.Context, id string) error {
+	t.mu.Lock()
+	u := t.usage[id]
+	if u == nil {
+		u = &tokenUsage{}
+		t.usage[id] = u
+	}
+	if u.next == nil {
+		u.next = &usageBatch{done: make(chan struct{})}
+	}
+	b := u.next
+	b.n++
+	b.last = t.now()
+	for u.writing != nil { // wait for the write in flight: it may end ours, or make us write
+		w := u.writing
+		t.mu.Unlock()
+		select {
+		case <-b.done:
+			return b.err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w:
+		}
+		t.mu.Lock()
+	}
+	if u.next != b { // another registration of the batch wrote it
+		t.mu.Unlock()
+		<-b.done
+		return b.err
+	}
+	u.next, u.writing = nil, make(chan struct{})
+	w := u.writing
+	t.mu.Unlock()
+
+	b.err = t.addUsage(ctx, id, b.n, b.last)
+	close(b.done)
+	t.mu.Lock()
+	u.writing = nil
+	if u.next == nil {
+		delete(t.usage, id)
+	}
+	t.mu.Unlock()
+	close(w)
+	return b.err
+}
+
+// addUsage adds n registrations, the last at last, to the token's Secret.
+func (t *Tokens) addUsage(ctx context.Context, id string, n int, last time.Time) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		s := &corev1.Secret{}
 		if err := t.c.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: tokenSecretPrefix + id}, s); err != nil {
 			return err
 		}
-		n, _ := strconv.Atoi(s.Annotations[annotationUsageCount])
+		count, _ := strconv.Atoi(s.Annotations[annotationUsageCount])
 		if s.Annotations == nil {
 			s.Annotations = map[string]string{}
 		}
-		s.Annotations[annotationUsageCount] = strconv.Itoa(n + 1)
-		s.Annotations[annotationLastUsed] = t.now().UTC().Format(time.RFC3339)
+		s.Annotations[annotationUsageCount] = strconv.Itoa(count + n)
+		s.Annotations[annotationLastUsed] = last.UTC().Format(time.RFC3339)
 		return t.c.Update(ctx, s)
 	})
 }

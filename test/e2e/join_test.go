@@ -93,9 +93,11 @@ func TestAgentsJoinWithBootstrapToken(t *testing.T) {
 
 	// Stop cluster-2's agent: Unknown and tainted within grace + one period,
 	// and the heartbeat alert reaches Alertmanager with the cluster label.
-	stopped := time.Now()
+	// The clock starts when the agent has exited: it may take seconds to
+	// flush its pipelines after SIGTERM, heartbeating until it does.
 	_ = agents[1].Process.Signal(syscall.SIGTERM)
 	_ = agents[1].Wait()
+	stopped := time.Now()
 	waitCondition(t, kube, "cluster-2", fleetv1.ConditionAvailable, metav1.ConditionUnknown)
 	took := time.Since(stopped)
 	t.Logf("cluster-2 Unknown %s after its agent stopped (grace %s, period %s)", took.Round(100*time.Millisecond), grace, period)

@@ -1,0 +1,234 @@
+package fleetsim
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+
+	"github.com/fleetpulse/fleetpulse/api/agentapi"
+)
+
+// cluster is one simulated agent.
+type cluster struct {
+	name, id string
+	idx      int
+	inv      []series
+
+	// mu serializes the cluster's calls, so that one connection serves
+	// them, and orders them against Lose.
+	mu          sync.Mutex
+	client      *http.Client // mutual TLS, set once registered
+	collections int          // guarded by mu
+
+	period    atomic.Int64 // heartbeat period, ns
+	lastBeat  atomic.Int64 // send time of the last acknowledged heartbeat, unix ns
+	firstBeat atomic.Int64 // and of the first
+	lost      atomic.Bool
+}
+
+func (c *cluster) heartbeatPeriod() time.Duration { return time.Duration(c.period.Load()) }
+
+func (c *cluster) setPeriod(seconds int) {
+	if seconds > 0 {
+		c.period.Store(int64(time.Duration(seconds) * time.Second))
+	}
+}
+
+func (c *cluster) claims() []agentapi.Claim {
+	return []agentapi.Claim{{Name: agentapi.ClaimClusterID, Value: c.id}, {Name: agentapi.ClaimPlatform, Value: clusterPlat}}
+}
+
+// statusError is a hub answer other than 2xx.
+type statusError struct {
+	code       int
+	msg        string
+	retryAfter time.Duration
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("%d: %s", e.code, e.msg) }
+
+// retryable tells a refusal from a condition the agent waits out, as the
+// agent does: transport errors, 429, 5xx and a concurrent registration of
+// the same name.
+func retryable(err error) bool {
+	var se *statusError
+	if !errors.As(err, &se) {
+		return true
+	}
+	return se.code == http.StatusTooManyRequests || se.code >= 500 ||
+		(se.code == http.StatusConflict && strings.Contains(se.msg, "concurrently"))
+}
+
+// register joins the hub: a new key and CSR, then the registration request,
+// repeated while the hub has not accepted the cluster or asks to retry.
+func (f *Fleet) register(ctx context.Context, c *cluster) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate key: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: c.name}}, key)
+	if err != nil {
+		return fmt.Errorf("create CSR: %w", err)
+	}
+	body, err := json.Marshal(agentapi.RegisterRequest{
+		ClusterName: c.name, CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})),
+		Claims: c.claims(), AgentVersion: f.cfg.AgentVersion,
+	})
+	if err != nil {
+		return err
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		var resp agentapi.RegisterResponse
+		f.stats.registerRequests.Add(1)
+		err := f.post(ctx, f.anon, agentapi.PathRegister, "application/json", f.cfg.Token, body, &resp)
+		var wait time.Duration
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && retryable(err):
+			f.stats.registerRetries.Add(1)
+			f.warn(&f.stats.registerRetries, "registration failed; retrying", "cluster", c.name, "err", err)
+			wait = backoff
+			var se *statusError
+			if errors.As(err, &se) && se.retryAfter > 0 {
+				wait = se.retryAfter
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		case err != nil:
+			return fmt.Errorf("register %s: %w", c.name, err)
+		case !resp.Accepted || resp.Certificate == "":
+			f.stats.registerPending.Add(1)
+			wait = time.Duration(max(resp.RetryAfterSeconds, 1)) * time.Second
+		default:
+			keyDER, err := x509.MarshalECPrivateKey(key)
+			if err != nil {
+				return err
+			}
+			pair, err := tls.X509KeyPair([]byte(resp.Certificate), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+			if err != nil {
+				return fmt.Errorf("certificate issued to %s: %w", c.name, err)
+			}
+			c.mu.Lock()
+			c.client = f.mtlsClient(pair)
+			c.mu.Unlock()
+			c.setPeriod(resp.HeartbeatPeriodSeconds)
+			f.stats.registered.Add(1)
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// heartbeat sends one heartbeat; an acknowledged one records its send time.
+func (f *Fleet) heartbeat(ctx context.Context, c *cluster) error {
+	body, err := json.Marshal(agentapi.HeartbeatRequest{AgentVersion: f.cfg.AgentVersion, Claims: c.claims(), ClusterAPIReachable: true})
+	if err != nil {
+		return err
+	}
+	sent := time.Now()
+	var resp agentapi.HeartbeatResponse
+	if err := f.post(ctx, c.client, agentapi.PathHeartbeat, "application/json", "", body, &resp); err != nil {
+		return err
+	}
+	f.stats.heartbeatLatency.add(time.Since(sent))
+	c.lastBeat.Store(sent.UnixNano())
+	c.firstBeat.CompareAndSwap(0, sent.UnixNano())
+	c.setPeriod(resp.HeartbeatPeriodSeconds)
+	return nil
+}
+
+// write remote-writes one collection of the cluster's inventory.
+func (f *Fleet) write(ctx context.Context, c *cluster) error {
+	raw, err := proto.Marshal(writeRequest(c.inv, c.collections, time.Now().UnixMilli()))
+	if err != nil {
+		return err
+	}
+	c.collections++
+	sent := time.Now()
+	if err := f.post(ctx, c.client, "/api/v1/write", "application/x-protobuf", "", snappy.Encode(nil, raw), nil); err != nil {
+		return err
+	}
+	f.stats.writeLatency.add(time.Since(sent))
+	f.stats.samples.Add(int64(len(c.inv)))
+	return nil
+}
+
+// post sends one call to the hub and decodes a JSON answer into out.
+func (f *Fleet) post(ctx context.Context, client *http.Client, path, contentType, token string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType == "application/x-protobuf" {
+		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	// Read the whole answer, so that the connection is reused.
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		se := &statusError{code: resp.StatusCode, msg: strings.TrimSpace(string(raw))}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			se.retryAfter = time.Duration(s) * time.Second
+		}
+		return se
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("decode answer to %s: %w", path, err)
+	}
+	return nil
+}
+
+// mtlsClient is a cluster's own client: its certificate, one connection
+// kept alive between calls.
+func (f *Fleet) mtlsClient(pair tls.Certificate) *http.Client {
+	return &http.Client{Timeout: f.cfg.RequestTimeout, Transport: &http.Transport{
+		DialContext:         f.dialer.DialContext,
+		TLSClientConfig:     &tls.Config{RootCAs: f.cfg.RootCAs, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConns:        1,
+		MaxIdleConnsPerHost: 1,
+		MaxConnsPerHost:     1,
+		DisableCompression:  true,
+	}}
+}
