@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -18,7 +15,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
@@ -64,10 +60,7 @@ func TestAgentsJoinWithBootstrapToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pin, err := caPinOf(ca.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pin := caPin(t, ca.CertFile)
 	bin := buildBinary(t, "fleetpulse-agent")
 	stateDirs := make([]string, len(clusters))
 	agents := make([]*exec.Cmd, len(clusters))
@@ -164,20 +157,4 @@ func waitInventory(t *testing.T, kube client.Client, name string, nodes int32) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func caPinOf(caFile string) (string, error) {
-	raw, err := os.ReadFile(caFile)
-	if err != nil {
-		return "", err
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return "", fmt.Errorf("%s: no PEM", caFile)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return "", err
-	}
-	return agentapi.CAHash(cert), nil
 }

@@ -53,10 +53,7 @@ func TestTelemetryMovesWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pin, err := caPinOf(ca.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pin := caPin(t, ca.CertFile)
 	bin := buildBinary(t, "fleetpulse-agent")
 	names := []string{"move-1", "move-2", "move-3"}
 	for i, c := range clusters {
