@@ -270,19 +270,7 @@ func TestRemoteWrite2FallsBackWithPrometheus2(t *testing.T) {
 	cfg := createDefaultConfig()
 	cfg.Endpoint = prom.URL
 	cfg.Protocol = ProtocolRW2
-	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
-	cfg.BackOffConfig.Enabled = false
-	set := exportertest.NewNopSettings(typeStr)
-	core, logs := observer.New(zapcore.WarnLevel)
-	set.Logger = zap.New(core)
-	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := exp.Start(context.Background(), testHost{}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = exp.Shutdown(context.Background()) }()
+	exp, logs := startUnqueued(t, cfg)
 	now := time.Now()
 	if err := exp.ConsumeMetrics(context.Background(), testBatch(7, now)); err != nil {
 		t.Fatal(err)

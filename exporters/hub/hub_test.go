@@ -9,14 +9,8 @@ import (
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
-	"go.opentelemetry.io/collector/config/configoptional"
-	"go.opentelemetry.io/collector/exporter/exporterhelper"
-	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	fleethub "github.com/fleetpulse/fleetpulse/hub"
 	"github.com/fleetpulse/fleetpulse/testbed"
@@ -34,19 +28,7 @@ func TestMetricsReachHubOverRemoteWrite2(t *testing.T) {
 
 	cfg := createDefaultConfig()
 	h.agentConfig(ca, "cluster-a", ProtocolRW2)(cfg)
-	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
-	cfg.BackOffConfig.Enabled = false
-	set := exportertest.NewNopSettings(typeStr)
-	core, logs := observer.New(zapcore.WarnLevel)
-	set.Logger = zap.New(core)
-	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := exp.Start(context.Background(), testHost{}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = exp.Shutdown(context.Background()) }()
+	exp, logs := startUnqueued(t, cfg)
 
 	now := time.Now().Truncate(time.Millisecond)
 	at := pcommon.NewTimestampFromTime(now)

@@ -16,6 +16,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -384,19 +385,7 @@ func TestPushMetricsSendsRemoteWrite(t *testing.T) {
 
 	cfg := createDefaultConfig()
 	cfg.Endpoint = srv.URL
-	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
-	cfg.BackOffConfig.Enabled = false
-	set := exportertest.NewNopSettings(typeStr)
-	core, logs := observer.New(zapcore.WarnLevel)
-	set.Logger = zap.New(core)
-	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := exp.Start(context.Background(), testHost{}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = exp.Shutdown(context.Background()) }()
+	exp, logs := startUnqueued(t, cfg)
 
 	md := metricsOf(map[string]any{"k8s.cluster.name": "cluster-a"},
 		sum("k8s.container.restarts", "", true, pmetric.AggregationTemporalityCumulative, intPoint(2, t0, map[string]any{"k8s.pod.name": "web-0"})))
@@ -500,4 +489,25 @@ func BenchmarkEncode(b *testing.B) {
 			b.ReportMetric(float64(sent)/samples, "B/sample")
 		})
 	}
+}
+
+// startUnqueued starts a metrics exporter that sends synchronously (no
+// queue, no retries), so a test sees each send's outcome, and returns it with
+// its warnings; it shuts down when the test ends.
+func startUnqueued(t *testing.T, cfg *Config) (exporter.Metrics, *observer.ObservedLogs) {
+	t.Helper()
+	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
+	cfg.BackOffConfig.Enabled = false
+	set := exportertest.NewNopSettings(typeStr)
+	core, logs := observer.New(zapcore.WarnLevel)
+	set.Logger = zap.New(core)
+	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Start(context.Background(), testHost{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
+	return exp, logs
 }
