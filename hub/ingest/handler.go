@@ -115,7 +115,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if h.writeRW1(w, app, body.Bytes()) {
+		if h.writeRW1(w, app, cluster, body.Bytes()) {
 			h.rw1Served.Add(1)
 			return
 		}

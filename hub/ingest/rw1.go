@@ -100,7 +100,7 @@ func putBody(b *bytes.Buffer) {
 // series with exemplars or native histograms, and series Prometheus skips
 // for their labels (no metric name, invalid UTF-8, a label name twice), so
 // that those keep Prometheus's answers, logs and counters.
-func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, compressed []byte) bool {
+func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster string, compressed []byte) bool {
 	if n, err := snappy.DecodedLen(compressed); err != nil || n > maxDecodedSize {
 		return false
 	}
@@ -113,7 +113,7 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, compress
 	if err != nil {
 		return false
 	}
-	if !prepareSeries(series) {
+	if !prepareSeries(series, cluster) {
 		return false
 	}
 	if err := h.appendSeries(app, series); err != nil {
@@ -126,12 +126,12 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, compress
 
 // prepareSeries checks every series before anything is appended and puts
 // its labels in the form the TSDB is given them: sorted (as Prometheus's
-// handler sorts them) and without the writer's "cluster" label (which
-// metricstore's guard would strip; stripped here, in place and without
-// copying, the series' hash is that of its stored labels). It returns
-// false when the request is for Prometheus's handler: exemplars, native
-// histograms, or labels it would refuse.
-func prepareSeries(series []prompb.TimeSeries) bool {
+// handler sorts them) and with cluster="<cluster>" in place of any
+// "cluster" label the writer gave (as metricstore's stamp would set it; set
+// here, in place and without copying, the series' hash is that of its
+// stored labels). It returns false when the request is for Prometheus's
+// handler: exemplars, native histograms, or labels it would refuse.
+func prepareSeries(series []prompb.TimeSeries, cluster string) bool {
 	for i := range series {
 		ts := &series[i]
 		if len(ts.Exemplars) > 0 || len(ts.Histograms) > 0 {
@@ -147,18 +147,29 @@ func prepareSeries(series []prompb.TimeSeries) bool {
 		if _, dup := ls.HasDuplicateLabelNames(); dup {
 			return false
 		}
-		if i := slices.IndexFunc(ts.Labels, func(l labelpb.ZLabel) bool { return l.Name == metricstore.ClusterLabel }); i >= 0 {
-			ts.Labels = slices.Delete(ts.Labels, i, i+1)
-		}
+		ts.Labels = stampCluster(ts.Labels, cluster)
 	}
 	return true
+}
+
+// stampCluster sets the cluster label of sorted labels: in place where the
+// writer gave one, else inserted at its place (within the slice's capacity,
+// which decodeSeries leaves for it).
+func stampCluster(ls []labelpb.ZLabel, cluster string) []labelpb.ZLabel {
+	i, found := slices.BinarySearchFunc(ls, metricstore.ClusterLabel, func(l labelpb.ZLabel, name string) int { return strings.Compare(l.Name, name) })
+	if found {
+		ls[i].Value = cluster
+		return ls
+	}
+	return slices.Insert(ls, i, labelpb.ZLabel{Name: metricstore.ClusterLabel, Value: cluster})
 }
 
 // decodeSeries unmarshals a WriteRequest's time series with Thanos's
 // zero-copy TimeSeries.Unmarshal, handing the series slices of two arrays
 // sized for the whole request (labels, samples) to append into, instead of
 // each series growing two slices of its own (five allocations for ten
-// labels). A request holding anything but time series (metadata, which
+// labels), with room for one more label per series (the cluster's, which
+// prepareSeries adds). A request holding anything but time series (metadata, which
 // 1.0 handlers ignore, fields of newer versions) or that the count cannot
 // walk is decoded by Thanos's WriteRequest.Unmarshal instead.
 func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
@@ -169,7 +180,7 @@ func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
 		return req.Timeseries, err
 	}
 	series := make([]prompb.TimeSeries, n)
-	lbls := arena[labelpb.ZLabel]{buf: make([]labelpb.ZLabel, nLabels)}
+	lbls := arena[labelpb.ZLabel]{buf: make([]labelpb.ZLabel, nLabels+n)}
 	smpls := arena[prompb.Sample]{buf: make([]prompb.Sample, nSamples)}
 	for i, off := 0, 0; off < len(buf); i++ {
 		msg, next := field(buf, off)
@@ -178,7 +189,7 @@ func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
 		if err := ts.Unmarshal(msg); err != nil {
 			return nil, err
 		}
-		ts.Labels, ts.Samples = lbls.used(ts.Labels), smpls.used(ts.Samples)
+		ts.Labels, ts.Samples = lbls.usedWithRoom(ts.Labels, 1), smpls.used(ts.Samples)
 		off = next
 	}
 	return series, nil
@@ -262,6 +273,16 @@ func (a *arena[T]) used(s []T) []T {
 		return s[:len(s):len(s)]
 	}
 	return s
+}
+
+// usedWithRoom is used, keeping room more elements of the array as the
+// slice's capacity, for it to grow into without moving.
+func (a *arena[T]) usedWithRoom(s []T, room int) []T {
+	if len(s)+room <= len(a.buf)-a.off {
+		a.off += len(s) + room
+		return s[: len(s) : len(s)+room]
+	}
+	return a.used(s)
 }
 
 func sortedByName(ls []labelpb.ZLabel) bool {

@@ -21,7 +21,6 @@ import (
 	"github.com/thanos-io/thanos/pkg/block"
 	blockmeta "github.com/thanos-io/thanos/pkg/block/metadata"
 	"github.com/thanos-io/thanos/pkg/info/infopb"
-	"github.com/thanos-io/thanos/pkg/receive"
 	"github.com/thanos-io/thanos/pkg/store"
 	storecache "github.com/thanos-io/thanos/pkg/store/cache"
 	"github.com/thanos-io/thanos/pkg/store/labelpb"
@@ -51,9 +50,11 @@ const (
 )
 
 // bucketReader serves the bucket's blocks through Thanos's store gateway
-// code (store.BucketStore). It loads every block of the bucket that carries a
-// cluster label; at query time it offers, per cluster, only the blocks the
-// cluster's local TSDB does not hold (see clients).
+// code (store.BucketStore). It loads every block of the bucket that a shard
+// shipped (external label ShardLabel) or that an earlier hub shipped from a
+// cluster's own TSDB (external label "cluster", its series without one); at
+// query time it offers, per shard, only the blocks the shard's local TSDB
+// does not hold (see clients).
 type bucketReader struct {
 	logger  log.Logger
 	bs      *store.BucketStore
@@ -65,16 +66,17 @@ type bucketReader struct {
 }
 
 // bucketBlocks is the time range of every block of the last sync, grouped by
-// the blocks' external labels (one group per cluster). Never modified.
+// the blocks' external labels (one group per shard, or per cluster of the
+// earlier layout). Never modified.
 type bucketBlocks struct {
 	groups []*blockGroup
 }
 
 type blockGroup struct {
-	lset    labels.Labels
-	cluster string
-	blocks  []blockRange
-	index   map[ulid.ULID]int // position in blocks
+	lset   labels.Labels
+	shard  string // empty for a cluster's blocks of the earlier layout
+	blocks []blockRange
+	index  map[ulid.ULID]int // position in blocks
 }
 
 // blockRange is a block's ID and time range; like a block's meta.json, maxt
@@ -95,12 +97,13 @@ func newBucketReader(bkt objstore.Bucket, dir string, logger log.Logger, reg pro
 	thanosReg := prometheus.WrapRegistererWithPrefix("fleetpulse_hub_thanos_", reg)
 	insBkt := objstore.WrapWithMetrics(bkt, thanosReg, bkt.Name())
 
-	// Only blocks that name their cluster: every series reads with one.
+	// Only blocks of a shard, or of a cluster's own TSDB (the earlier
+	// layout): every series then reads with its cluster.
 	keepClustered := []*relabel.Config{{
 		Action:       relabel.Keep,
-		SourceLabels: model.LabelNames{ClusterLabel},
+		SourceLabels: model.LabelNames{ShardLabel, ClusterLabel},
 		Separator:    ";",
-		Regex:        relabel.MustNewRegexp(".+"),
+		Regex:        relabel.MustNewRegexp(".+;|;.+"),
 	}}
 	fetcher, err := block.NewMetaFetcher(r.logger, bucketConcurrency, insBkt, block.NewConcurrentLister(r.logger, insBkt), dir, thanosReg,
 		[]block.MetadataFilter{
@@ -216,7 +219,7 @@ func (r *bucketReader) updateBlocks(metas []blockmeta.Meta, err error) {
 		h := e.lset.Hash()
 		g, ok := groups[h]
 		if !ok {
-			g = &blockGroup{lset: e.lset, cluster: e.lset.Get(ClusterLabel), index: map[ulid.ULID]int{}}
+			g = &blockGroup{lset: e.lset, shard: e.lset.Get(ShardLabel), index: map[ulid.ULID]int{}}
 			groups[h] = g
 			next.groups = append(next.groups, g)
 		}
@@ -226,19 +229,19 @@ func (r *bucketReader) updateBlocks(metas []blockmeta.Meta, err error) {
 	r.blocks.Store(next)
 }
 
-// clients returns one store client per cluster in the bucket, covering the
-// time range of the cluster's bucket blocks that local(cluster) does not
-// list. A cluster whose bucket blocks are all local gets none: the proxy
-// then reads its local TSDB only. Blocks shipped from a local TSDB keep
+// clients returns one store client per shard in the bucket (and per cluster
+// of the earlier layout), covering the time range of its bucket blocks that
+// local(shard) does not list. A shard whose bucket blocks are all local gets
+// none: the proxy then reads its local TSDB only. Blocks shipped from a local TSDB keep
 // their ULID, so a block in both places is read once, from the local disk;
 // where ranges still overlap (a local block deleted between this call and
 // the read, a compactor's merged block), the proxy store merges the
 // identical series and drops identical chunks.
-func (r *bucketReader) clients(local func(cluster string) []ulid.ULID) []store.Client {
+func (r *bucketReader) clients(local func(shard string) []ulid.ULID) []store.Client {
 	var out []store.Client
 	for _, g := range r.blocks.Load().groups {
 		isLocal := make([]bool, len(g.blocks))
-		for _, id := range local(g.cluster) {
+		for _, id := range local(g.shard) {
 			if i, ok := g.index[id]; ok {
 				isLocal[i] = true
 			}
@@ -253,16 +256,19 @@ func (r *bucketReader) clients(local func(cluster string) []ulid.ULID) []store.C
 			continue
 		}
 		// maxt-1: a local block that starts where these end is not read.
-		out = append(out, &bucketClient{r: r, lset: g.lset, mint: mint, maxt: maxt - 1})
+		out = append(out, &bucketClient{r: r, lset: g.lset, readLset: withoutShard(g.lset), mint: mint, maxt: maxt - 1})
 	}
 	return out
 }
 
-// bucketClient is the bucket store as one cluster's store client, limited to
-// the cluster's blocks (its external labels) and to [mint, maxt], inclusive.
+// bucketClient is the bucket store as one group's store client, limited to
+// the group's blocks (its external labels) and to [mint, maxt], inclusive.
+// Its series read without the shard label, as the shard's local ones do.
 type bucketClient struct {
-	r          *bucketReader
-	lset       labels.Labels
+	r    *bucketReader
+	lset labels.Labels
+	// readLset is lset without the shard label: the labels its series get.
+	readLset   labels.Labels
 	mint, maxt int64
 }
 
@@ -282,6 +288,7 @@ func (c *bucketClient) Series(ctx context.Context, in *storepb.SeriesRequest, op
 	req := *in // the proxy shares its request among its stores
 	req.Matchers = c.matchers(in.Matchers)
 	req.MinTime, req.MaxTime = max(in.MinTime, c.mint), min(in.MaxTime, c.maxt)
+	req.WithoutReplicaLabels = withoutShardLabel
 	return c.r.client.Series(ctx, &req, opts...)
 }
 
@@ -289,6 +296,7 @@ func (c *bucketClient) LabelNames(ctx context.Context, in *storepb.LabelNamesReq
 	req := *in
 	req.Matchers = c.matchers(in.Matchers)
 	req.Start, req.End = max(in.Start, c.mint), min(in.End, c.maxt)
+	req.WithoutReplicaLabels = withoutShardLabel
 	return c.r.client.LabelNames(ctx, &req, opts...)
 }
 
@@ -296,10 +304,11 @@ func (c *bucketClient) LabelValues(ctx context.Context, in *storepb.LabelValuesR
 	req := *in
 	req.Matchers = c.matchers(in.Matchers)
 	req.Start, req.End = max(in.Start, c.mint), min(in.End, c.maxt)
+	req.WithoutReplicaLabels = withoutShardLabel
 	return c.r.client.LabelValues(ctx, &req, opts...)
 }
 
-func (c *bucketClient) LabelSets() []labels.Labels              { return []labels.Labels{c.lset} }
+func (c *bucketClient) LabelSets() []labels.Labels              { return []labels.Labels{c.readLset} }
 func (c *bucketClient) TimeRange() (int64, int64)               { return c.mint, c.maxt }
 func (c *bucketClient) SupportsSharding() bool                  { return true }
 func (c *bucketClient) SupportsWithoutReplicaLabels() bool      { return true }
@@ -307,7 +316,7 @@ func (c *bucketClient) Addr() (string, bool)                    { return "", tru
 func (c *bucketClient) Matches(matchers []*labels.Matcher) bool { return true }
 
 func (c *bucketClient) TSDBInfos() []infopb.TSDBInfo {
-	return []infopb.TSDBInfo{{Labels: labelpb.ZLabelSet{Labels: labelpb.ZLabelsFromPromLabels(c.lset)}, MinTime: c.mint, MaxTime: c.maxt}}
+	return []infopb.TSDBInfo{{Labels: labelpb.ZLabelSet{Labels: labelpb.ZLabelsFromPromLabels(c.readLset)}, MinTime: c.mint, MaxTime: c.maxt}}
 }
 
 func (c *bucketClient) String() string {
@@ -315,44 +324,40 @@ func (c *bucketClient) String() string {
 }
 
 // bucketCacheDir is where the bucket store keeps index-headers and meta.json
-// files: beside the TSDB folder, not in it, since every folder in it is a
-// cluster's TSDB.
+// files: beside the TSDB folder, not in it.
 func bucketCacheDir(tsdbDir string) string {
 	return filepath.Clean(tsdbDir) + "-bucket-cache"
 }
 
 // storeClients is what the fleet's proxy store reads on every query: every
-// ready local TSDB and, with a bucket, the bucket blocks no local TSDB holds.
+// shard's TSDB and, with a bucket, the bucket blocks no shard holds.
 func (s *Store) storeClients() []store.Client {
-	local := s.dbs.TSDBLocalClients()
+	clients := s.localClients()
 	if s.reader == nil {
-		return local
+		return clients
 	}
-	ready := make(map[string]bool, len(local))
-	for _, c := range local {
-		for _, l := range c.LabelSets() {
-			ready[l.Get(ClusterLabel)] = true
-		}
-	}
-	bucket := s.reader.clients(func(cluster string) []ulid.ULID {
-		if !ready[cluster] {
-			return nil
-		}
-		return s.localBlocks(cluster)
-	})
-	return append(slices.Clip(local), bucket...)
+	return append(clients, s.reader.clients(s.localBlocks)...)
 }
 
-// localBlocks lists the blocks of a ready cluster's TSDB, as the TSDB's next
-// querier reads them.
-func (s *Store) localBlocks(cluster string) []ulid.ULID {
-	rs := s.readyStorage(cluster)
-	if rs == nil {
+// localClients are the shards' TSDBs as store clients.
+func (s *Store) localClients() []store.Client {
+	tsdbs := s.dbs.TSDBLocalClients()
+	clients := make([]store.Client, 0, len(tsdbs))
+	for _, c := range tsdbs {
+		clients = append(clients, newShardClient(c))
+	}
+	return clients
+}
+
+// localBlocks lists the blocks of a shard's TSDB, as the TSDB's next
+// querier reads them; none for a shard that is not open.
+func (s *Store) localBlocks(shard string) []ulid.ULID {
+	i, ok := s.shardIndex[shard]
+	if !ok {
 		return nil
 	}
-	db := rs.Get()
+	db := s.shards[i].Get()
 	if db == nil {
-		s.tenants.Delete(cluster) // closed: look it up again next time
 		return nil
 	}
 	blocks := db.Blocks()
@@ -361,22 +366,4 @@ func (s *Store) localBlocks(cluster string) []ulid.ULID {
 		ids[i] = b.Meta().ULID
 	}
 	return ids
-}
-
-// readyStorage returns the cluster's TSDB handle, looked up in the MultiTSDB
-// once (that takes its write lock) and kept.
-func (s *Store) readyStorage(cluster string) *receive.ReadyStorage {
-	if rs, ok := s.tenants.Load(cluster); ok {
-		return rs.(*receive.ReadyStorage)
-	}
-	a, err := s.dbs.TenantAppendable(cluster)
-	if err != nil {
-		return nil
-	}
-	rs, ok := a.(*receive.ReadyStorage)
-	if !ok {
-		return nil
-	}
-	s.tenants.Store(cluster, rs)
-	return rs
 }

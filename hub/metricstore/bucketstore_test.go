@@ -65,6 +65,15 @@ func writeProbes(t *testing.T, s *Store, start time.Time) time.Time {
 	return start.Add((probeSamples - 1) * probeStep)
 }
 
+// probeShards is the set of shards the probe clusters are stored in.
+func probeShards(cfg Config) map[int]bool {
+	shards := map[int]bool{}
+	for _, c := range probeClusters {
+		shards[shardOf(c, cfg.Shards)] = true
+	}
+	return shards
+}
+
 // oldStart is three days ago, on a 2 h boundary: past the head, in blocks.
 func oldStart() time.Time {
 	return time.Now().Add(-72 * time.Hour).Truncate(2 * time.Hour)
@@ -161,8 +170,10 @@ func TestBucketBlocksReadWithoutLocalTSDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if local := s.dbs.TSDBLocalClients(); len(local) != 0 {
-		t.Fatalf("%d local TSDBs after deleting them, want none", len(local))
+	for i := range s.shards {
+		if blocks := s.localBlocks(shardName(i)); len(blocks) != 0 {
+			t.Fatalf("shard %d holds %d blocks after deleting the local disk, want none", i, len(blocks))
+		}
 	}
 	checkProbes(t, "bucket only", s.Queryable(), last, 1)
 	// Series and label values come from the bucket's blocks too.
@@ -199,8 +210,8 @@ func TestBucketBlocksReadWithoutLocalTSDB(t *testing.T) {
 			}
 		}
 	}
-	if len(clients) != 2*len(probeClusters) {
-		t.Errorf("the fleet reads %d stores, want a local TSDB and the bucket's older blocks per cluster: bucket %q", len(clients), ranges)
+	if want := cfg.Shards + len(probeShards(cfg)); len(clients) != want {
+		t.Errorf("the fleet reads %d stores, want %d: every shard's TSDB and the bucket's older blocks of the probes' shards: bucket %q", len(clients), want, ranges)
 	}
 	checkProbes(t, "old blocks in the bucket, new ones local", s.Queryable(), last, 2)
 }
@@ -226,27 +237,27 @@ func TestBlockLocalAndInBucketCountedOnce(t *testing.T) {
 	blocks := 0
 	for _, g := range s.reader.blocks.Load().groups {
 		blocks += len(g.blocks)
-		if local := s.localBlocks(g.cluster); len(local) != len(g.blocks) {
-			t.Errorf("%s: %d blocks in the bucket, %d local, want the same", g.cluster, len(g.blocks), len(local))
+		if local := s.localBlocks(g.shard); len(local) != len(g.blocks) {
+			t.Errorf("%s: %d blocks in the bucket, %d local, want the same", g.shard, len(g.blocks), len(local))
 		}
 	}
-	if blocks < 2*len(probeClusters) {
-		t.Fatalf("the bucket store lists %d blocks, want at least 2 per cluster", blocks)
+	if blocks < 2*len(probeShards(cfg)) {
+		t.Fatalf("the bucket store lists %d blocks, want at least 2 per shard written to", blocks)
 	}
-	if got := len(s.storeClients()); got != len(probeClusters) {
-		t.Errorf("the fleet reads %d stores, want the %d local TSDBs only: every bucket block is local", got, len(probeClusters))
+	if got := len(s.storeClients()); got != cfg.Shards {
+		t.Errorf("the fleet reads %d stores, want the %d shards' TSDBs only: every bucket block is local", got, cfg.Shards)
 	}
 	checkProbes(t, "local and bucket", s.Queryable(), last, 1)
 
 	// The same blocks from each side alone, then from both at once.
-	local := s.dbs.TSDBLocalClients
+	local := s.localClients
 	bucket := func() []store.Client {
 		return s.reader.clients(func(string) []ulid.ULID { return nil })
 	}
 	both := func() []store.Client { return append(slices.Clip(local()), bucket()...) }
 	for name, clients := range map[string]func() []store.Client{"local only": local, "bucket only": bucket, "both": both} {
-		if name != "local only" && len(bucket()) != len(probeClusters) {
-			t.Fatalf("%s: %d bucket clients, want one per cluster", name, len(bucket()))
+		if name != "local only" && len(bucket()) != len(probeShards(cfg)) {
+			t.Fatalf("%s: %d bucket clients, want one per shard written to", name, len(bucket()))
 		}
 		checkProbes(t, name, queryable(clients), last, 1)
 	}

@@ -11,14 +11,23 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// ClusterLabel is the label every series carries on reads: the tenant, which
-// is the name of the cluster that wrote it.
+// ClusterLabel is the label every series carries: the name of the cluster
+// that wrote it, set by the store from the writer's identity.
 const ClusterLabel = "cluster"
+
+// MaxShards bounds Config.Shards: each shard is a TSDB with its own head,
+// WAL and open files.
+const MaxShards = 1024
 
 // Config configures the store.
 type Config struct {
-	// Dir holds one TSDB folder per cluster.
+	// Dir holds the TSDBs, one per shard, in its folder "shards".
 	Dir string
+	// Shards is how many TSDBs the clusters' series are spread over, by a
+	// hash of the cluster's name. A TSDB per cluster would cost every
+	// cluster 1.5 MiB and 4 open files; a shard holds many clusters, and
+	// more shards write, compact and ship in smaller pieces.
+	Shards int
 	// Retention is how long local blocks are kept.
 	Retention time.Duration
 	// BlockDuration is the head's block range; blocks of this length are cut
@@ -44,11 +53,11 @@ type Config struct {
 	BucketSyncInterval time.Duration
 }
 
-// DefaultConfig returns the defaults: 15 days local retention, 2 h blocks, a
-// 1 h out-of-order window, a bucket sync every 3 minutes.
+// DefaultConfig returns the defaults: 16 shards, 15 days local retention,
+// 2 h blocks, a 1 h out-of-order window, a bucket sync every 3 minutes.
 func DefaultConfig() Config {
 	return Config{
-		Dir: "data/tsdb", Retention: 15 * 24 * time.Hour, BlockDuration: 2 * time.Hour, OutOfOrderWindow: time.Hour,
+		Dir: "data/tsdb", Shards: 16, Retention: 15 * 24 * time.Hour, BlockDuration: 2 * time.Hour, OutOfOrderWindow: time.Hour,
 		BucketSyncInterval: 3 * time.Minute,
 	}
 }
@@ -58,6 +67,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Dir == "" {
 		errs = append(errs, errors.New("tsdb path is required"))
+	}
+	if c.Shards < 1 || c.Shards > MaxShards {
+		errs = append(errs, fmt.Errorf("shards %d: want 1 to %d", c.Shards, MaxShards))
 	}
 	if c.Retention < c.BlockDuration {
 		errs = append(errs, fmt.Errorf("retention %s is shorter than the block duration %s", c.Retention, c.BlockDuration))

@@ -12,49 +12,41 @@ import (
 	"github.com/prometheus/prometheus/storage"
 )
 
-// FleetTenant holds series that name no cluster: fleet-wide recording rules
-// and alerts. A cluster cannot be called this: cluster names are DNS labels,
-// which never start with an underscore.
-const FleetTenant = "_fleet"
-
 // RoutingAppendable returns an Appendable for the hub's own writers (the
-// rules manager): each series goes to the TSDB of the cluster its "cluster"
-// label names, or to FleetTenant when it has none, so that recording-rule
-// output and ALERTS read back with the cluster they were computed for.
+// rules manager): each series is stored as it is given, in the shard of the
+// cluster its "cluster" label names (a series naming none in the shard of
+// the empty name), beside that cluster's own series.
 func (s *Store) RoutingAppendable() storage.Appendable { return routingAppendable{s} }
 
 type routingAppendable struct{ s *Store }
 
 func (r routingAppendable) Appender(ctx context.Context) storage.Appender {
-	return &routingAppender{ctx: ctx, s: r.s, tenants: map[string]storage.Appender{}}
+	return &routingAppender{ctx: ctx, s: r.s, shards: map[int]storage.Appender{}}
 }
 
-// routingAppender opens one tenant appender per cluster on first use and
-// commits or rolls back all of them together. Series references are tenant
-// specific, so it neither takes nor returns them.
+// routingAppender opens one appender per shard on first use and commits or
+// rolls back all of them together. Series references are shard specific,
+// so it neither takes nor returns them.
 type routingAppender struct {
-	ctx     context.Context
-	s       *Store
-	tenants map[string]storage.Appender
-	opts    *storage.AppendOptions
+	ctx    context.Context
+	s      *Store
+	shards map[int]storage.Appender
+	opts   *storage.AppendOptions
 }
 
 func (r *routingAppender) route(l labels.Labels) (storage.Appender, error) {
-	tenant := l.Get(ClusterLabel)
-	if tenant == "" {
-		tenant = FleetTenant
-	}
-	if app, ok := r.tenants[tenant]; ok {
+	shard := shardOf(l.Get(ClusterLabel), len(r.s.shards))
+	if app, ok := r.shards[shard]; ok {
 		return app, nil
 	}
-	app, err := r.s.Appender(r.ctx, tenant)
+	app, err := r.s.shardAppender(r.ctx, shard)
 	if err != nil {
 		return nil, err
 	}
 	if r.opts != nil {
 		app.SetOptions(r.opts)
 	}
-	r.tenants[tenant] = app
+	r.shards[shard] = app
 	return app, nil
 }
 
@@ -114,35 +106,35 @@ func (r *routingAppender) AppendSTZeroSample(_ storage.SeriesRef, l labels.Label
 
 func (r *routingAppender) SetOptions(o *storage.AppendOptions) {
 	// The rules manager sets the same options before every sample it
-	// appends: passing them on again to every tenant opened so far would
-	// cost O(clusters) per sample, O(clusters²) per rule evaluation.
+	// appends: passing them on again to every shard opened so far would
+	// cost O(shards) per sample.
 	if o == r.opts {
 		return
 	}
 	r.opts = o
-	for _, app := range r.tenants {
+	for _, app := range r.shards {
 		app.SetOptions(o)
 	}
 }
 
 func (r *routingAppender) Commit() error {
 	var errs []error
-	for tenant, app := range r.tenants {
+	for shard, app := range r.shards {
 		if err := app.Commit(); err != nil {
-			errs = append(errs, fmt.Errorf("tenant %q: %w", tenant, err))
+			errs = append(errs, fmt.Errorf("shard %s: %w", shardName(shard), err))
 		}
 	}
-	clear(r.tenants)
+	clear(r.shards)
 	return errors.Join(errs...)
 }
 
 func (r *routingAppender) Rollback() error {
 	var errs []error
-	for tenant, app := range r.tenants {
+	for shard, app := range r.shards {
 		if err := app.Rollback(); err != nil {
-			errs = append(errs, fmt.Errorf("tenant %q: %w", tenant, err))
+			errs = append(errs, fmt.Errorf("shard %s: %w", shardName(shard), err))
 		}
 	}
-	clear(r.tenants)
+	clear(r.shards)
 	return errors.Join(errs...)
 }

@@ -26,15 +26,15 @@ import (
 	"github.com/thanos-io/thanos/pkg/store"
 )
 
-// Per-tenant head sizing: 1024 stripes keep a 100k-series cluster at about
-// 100 series per stripe lock; 256 KiB holds over an hour of a 1,000-series
-// cluster's chunks (they are cut every 120 samples).
+// Per-shard head sizing: 4096 stripes keep a shard of 400k series at about
+// 100 series per stripe lock; 1 MiB holds several minutes of a shard's
+// chunks (they are cut every 120 samples).
 const (
-	tenantStripeSize       = 1 << 10
-	tenantChunkWriteBuffer = 256 << 10
+	shardStripeSize       = 1 << 12
+	shardChunkWriteBuffer = 1 << 20
 )
 
-// Store holds every cluster's TSDB and, with a bucket, reads the bucket's
+// Store holds the shards' TSDBs and, with a bucket, reads the bucket's
 // blocks too.
 type Store struct {
 	cfg    Config
@@ -42,18 +42,21 @@ type Store struct {
 	dbs    *receive.MultiTSDB
 	bucket objstore.Bucket
 	reader *bucketReader // nil without a bucket
-	// tenants caches each ready cluster's *receive.ReadyStorage by name.
-	tenants sync.Map
-	fleet   storage.Queryable
+	// shards are the shards' TSDB handles, by shard number, and shardIndex
+	// their numbers by tenant name; both are set by Open and never change.
+	shards     []*receive.ReadyStorage
+	shardIndex map[string]int
+	fleet      storage.Queryable
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Open opens (or creates) the store: existing tenants' WALs are replayed, so
-// every sample acknowledged before a crash is back. With a bucket it also
-// syncs the bucket's blocks (waiting for the first sync at most a minute)
-// and keeps syncing them every BucketSyncInterval until Close.
+// Open opens (or creates) the store and every shard's TSDB: their WALs are
+// replayed, so every sample acknowledged before a crash is back. With a
+// bucket it also syncs the bucket's blocks (waiting for the first sync at
+// most a minute) and keeps syncing them every BucketSyncInterval until
+// Close.
 func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid metric store configuration: %w", err)
@@ -64,15 +67,20 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create tsdb dir %q: %w", cfg.Dir, err)
+	dir := filepath.Join(cfg.Dir, shardsDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create tsdb dir %q: %w", dir, err)
 	}
-	root, err := os.OpenRoot(cfg.Dir)
+	if old := earlierTSDBs(cfg.Dir); len(old) > 0 {
+		logger.Warn("the tsdb folder holds per-cluster TSDBs of an earlier hub, which are not read: series are kept in shards now; blocks of theirs shipped to the bucket stay queryable",
+			"dir", cfg.Dir, "clusters", len(old), "first", old[0])
+	}
+	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open tsdb dir %q: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("open tsdb dir %q: %w", dir, err)
 	}
 	kit := kitLogger(logger)
-	s := &Store{cfg: cfg, root: root}
+	s := &Store{cfg: cfg, root: root, shardIndex: make(map[string]int, cfg.Shards)}
 	if s.bucket, err = openBucket(cfg, kit); err != nil {
 		_ = root.Close()
 		return nil, err
@@ -83,18 +91,19 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	opts.RetentionDuration = cfg.Retention.Milliseconds()
 	opts.OutOfOrderTimeWindow = cfg.OutOfOrderWindow.Milliseconds()
 	opts.NoLockfile = false
-	// Prometheus sizes a head for millions of series; a cluster's TSDB holds
-	// thousands, and every tenant pays for the size: 16384 stripes cost 2.9
-	// MiB of heap, and a 4 MiB chunk write buffer is allocated once its first
-	// head chunk goes to disk (test/bench/ingest measures the RSS).
-	opts.StripeSize = tenantStripeSize
-	opts.HeadChunksWriteBufferSize = tenantChunkWriteBuffer
+	// Prometheus sizes a head for tens of millions of series, and every
+	// shard would pay for it: 16384 stripes cost 2.9 MiB of heap, and a 4
+	// MiB chunk write buffer is allocated once its first head chunk goes to
+	// disk (test/bench/ingest measures the RSS).
+	opts.StripeSize = shardStripeSize
+	opts.HeadChunksWriteBufferSize = shardChunkWriteBuffer
 	s.dbs = receive.NewMultiTSDB(root, kit, prometheus.WrapRegistererWithPrefix("fleetpulse_hub_", reg), opts,
-		labels.EmptyLabels(), ClusterLabel, s.bucket, false, false, blockmeta.NoneFunc)
-	if err := s.dbs.Open(); err != nil {
+		labels.EmptyLabels(), ShardLabel, s.bucket, false, false, blockmeta.NoneFunc)
+	if err := s.openShards(); err != nil {
+		s.dbs.Close()
 		_ = s.closeBucket()
 		_ = root.Close()
-		return nil, fmt.Errorf("open tenant TSDBs in %q: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("open TSDBs in %q: %w", dir, err)
 	}
 	if s.bucket != nil {
 		if s.reader, err = newBucketReader(s.bucket, bucketCacheDir(cfg.Dir), kit, reg); err != nil {
@@ -111,22 +120,51 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	return s, nil
 }
 
+// openShards opens (or creates) every shard's TSDB, replaying its WAL, and
+// keeps their handles. A shard folder past the configured count (the count
+// was lowered) is opened too: its series stay queryable until retention
+// drops them.
+func (s *Store) openShards() error {
+	if err := s.dbs.Open(); err != nil {
+		return err
+	}
+	for i := range s.cfg.Shards {
+		name := shardName(i)
+		a, err := s.dbs.TenantAppendable(name)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", name, err)
+		}
+		rs, ok := a.(*receive.ReadyStorage)
+		if !ok {
+			return fmt.Errorf("shard %s: unexpected storage %T", name, a)
+		}
+		s.shards = append(s.shards, rs)
+		s.shardIndex[name] = i
+	}
+	return nil
+}
+
 // Queryable reads every cluster's series, each labelled cluster="<name>",
 // from the local TSDBs and the bucket's blocks.
 func (s *Store) Queryable() storage.Queryable { return s.fleet }
 
-// Appender returns an appender into the cluster's TSDB, creating the TSDB on
-// first use. ErrNotReady means the TSDB is still opening: ask again shortly.
+// Appender returns an appender for the cluster's series: into its shard's
+// TSDB, stamping every series with cluster="<cluster>". ErrNotReady means
+// the TSDB is not open (the store is closing).
 func (s *Store) Appender(ctx context.Context, cluster string) (storage.Appender, error) {
-	a, err := s.dbs.TenantAppendable(cluster)
+	app, err := s.shardAppender(ctx, shardOf(cluster, len(s.shards)))
 	if err != nil {
-		return nil, fmt.Errorf("tenant %q: %w", cluster, err)
+		return nil, fmt.Errorf("cluster %q: %w", cluster, err)
 	}
-	app, err := a.Appender(ctx)
+	return &clusterStamp{Appender: app, cluster: cluster}, nil
+}
+
+func (s *Store) shardAppender(ctx context.Context, shard int) (storage.Appender, error) {
+	app, err := s.shards[shard].Appender(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("tenant %q: %w", cluster, err)
+		return nil, fmt.Errorf("shard %s: %w", shardName(shard), err)
 	}
-	return clusterLabelGuard{Appender: app}, nil
+	return app, nil
 }
 
 // Flush cuts the heads into blocks and, with a bucket, ships them and syncs

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -78,23 +77,22 @@ func TestBlocksShipToS3Bucket(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("list %s: %v", s3, err)
 	}
-	var got []string
+	var samples uint64
 	for _, dir := range dirs {
 		meta := readMeta(ctx, t, bkt, dir)
-		cluster := meta.Thanos.Labels[metricstore.ClusterLabel]
-		got = append(got, cluster)
-		if meta.Stats.NumSamples != 10 {
-			t.Errorf("block %s of %s holds %d samples, want 10", dir, cluster, meta.Stats.NumSamples)
+		shard := meta.Thanos.Labels[metricstore.ShardLabel]
+		if shard == "" {
+			t.Errorf("block %s has external labels %v, want its shard's %s", dir, meta.Thanos.Labels, metricstore.ShardLabel)
 		}
+		samples += meta.Stats.NumSamples
 		for _, f := range []string{"index", "chunks/000001"} {
 			if ok, err := bkt.Exists(ctx, dir+f); err != nil || !ok {
-				t.Errorf("block %s of %s: %s not in the bucket (err %v)", dir, cluster, f, err)
+				t.Errorf("block %s of %s: %s not in the bucket (err %v)", dir, shard, f, err)
 			}
 		}
 	}
-	slices.Sort(got)
-	if !slices.Equal(got, clusters) {
-		t.Errorf("bucket holds blocks of clusters %q (dirs %q), want one block each of %q", got, dirs, clusters)
+	if want := uint64(10 * len(clusters)); samples != want {
+		t.Errorf("the bucket's blocks (dirs %q) hold %d samples, want %d: 10 of each of %q", dirs, samples, want, clusters)
 	}
 
 	// A store on a fresh disk (a lost one) reads the blocks from S3.

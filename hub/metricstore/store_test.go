@@ -29,7 +29,7 @@ func TestBlocksShipToBucketAndReadBack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A writer's own cluster label is dropped: the tenant decides.
+		// A writer's own cluster label is replaced: its identity decides.
 		if _, err := a.Append(0, labels.FromStrings("__name__", "shipped_probe", "cluster", "spoofed"), ts.UnixMilli(), 1); err != nil {
 			t.Fatal(err)
 		}
@@ -47,8 +47,8 @@ func TestBlocksShipToBucketAndReadBack(t *testing.T) {
 		}
 		return nil
 	})
-	if len(metas) != 2 {
-		t.Errorf("bucket holds %d blocks, want one per cluster: %v", len(metas), metas)
+	if want := len(probeShards(cfg)); len(metas) != want {
+		t.Errorf("bucket holds %d blocks, want one per shard written to (%d): %v", len(metas), want, metas)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -80,8 +80,8 @@ func TestBlocksShipToBucketAndReadBack(t *testing.T) {
 }
 
 // TestRoutingAppendableStoresByClusterLabel writes rule output the way the
-// rules manager does and reads it back: a series naming a cluster lands in
-// that cluster's TSDB, one naming none in the fleet tenant.
+// rules manager does and reads it back as it was written: a series naming a
+// cluster in that cluster's shard, one naming none without a cluster label.
 func TestRoutingAppendableStoresByClusterLabel(t *testing.T) {
 	t.Parallel()
 	cfg := DefaultConfig()
@@ -113,7 +113,7 @@ func TestRoutingAppendableStoresByClusterLabel(t *testing.T) {
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
 	for query, want := range map[string]string{
 		`cluster:probe:sum`: `{__name__="cluster:probe:sum", cluster="east"} => 3 `,
-		`fleet:probe:sum`:   `{__name__="fleet:probe:sum", cluster="_fleet"} => 7 `,
+		`fleet:probe:sum`:   `{__name__="fleet:probe:sum"} => 7 `,
 	} {
 		q, err := engine.NewInstantQuery(context.Background(), s.Queryable(), nil, query, time.UnixMilli(ts))
 		if err != nil {
