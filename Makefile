@@ -50,7 +50,7 @@ test: deps testbed s3server
 
 ## bench: the benchmarks, with their peers where they have one: the agent vs a contrib Collector (test/bench),
 ## the hub's ingest vs Prometheus and Thanos receive (built once into .cache/bench) and its dashboard queries (test/bench/ingest),
-## and one hub registering a simulated fleet of 1,000 clusters (test/bench, FleetRegistration; FLEETPULSE_FLEET_CLUSTERS=10000 for the issue's size)
+## and one hub registering a simulated fleet of 10,000 clusters (test/bench, FleetRegistration; FLEETPULSE_FLEET_CLUSTERS=N for another size)
 # -p 1: one package's benchmarks at a time, so that no two measurements share the cores.
 bench: deps testbed
 	$(GO) test -tags $(GOTAGS) -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...

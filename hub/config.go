@@ -22,6 +22,10 @@ type Config struct {
 	// AgentTLS is the agent listener's certificate and the CA that signs
 	// agents' client certificates.
 	AgentTLS TLSConfig
+	// AgentMaxConnections bounds the agent connections open at once; more
+	// wait to be accepted. 0 derives it from the process's open-file limit,
+	// keeping what the TSDBs and the hub's other connections need.
+	AgentMaxConnections int
 	// MaxRequestBytes bounds one agent request body.
 	MaxRequestBytes int64
 	// EventCapacity is how many Kubernetes events the hub keeps, newest first.
@@ -82,6 +86,9 @@ func (c Config) Validate() error {
 		if c.AgentTLS.CertFile == "" || c.AgentTLS.KeyFile == "" || c.AgentTLS.ClientCAFile == "" {
 			errs = append(errs, errors.New("the agent listener needs a TLS certificate, key and client CA: every agent call is authenticated"))
 		}
+	}
+	if c.AgentMaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("agent max connections must not be negative (0 derives it from the open-file limit), got %d", c.AgentMaxConnections))
 	}
 	if c.EventCapacity < 1 {
 		errs = append(errs, fmt.Errorf("event capacity must be at least 1, got %d", c.EventCapacity))

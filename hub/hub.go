@@ -120,7 +120,7 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 
 	var servers []*http.Server
 	serveErr := make(chan error, 2)
-	userSrv, err := h.serve(h.cfg.HTTPListenAddress, nil, users, &h.httpAddr, serveErr)
+	userSrv, err := h.serve(h.cfg.HTTPListenAddress, nil, users, &h.httpAddr, serveErr, nil)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,10 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 			Identify: identify,
 		}))
 		agents.Handle("/v1/logs", events.NewIngestHandler(evs, events.NewSeriesRecorder(store), identify, h.cfg.MaxRequestBytes))
-		agentSrv, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, &h.agentAddr, serveErr)
+		maxConns := agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards)
+		agentSrv, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, &h.agentAddr, serveErr, func(ln net.Listener, srv *http.Server) net.Listener {
+			return connectionLimit(ln, srv, maxConns, h.registry)
+		})
 		if err != nil {
 			h.shutdown(servers)
 			return err
@@ -155,7 +158,8 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		servers = append(servers, agentSrv)
 	}
 	h.ready.Store(true)
-	h.logger.Info("hub ready", "http", h.Addr(), "agents", h.AgentAddr())
+	h.logger.Info("hub ready", "http", h.Addr(), "agents", h.AgentAddr(),
+		"agent_connection_limit", agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards))
 
 	select {
 	case err = <-serveErr:
@@ -266,14 +270,19 @@ func (h *Hub) operational(mux *http.ServeMux) {
 	})
 }
 
-// serve listens on addr (with TLS when given) and serves in the background.
-func (h *Hub) serve(addr string, tlsCfg *tls.Config, handler http.Handler, bound *atomic.Pointer[net.TCPAddr], errs chan<- error) (*http.Server, error) {
+// serve listens on addr (with TLS when given, and the listener wrapped by
+// wrap when given) and serves in the background.
+func (h *Hub) serve(addr string, tlsCfg *tls.Config, handler http.Handler, bound *atomic.Pointer[net.TCPAddr], errs chan<- error,
+	wrap func(net.Listener, *http.Server) net.Listener) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %q: %w", addr, err)
 	}
 	bound.Store(ln.Addr().(*net.TCPAddr))
 	srv := &http.Server{Handler: handler, TLSConfig: tlsCfg, ErrorLog: slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn)}
+	if wrap != nil {
+		ln = wrap(ln, srv)
+	}
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}

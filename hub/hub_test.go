@@ -20,6 +20,8 @@ func TestConfigValidate(t *testing.T) {
 		{"every problem", func(c *Config) { c.HTTPListenAddress = "x"; c.ShutdownTimeout = 0 }, []string{"http listen address", "shutdown timeout"}},
 		{"agents without TLS", func(c *Config) { c.AgentTLS = TLSConfig{} }, []string{"every agent call is authenticated"}},
 		{"store", func(c *Config) { c.Store.Dir = "" }, []string{"tsdb path is required"}},
+		{"negative connection limit", func(c *Config) { c.AgentMaxConnections = -1 }, []string{"agent max connections must not be negative"}},
+		{"shards", func(c *Config) { c.Store.Shards = 0 }, []string{"shards 0: want 1 to 1024"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()

@@ -38,6 +38,7 @@ sample across a crash.`,
 	f.StringVar(&cfg.AgentTLS.KeyFile, "agents.tls-key-file", "", "key of the agent listener (PEM)")
 	f.StringVar(&cfg.AgentTLS.ClientCAFile, "agents.client-ca-file", "", "CA that signs agents' client certificates; the certificate's common name is the cluster's name")
 	f.StringVar(&cfg.AgentTLS.ClientCAKeyFile, "agents.client-ca-key-file", "", "key of --agents.client-ca-file; registration signs agents' certificates with it")
+	f.IntVar(&cfg.AgentMaxConnections, "agents.max-connections", 0, "agent connections open at once; more wait to be accepted (0: the open-file limit less what the TSDBs and other connections need)")
 	f.StringVar(&cfg.ControlPlaneKubeconfig, "control-plane.kubeconfig", "", "kubeconfig of the hub's Kubernetes control plane; turns registration on (ManagedClusters, bootstrap tokens)")
 	f.StringVar(&cfg.Registration.Namespace, "registration.namespace", cfg.Registration.Namespace, "namespace of bootstrap tokens and ClusterProfiles on the control plane")
 	f.DurationVar(&cfg.Registration.CertificateTTL, "registration.certificate-ttl", cfg.Registration.CertificateTTL, "lifetime of agents' client certificates (agents renew at 80%)")
