@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/internal/conflict"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
 )
 
@@ -38,9 +39,6 @@ const (
 	ReasonNoClusters        = "NoClusters"
 	ReasonInvalidPredicates = "InvalidPredicates"
 )
-
-// conflictRetry is how soon a pass whose write lost a race runs again.
-const conflictRetry = 100 * time.Millisecond
 
 // Config configures the placement controller.
 type Config struct {
@@ -159,14 +157,7 @@ func (r *reconciler) all(ctx context.Context, _ client.Object) []reconcile.Reque
 // the cache, so a pass never undoes the previous one's writes for want of
 // seeing them.
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	res, err := r.reconcile(ctx, req)
-	if err != nil && apierrors.IsConflict(err) {
-		// Another writer got there first: look again soon, without the
-		// error log and backoff of a failure.
-		logf.FromContext(ctx).V(1).Info("write conflict; retrying", "err", err)
-		return ctrl.Result{RequeueAfter: conflictRetry}, nil
-	}
-	return res, err
+	return conflict.Quiet(r.reconcile)(ctx, req)
 }
 
 func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

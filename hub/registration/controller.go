@@ -3,12 +3,12 @@ package registration
 import (
 	"context"
 	"fmt"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"sort"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +19,7 @@ import (
 
 	cpv1 "github.com/fleetpulse/fleetpulse/api/clusterinventory/v1alpha1"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/internal/conflict"
 )
 
 const (
@@ -40,6 +41,10 @@ func period(mc *fleetv1.ManagedCluster) time.Duration {
 // its telemetry say, level-triggered: every pass recomputes the whole status
 // and writes only what differs.
 func (s *Service) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return conflict.Quiet(s.reconcile)(ctx, req)
+}
+
+func (s *Service) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	mc := &fleetv1.ManagedCluster{}
 	if err := s.cache.Get(ctx, req.NamespacedName, mc); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/internal/conflict"
 )
 
 // Finalizer is on every ManifestWorkSet until its works are deleted.
@@ -37,9 +38,6 @@ const Finalizer = "work.fleetpulse.io/manifestworkset-cleanup"
 // retryMissingNamespace is when a pass that found a cluster's namespace
 // missing (registration creates it on acceptance) looks again.
 const retryMissingNamespace = 5 * time.Second
-
-// conflictRetry is how soon a pass whose write lost a race runs again.
-const conflictRetry = 100 * time.Millisecond
 
 // Setup adds the ManifestWorkSet controller to the hub's controller manager.
 func Setup(mgr manager.Manager, logger *slog.Logger) error {
@@ -124,14 +122,7 @@ func (r *reconciler) byPlacement(ctx context.Context, o client.Object) []reconci
 // cache, so that a pass counts the works the previous one wrote and a
 // progressive rollout never exceeds its concurrency.
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	res, err := r.reconcile(ctx, req)
-	if err != nil && apierrors.IsConflict(err) {
-		// Another writer got there first: look again soon, without the
-		// error log and backoff of a failure.
-		logf.FromContext(ctx).V(1).Info("write conflict; retrying", "err", err)
-		return ctrl.Result{RequeueAfter: conflictRetry}, nil
-	}
-	return res, err
+	return conflict.Quiet(r.reconcile)(ctx, req)
 }
 
 func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
