@@ -15,7 +15,7 @@ import (
 type IdentifyFunc func(*http.Request) (cluster string, status int, err error)
 
 // NewIngestHandler takes OTLP/HTTP protobuf logs from agents into the store
-// and, with a recorder, counts them into the cluster's TSDB first: a request
+// and, with a recorder, counts them into the cluster's series first: a request
 // that cannot be counted is refused with 503 and stores nothing, so the
 // agent's retry neither loses nor doubles events.
 func NewIngestHandler(s *Store, rec *SeriesRecorder, identify IdentifyFunc, maxBytes int64) http.Handler {

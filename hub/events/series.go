@@ -11,11 +11,11 @@ import (
 	"github.com/prometheus/prometheus/storage"
 )
 
-// SeriesName is the counter the hub keeps in every cluster's TSDB, so that
+// SeriesName is the counter the hub keeps for every cluster in its store, so that
 // rules and dashboards can rate events like any metric.
 const SeriesName = "fleetpulse_events_total"
 
-// Appenders opens an appender into a cluster's TSDB; the metric store is one.
+// Appenders opens an appender for a cluster's series; the metric store is one.
 type Appenders interface {
 	Appender(ctx context.Context, cluster string) (storage.Appender, error)
 }

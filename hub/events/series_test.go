@@ -31,7 +31,7 @@ func TestSeriesRecorderCountsIntoTheClusterTSDB(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for err := rec.Record(context.Background(), "east", batch(3)); err != nil; err = rec.Record(context.Background(), "east", batch(3)) {
-		// The cluster's TSDB opens on first use; until then appends are refused.
+		// Appends may be refused while the store opens; poll until one lands.
 		if time.Now().After(deadline) {
 			t.Fatal(err)
 		}

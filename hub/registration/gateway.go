@@ -164,7 +164,7 @@ func (s *Service) recordHeartbeat(r *http.Request, cluster string, now time.Time
 	}
 	app, err := s.store.Appender(r.Context(), cluster)
 	if err != nil {
-		return // the tenant is opening; the next heartbeat writes
+		return // the store is closing; nothing more is written
 	}
 	ts := now.UnixMilli()
 	up := 0.0
