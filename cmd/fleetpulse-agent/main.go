@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.opentelemetry.io/collector/otelcol"
+	"go.uber.org/multierr"
 
 	"github.com/fleetpulse/fleetpulse/agent/registration"
 	"github.com/fleetpulse/fleetpulse/agent/work"
@@ -118,9 +120,28 @@ func main() {
 		runWithRegistration(cmd, *reg)
 	}
 	if err := cmd.Execute(); err != nil {
+		if opts.SelfTelemetryAddr != "" && onlyFinalSelfTelemetryPush(err) {
+			fmt.Fprintln(os.Stderr, "fleetpulse-agent: stopped; the last push of the agent's own metrics was lost:", err)
+			return
+		}
 		fmt.Fprintln(os.Stderr, "fleetpulse-agent:", err)
 		os.Exit(1)
 	}
+}
+
+// onlyFinalSelfTelemetryPush reports whether err, the Collector's answer to
+// a stop, is nothing but its meter provider's shutdown failing. With
+// self-telemetry on, the provider's periodic reader pushes a last time
+// over loopback OTLP when the Collector shuts telemetry down, which it does
+// after its pipelines, the loopback receiver among them, have stopped: that
+// push always fails, and a stop that went well otherwise is not a failure.
+func onlyFinalSelfTelemetryPush(err error) bool {
+	outer := multierr.Errors(err)
+	if len(outer) != 1 || !strings.HasPrefix(outer[0].Error(), "failed to shutdown service after error: ") {
+		return false
+	}
+	inner := multierr.Errors(errors.Unwrap(outer[0]))
+	return len(inner) == 1 && strings.HasPrefix(inner[0].Error(), "failed to shutdown meter provider: ")
 }
 
 // registrationConfig returns the registration's configuration when the

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"runtime/debug"
 	"testing"
 
 	"github.com/spf13/pflag"
+	"go.uber.org/multierr"
 )
 
 func TestRuntimeOptions(t *testing.T) {
@@ -45,5 +48,31 @@ func TestRuntimeOptions(t *testing.T) {
 				t.Errorf("memory limit = %d, want %d", got, tc.wantLimit)
 			}
 		})
+	}
+}
+
+// TestOnlyFinalSelfTelemetryPush: the Collector's error for a stop whose
+// only failure is the meter provider's last push is recognised, and
+// nothing else is.
+func TestOnlyFinalSelfTelemetryPush(t *testing.T) {
+	push := errors.New("failed to upload metrics: rpc error: code = Unavailable desc = connection refused")
+	meter := fmt.Errorf("failed to shutdown meter provider: %w", push)
+	pipelines := errors.New("failed to shutdown pipelines: exporter stuck")
+	service := func(errs ...error) error {
+		return fmt.Errorf("failed to shutdown service after error: %w", multierr.Combine(errs...))
+	}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{service(meter), true},
+		{service(pipelines, meter), false},
+		{multierr.Combine(errors.New("failed to shutdown config provider: x"), service(meter)), false},
+		{meter, false},
+		{errors.New("cannot start pipelines: bad config"), false},
+	} {
+		if got := onlyFinalSelfTelemetryPush(tc.err); got != tc.want {
+			t.Errorf("onlyFinalSelfTelemetryPush(%q) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
