@@ -26,6 +26,10 @@ type Config struct {
 	// wait to be accepted. 0 derives it from the process's open-file limit,
 	// keeping what the TSDBs and the hub's other connections need.
 	AgentMaxConnections int
+	// AgentHandshakeTimeout bounds a new agent connection's TLS handshake and
+	// request headers: a connection that sends neither in time is closed,
+	// so silent connections cannot hold the limit.
+	AgentHandshakeTimeout time.Duration
 	// MaxRequestBytes bounds one agent request body.
 	MaxRequestBytes int64
 	// EventCapacity is how many Kubernetes events the hub keeps, newest first.
@@ -45,11 +49,15 @@ type Config struct {
 	// on: agents register with a bootstrap token, get certificates signed by
 	// AgentTLS.ClientCAKeyFile, and only registered, accepted clusters may
 	// send telemetry. Empty, a client certificate's name alone identifies
-	// a cluster (static certificates).
+	// a cluster (static certificates). InCluster uses the pod's service
+	// account: the hub runs on its control plane (deploy/hub).
 	ControlPlaneKubeconfig string
 	// Registration configures registration when a control plane is set.
 	Registration registration.Config
 }
+
+// InCluster, as ControlPlaneKubeconfig, names the cluster the hub runs in.
+const InCluster = "in-cluster"
 
 // TLSConfig names PEM files. ClientCAKeyFile is the client CA's key, which
 // registration signs agents' certificates with.
@@ -61,15 +69,16 @@ type TLSConfig struct {
 // by hand exposes nothing until told to.
 func DefaultConfig() Config {
 	return Config{
-		HTTPListenAddress:  "127.0.0.1:9090",
-		AgentListenAddress: "127.0.0.1:8443",
-		MaxRequestBytes:    32 << 20,
-		EventCapacity:      100_000,
-		Store:              metricstore.DefaultConfig(),
-		Query:              query.DefaultOptions(),
-		Alerting:           alerting.Config{EvaluationInterval: 15 * time.Second},
-		ShutdownTimeout:    30 * time.Second,
-		Registration:       registration.DefaultConfig(),
+		HTTPListenAddress:     "127.0.0.1:9090",
+		AgentListenAddress:    "127.0.0.1:8443",
+		MaxRequestBytes:       32 << 20,
+		AgentHandshakeTimeout: 10 * time.Second,
+		EventCapacity:         100_000,
+		Store:                 metricstore.DefaultConfig(),
+		Query:                 query.DefaultOptions(),
+		Alerting:              alerting.Config{EvaluationInterval: 15 * time.Second},
+		ShutdownTimeout:       30 * time.Second,
+		Registration:          registration.DefaultConfig(),
 	}
 }
 
@@ -89,6 +98,9 @@ func (c Config) Validate() error {
 	}
 	if c.AgentMaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("agent max connections must not be negative (0 derives it from the open-file limit), got %d", c.AgentMaxConnections))
+	}
+	if c.AgentListenAddress != "" && c.AgentHandshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("agent handshake timeout must be positive, got %s", c.AgentHandshakeTimeout))
 	}
 	if c.EventCapacity < 1 {
 		errs = append(errs, fmt.Errorf("event capacity must be at least 1, got %d", c.EventCapacity))

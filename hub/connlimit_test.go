@@ -18,7 +18,8 @@ import (
 // TestAgentConnectionsAreLimited: with --agents.max-connections 2, a third
 // agent's TLS handshake does not complete while two connections are open,
 // and completes once one closes; the metrics count the open connections
-// and show the limit.
+// and show the limit. Silent connections (no handshake) cannot hold the
+// limit: they are closed after the handshake timeout.
 func TestAgentConnectionsAreLimited(t *testing.T) {
 	t.Parallel()
 	ca := testbed.NewCA(t, "agents")
@@ -27,6 +28,7 @@ func TestAgentConnectionsAreLimited(t *testing.T) {
 	cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("hub")
 	cfg.AgentTLS.ClientCAFile = ca.CertFile
 	cfg.AgentMaxConnections = 2
+	cfg.AgentHandshakeTimeout = 5 * time.Second
 	cfg.Store.Dir = t.TempDir()
 	h, err := New(cfg, nil)
 	if err != nil {
@@ -90,6 +92,22 @@ func TestAgentConnectionsAreLimited(t *testing.T) {
 		t.Fatalf("a connection after one closed: %v", err)
 	}
 	third.Close()
+	second.Close()
+
+	// Two connections that never say a word take both places, for the
+	// handshake timeout only: an agent gets in after them.
+	for range 2 {
+		silent, err := net.Dial("tcp", h.AgentAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
+	}
+	agent, err := handshake(10 * time.Second)
+	if err != nil {
+		t.Fatalf("an agent behind two silent connections: %v", err)
+	}
+	agent.Close()
 }
 
 // waitMetric polls the hub's /metrics until a line equals want.

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,7 +121,10 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 
 	var servers []*http.Server
 	serveErr := make(chan error, 2)
-	userSrv, err := h.serve(h.cfg.HTTPListenAddress, nil, users, &h.httpAddr, serveErr, nil)
+	userSrv, err := h.serve(h.cfg.HTTPListenAddress, nil, users, &h.httpAddr, serveErr, func(ln net.Listener, srv *http.Server) net.Listener {
+		srv.ReadHeaderTimeout = userReadHeaderTimeout
+		return ln
+	})
 	if err != nil {
 		return err
 	}
@@ -149,6 +153,11 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		agents.Handle("/v1/logs", events.NewIngestHandler(evs, events.NewSeriesRecorder(store), identify, h.cfg.MaxRequestBytes))
 		maxConns := agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards)
 		agentSrv, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, &h.agentAddr, serveErr, func(ln net.Listener, srv *http.Server) net.Listener {
+			// A connection holds one of maxConns from its accept: one that
+			// does not complete its handshake and headers in time is closed,
+			// and one an agent leaves idle longer than any heartbeat period
+			// is too.
+			srv.ReadHeaderTimeout, srv.IdleTimeout = h.cfg.AgentHandshakeTimeout, agentIdleTimeout
 			return connectionLimit(ln, srv, maxConns, h.registry)
 		})
 		if err != nil {
@@ -194,9 +203,9 @@ func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerti
 // ManagedCluster controller; it returns once its caches are synced, so the
 // hub is not ready before it can tell registered clusters apart.
 func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *metricstore.Store, agents *http.ServeMux) (*registration.Service, error) {
-	restCfg, err := clientcmd.BuildConfigFromFlags("", h.cfg.ControlPlaneKubeconfig)
+	restCfg, err := controlPlaneConfig(h.cfg.ControlPlaneKubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("control-plane kubeconfig: %w", err)
+		return nil, err
 	}
 	ca, err := registration.LoadCA(h.cfg.AgentTLS.ClientCAFile, h.cfg.AgentTLS.ClientCAKeyFile)
 	if err != nil {
@@ -268,6 +277,30 @@ func (h *Hub) operational(mux *http.ServeMux) {
 		}
 		fmt.Fprintln(w, "Fleetpulse hub is Ready.")
 	})
+}
+
+// agentIdleTimeout closes an agent connection left idle this long: longer
+// than heartbeat periods are, so a heartbeating agent keeps its connection.
+const agentIdleTimeout = 5 * time.Minute
+
+// userReadHeaderTimeout bounds the request headers of users' clients.
+const userReadHeaderTimeout = 30 * time.Second
+
+// controlPlaneConfig loads the control plane's kubeconfig, or the pod's
+// service account for InCluster.
+func controlPlaneConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == InCluster {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("control plane %q (the pod's service account): %w", InCluster, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("control-plane kubeconfig: %w", err)
+	}
+	return cfg, nil
 }
 
 // serve listens on addr (with TLS when given, and the listener wrapped by

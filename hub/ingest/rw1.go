@@ -147,6 +147,9 @@ func prepareSeries(series []prompb.TimeSeries, cluster string) bool {
 		if _, dup := ls.HasDuplicateLabelNames(); dup {
 			return false
 		}
+		if ls.Has(metricstore.ShardLabel) {
+			return false // for metricstore's stamp to drop
+		}
 		ts.Labels = stampCluster(ts.Labels, cluster)
 	}
 	return true

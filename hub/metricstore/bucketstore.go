@@ -256,28 +256,45 @@ func (r *bucketReader) clients(local func(shard string) []ulid.ULID) []store.Cli
 			continue
 		}
 		// maxt-1: a local block that starts where these end is not read.
-		out = append(out, &bucketClient{r: r, lset: g.lset, readLset: withoutShard(g.lset), mint: mint, maxt: maxt - 1})
+		hidden := withoutShardLabel
+		if g.lset.Get(ClusterLabel) == earlierFleetTenant {
+			hidden = []string{ShardLabel, ClusterLabel}
+		}
+		read := labels.NewBuilder(g.lset)
+		for _, h := range hidden {
+			read.Del(h)
+		}
+		out = append(out, &bucketClient{r: r, lset: g.lset, hidden: hidden, readLset: read.Labels(), mint: mint, maxt: maxt - 1})
 	}
 	return out
 }
 
+// earlierFleetTenant is the tenant an earlier hub kept series naming no
+// cluster in; its blocks carry it as their cluster label, which their series
+// did not have when written and do not get when read.
+const earlierFleetTenant = "_fleet"
+
 // bucketClient is the bucket store as one group's store client, limited to
 // the group's blocks (its external labels) and to [mint, maxt], inclusive.
-// Its series read without the shard label, as the shard's local ones do.
+// Its series read without the hidden external labels (the shard's, as the
+// shard's local series do), and matchers on those are decided as on series
+// without them.
 type bucketClient struct {
-	r    *bucketReader
-	lset labels.Labels
-	// readLset is lset without the shard label: the labels its series get.
+	r      *bucketReader
+	lset   labels.Labels
+	hidden []string
+	// readLset is lset without the hidden labels: the labels its series get.
 	readLset   labels.Labels
 	mint, maxt int64
 }
 
 var _ store.Client = (*bucketClient)(nil)
 
-// matchers adds the group's external labels to a request's matchers, so the
-// bucket store reads only this group's blocks.
+// matchers decides a request's matchers on hidden labels and adds the
+// group's external labels, so the bucket store reads only this group's
+// blocks.
 func (c *bucketClient) matchers(ms []storepb.LabelMatcher) []storepb.LabelMatcher {
-	out := slices.Clip(ms)
+	out := slices.Clip(hiddenMatchers(ms, c.hidden))
 	c.lset.Range(func(l labels.Label) {
 		out = append(out, storepb.LabelMatcher{Type: storepb.LabelMatcher_EQ, Name: l.Name, Value: l.Value})
 	})
@@ -288,7 +305,7 @@ func (c *bucketClient) Series(ctx context.Context, in *storepb.SeriesRequest, op
 	req := *in // the proxy shares its request among its stores
 	req.Matchers = c.matchers(in.Matchers)
 	req.MinTime, req.MaxTime = max(in.MinTime, c.mint), min(in.MaxTime, c.maxt)
-	req.WithoutReplicaLabels = withoutShardLabel
+	req.WithoutReplicaLabels = c.hidden
 	return c.r.client.Series(ctx, &req, opts...)
 }
 
@@ -296,7 +313,7 @@ func (c *bucketClient) LabelNames(ctx context.Context, in *storepb.LabelNamesReq
 	req := *in
 	req.Matchers = c.matchers(in.Matchers)
 	req.Start, req.End = max(in.Start, c.mint), min(in.End, c.maxt)
-	req.WithoutReplicaLabels = withoutShardLabel
+	req.WithoutReplicaLabels = c.hidden
 	return c.r.client.LabelNames(ctx, &req, opts...)
 }
 
@@ -304,7 +321,7 @@ func (c *bucketClient) LabelValues(ctx context.Context, in *storepb.LabelValuesR
 	req := *in
 	req.Matchers = c.matchers(in.Matchers)
 	req.Start, req.End = max(in.Start, c.mint), min(in.End, c.maxt)
-	req.WithoutReplicaLabels = withoutShardLabel
+	req.WithoutReplicaLabels = c.hidden
 	return c.r.client.LabelValues(ctx, &req, opts...)
 }
 

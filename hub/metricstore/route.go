@@ -13,7 +13,8 @@ import (
 )
 
 // RoutingAppendable returns an Appendable for the hub's own writers (the
-// rules manager): each series is stored as it is given, in the shard of the
+// rules manager): each series is stored as it is given (but for a shard
+// label, which reads drop), in the shard of the
 // cluster its "cluster" label names (a series naming none in the shard of
 // the empty name), beside that cluster's own series.
 func (s *Store) RoutingAppendable() storage.Appendable { return routingAppendable{s} }
@@ -55,7 +56,7 @@ func (r *routingAppender) Append(_ storage.SeriesRef, l labels.Labels, t int64, 
 	if err != nil {
 		return 0, err
 	}
-	_, err = app.Append(0, l, t, v)
+	_, err = app.Append(0, withoutShard(l), t, v)
 	return 0, err
 }
 
@@ -64,7 +65,7 @@ func (r *routingAppender) AppendExemplar(_ storage.SeriesRef, l labels.Labels, e
 	if err != nil {
 		return 0, err
 	}
-	_, err = app.AppendExemplar(0, l, e)
+	_, err = app.AppendExemplar(0, withoutShard(l), e)
 	return 0, err
 }
 
@@ -73,7 +74,7 @@ func (r *routingAppender) AppendHistogram(_ storage.SeriesRef, l labels.Labels, 
 	if err != nil {
 		return 0, err
 	}
-	_, err = app.AppendHistogram(0, l, t, h, fh)
+	_, err = app.AppendHistogram(0, withoutShard(l), t, h, fh)
 	return 0, err
 }
 
@@ -82,7 +83,7 @@ func (r *routingAppender) AppendHistogramSTZeroSample(_ storage.SeriesRef, l lab
 	if err != nil {
 		return 0, err
 	}
-	_, err = app.AppendHistogramSTZeroSample(0, l, t, st, h, fh)
+	_, err = app.AppendHistogramSTZeroSample(0, withoutShard(l), t, st, h, fh)
 	return 0, err
 }
 
@@ -91,7 +92,7 @@ func (r *routingAppender) UpdateMetadata(_ storage.SeriesRef, l labels.Labels, m
 	if err != nil {
 		return 0, err
 	}
-	_, err = app.UpdateMetadata(0, l, m)
+	_, err = app.UpdateMetadata(0, withoutShard(l), m)
 	return 0, err
 }
 
@@ -100,7 +101,7 @@ func (r *routingAppender) AppendSTZeroSample(_ storage.SeriesRef, l labels.Label
 	if err != nil {
 		return 0, err
 	}
-	_, err = app.AppendSTZeroSample(0, l, t, st)
+	_, err = app.AppendSTZeroSample(0, withoutShard(l), t, st)
 	return 0, err
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/model/labels"
@@ -84,20 +85,53 @@ func newShardClient(c store.Client) *shardClient {
 
 var withoutShardLabel = []string{ShardLabel}
 
+// noneMatcher selects nothing: the shard label of no store has its value.
+var noneMatcher = storepb.LabelMatcher{Type: storepb.LabelMatcher_EQ, Name: ShardLabel, Value: "\x00none"}
+
+// hiddenMatchers decides a request's matchers on hidden labels (external
+// labels a store's series do not show) as they would be decided on the
+// series as read, which lack them: a matcher that matches the empty value
+// is dropped, and one that does not makes the request select nothing.
+func hiddenMatchers(ms []storepb.LabelMatcher, hidden []string) []storepb.LabelMatcher {
+	var out []storepb.LabelMatcher
+	for i, m := range ms {
+		if !slices.Contains(hidden, m.Name) {
+			if out != nil {
+				out = append(out, m)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]storepb.LabelMatcher, 0, len(ms)), ms[:i]...)
+		}
+		pm, err := storepb.MatcherToPromMatcher(m)
+		if err != nil || !pm.Matches("") {
+			return []storepb.LabelMatcher{noneMatcher}
+		}
+	}
+	if out == nil {
+		return ms
+	}
+	return out
+}
+
 func (c *shardClient) Series(ctx context.Context, in *storepb.SeriesRequest, opts ...grpc.CallOption) (storepb.Store_SeriesClient, error) {
 	req := *in // the proxy shares its request among its stores
+	req.Matchers = hiddenMatchers(in.Matchers, withoutShardLabel)
 	req.WithoutReplicaLabels = withoutShardLabel
 	return c.Client.Series(ctx, &req, opts...)
 }
 
 func (c *shardClient) LabelNames(ctx context.Context, in *storepb.LabelNamesRequest, opts ...grpc.CallOption) (*storepb.LabelNamesResponse, error) {
 	req := *in
+	req.Matchers = hiddenMatchers(in.Matchers, withoutShardLabel)
 	req.WithoutReplicaLabels = withoutShardLabel
 	return c.Client.LabelNames(ctx, &req, opts...)
 }
 
 func (c *shardClient) LabelValues(ctx context.Context, in *storepb.LabelValuesRequest, opts ...grpc.CallOption) (*storepb.LabelValuesResponse, error) {
 	req := *in
+	req.Matchers = hiddenMatchers(in.Matchers, withoutShardLabel)
 	req.WithoutReplicaLabels = withoutShardLabel
 	return c.Client.LabelValues(ctx, &req, opts...)
 }

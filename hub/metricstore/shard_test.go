@@ -109,6 +109,7 @@ func TestStampOf(t *testing.T) {
 		{labels.FromStrings("__name__", "up"), false},
 		{labels.FromStrings("__name__", "up", "job", "x", "pod", "p"), false},
 		{labels.FromStrings("__name__", "up", "cluster", "b", "job", "x", "z", "1"), false},
+		{labels.FromStrings("__name__", "up", ShardLabel, "s", "job", "x"), true},
 	} {
 		if got := stampOf(tc.l, stamped); got != tc.want {
 			t.Errorf("stampOf(%s, %s) = %v, want %v", tc.l, stamped, got, tc.want)
@@ -122,8 +123,9 @@ func TestStampOf(t *testing.T) {
 		labels.FromStrings("cluster", "b"),
 		labels.FromStrings("clusterx", "1"),
 		labels.FromStrings("clust", "1", "z", "2"),
+		labels.FromStrings("__name__", "up", ShardLabel, "s"),
 	} {
-		want := labels.NewBuilder(l).Set(ClusterLabel, "a").Labels()
+		want := labels.NewBuilder(l).Set(ClusterLabel, "a").Del(ShardLabel).Labels()
 		if got := appendStamped(nil, l, "a"); !labels.Equal(got, want) {
 			t.Errorf("appendStamped(%s) = %s, want %s", l, got, want)
 		}
@@ -187,6 +189,26 @@ func TestEarlierLayoutBlocksStayReadable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The fleet tenant's series named no cluster.
+	fa, err := earlier.TenantAppendable(earlierFleetTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fapp, err := fa.Appender(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		name string
+		ts   time.Time
+	}{{"fleet_probe", start}, {"flush_marker", start.Add(time.Hour)}} {
+		if _, err := fapp.Append(0, labels.FromStrings("__name__", f.name), f.ts.UnixMilli(), 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fapp.Commit(); err != nil {
+		t.Fatal(err)
+	}
 	if err := earlier.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +225,72 @@ func TestEarlierLayoutBlocksStayReadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	got := instant(t, s.Queryable(), `count_over_time(probe[1h])`, start.Add(30*time.Minute))
-	if want := "{cluster=\"cluster-a\"} => 3\n{cluster=\"cluster-b\"} => 3"; got != want {
-		t.Errorf("count_over_time(probe[1h]) =\n%s\nwant\n%s", got, want)
+	at := start.Add(30 * time.Minute)
+	for expr, want := range map[string]string{
+		`count_over_time(probe[1h])`:                  "{cluster=\"cluster-a\"} => 3\n{cluster=\"cluster-b\"} => 3",
+		`last_over_time(fleet_probe[1h])`:             `{__name__="fleet_probe"} => 7`,
+		`fleet_probe{cluster="_fleet"}`:               "",
+		`last_over_time(fleet_probe{cluster=""}[1h])`: `{__name__="fleet_probe"} => 7`,
+	} {
+		if got := instant(t, s.Queryable(), expr, at); got != want {
+			t.Errorf("%s =\n%s\nwant\n%s", expr, got, want)
+		}
+	}
+}
+
+// TestShardLabelIsNoSeriesLabel: reads behave as if no series had the shard
+// label — matchers on it decided as on an absent label, a writer's own
+// shard label dropped on write (series differing only by it would read as
+// one), the label in no name or value list.
+func TestShardLabelIsNoSeriesLabel(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Shards = t.TempDir(), 4
+	s, err := Open(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ts := time.Now().Add(-time.Minute)
+	write := func(cluster string, v float64, l labels.Labels) {
+		t.Helper()
+		app, err := s.Appender(context.Background(), cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := app.Append(0, l, ts.UnixMilli(), v); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []string{"a", "b", "c", "d", "e", "f"} {
+		write(c, 1, labels.FromStrings("__name__", "probe"))
+	}
+	write("a", 2, labels.FromStrings("__name__", "own", ShardLabel, "x", "k", "1"))
+	at := ts.Add(time.Millisecond)
+	for expr, want := range map[string]string{
+		`count(probe{fleetpulse_shard=""})`:           "{} => 6",
+		`count(probe{fleetpulse_shard!="shard-000"})`: "{} => 6",
+		`count(probe{fleetpulse_shard=~"shard.*"})`:   "",
+		`probe{fleetpulse_shard="shard-001"}`:         "",
+		`own`:                                         `{__name__="own", cluster="a", k="1"} => 2`,
+	} {
+		if got := instant(t, s.Queryable(), expr, at); got != want {
+			t.Errorf("%s =\n%s\nwant\n%s", expr, got, want)
+		}
+	}
+	q, err := s.Queryable().Querier(ts.Add(-time.Minute).UnixMilli(), ts.Add(time.Minute).UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if vals, _, err := q.LabelValues(context.Background(), ShardLabel, nil); err != nil || len(vals) != 0 {
+		t.Errorf("values of the shard label: %q (%v), want none", vals, err)
+	}
+	names, _, err := q.LabelNames(context.Background(), nil, labels.MustNewMatcher(labels.MatchEqual, ShardLabel, "shard-001"))
+	if err != nil || len(names) != 0 {
+		t.Errorf("label names of series with shard-001: %q (%v), want none", names, err)
 	}
 }

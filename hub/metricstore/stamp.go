@@ -10,7 +10,9 @@ import (
 
 // clusterStamp is a cluster's appender into its shard: every series it
 // stores carries cluster="<the cluster>", whatever "cluster" label the
-// writer gave it, so a cluster cannot write series that read as another's.
+// writer gave it, so a cluster cannot write series that read as another's;
+// and no shard label, which reads drop (series differing only by it would
+// read as one).
 type clusterStamp struct {
 	storage.Appender
 	cluster string
@@ -25,18 +27,23 @@ type clusterStamp struct {
 }
 
 func (c *clusterStamp) stamp(l labels.Labels) labels.Labels {
-	if l.Get(ClusterLabel) == c.cluster {
+	if c.stamped(l) {
 		return l
 	}
 	if stampOf(l, c.last) {
 		return c.last
 	}
-	c.last = labels.NewBuilder(l).Set(ClusterLabel, c.cluster).Labels()
+	c.last = labels.NewBuilder(l).Set(ClusterLabel, c.cluster).Del(ShardLabel).Labels()
 	return c.last
 }
 
-// stampOf reports whether stamped is l with the cluster label set: the same
-// labels but for the cluster label. Both are sorted by name (the package
+// stamped reports whether l is stored as it is.
+func (c *clusterStamp) stamped(l labels.Labels) bool {
+	return l.Get(ClusterLabel) == c.cluster && !l.Has(ShardLabel)
+}
+
+// stampOf reports whether stamped is l with the cluster label set (and no
+// shard label): the same labels but for those two. Both are sorted by name (the package
 // builds only with slice labels, see slicelabels.go).
 func stampOf(l, stamped labels.Labels) bool {
 	if len(stamped) == 0 {
@@ -44,7 +51,7 @@ func stampOf(l, stamped labels.Labels) bool {
 	}
 	j := 0
 	for _, x := range l {
-		if x.Name == ClusterLabel {
+		if x.Name == ClusterLabel || x.Name == ShardLabel {
 			continue
 		}
 		if j < len(stamped) && stamped[j].Name == ClusterLabel {
@@ -69,7 +76,7 @@ func stampOf(l, stamped labels.Labels) bool {
 // the writer then appends by labels, and Append stamps them.
 func (c *clusterStamp) GetRef(l labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
 	gr, ok := c.Appender.(storage.GetRef)
-	if !ok || l.Get(ClusterLabel) != c.cluster {
+	if !ok || !c.stamped(l) {
 		return 0, labels.EmptyLabels()
 	}
 	return gr.GetRef(l, hash)
@@ -92,7 +99,7 @@ func (c *clusterStamp) Append(ref storage.SeriesRef, l labels.Labels, t int64, v
 }
 
 // appendStamped appends l with cluster="<cluster>" in place of any cluster
-// label to dst, in label order.
+// label, and without a shard label, to dst, in label order.
 func appendStamped(dst, l labels.Labels, cluster string) labels.Labels {
 	stamped := false
 	for _, x := range l {
@@ -100,7 +107,7 @@ func appendStamped(dst, l labels.Labels, cluster string) labels.Labels {
 			dst = append(dst, labels.Label{Name: ClusterLabel, Value: cluster})
 			stamped = true
 		}
-		if x.Name != ClusterLabel {
+		if x.Name != ClusterLabel && x.Name != ShardLabel {
 			dst = append(dst, x)
 		}
 	}
