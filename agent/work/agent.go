@@ -58,6 +58,7 @@ type Agent struct {
 	// sweeps counts sweeps; the queue being first in, first out, the works
 	// a sweep enqueued have been synced when the next one is counted.
 	sweeps atomic.Int64
+	stats  *Stats
 }
 
 // workState is what the agent remembers of a work between syncs.
@@ -103,8 +104,12 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
+	stats := cfg.Stats
+	if stats == nil {
+		stats = NewStats()
+	}
 	a := &Agent{
-		cfg: cfg, log: cfg.Logger.With("cluster", cfg.ClusterName),
+		cfg: cfg, log: cfg.Logger.With("cluster", cfg.ClusterName), stats: stats,
 		hub:     newHubClient(cfg.Hub, registration.PathsIn(cfg.StateDir)),
 		records: records{dyn: dyn, namespace: cfg.Namespace},
 		applier: &applier{dyn: dyn, mapper: newMapper(u.String(), hc), fieldManager: cfg.FieldManager},
@@ -157,6 +162,9 @@ func (a *Agent) poll(ctx context.Context) {
 	bo := backoff{min: time.Second, max: 30 * time.Second}
 	for ctx.Err() == nil {
 		list, err := a.hub.list(ctx, rv, a.cfg.PollTimeout)
+		if ctx.Err() == nil {
+			a.stats.lists[resultIndex(err)].Add(1)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -193,6 +201,7 @@ func (a *Agent) poll(ctx context.Context) {
 		first := !a.listed
 		a.works, a.listed = works, true
 		a.mu.Unlock()
+		a.stats.works.Store(int64(len(works)))
 		if first {
 			a.log.Info("works listed", "works", len(works))
 		}
@@ -342,6 +351,7 @@ func (a *Agent) apply(ctx context.Context, item *agentapi.WorkItem, rec *record)
 			continue
 		}
 		results[i], errs[i] = a.applier.apply(ctx, mf)
+		a.stats.applies[resultIndex(errs[i])].Add(1)
 		j := rec.find(mf.id)
 		if !owned(mf.strategy.Type) {
 			if j >= 0 {
@@ -355,6 +365,7 @@ func (a *Agent) apply(ctx context.Context, item *agentapi.WorkItem, rec *record)
 		entry, res := &rec.Objects[j], results[i]
 		if entry.UID != "" && entry.Hash == mf.hash && (res.before == nil || changed(res.before, res.after)) {
 			st.drift[i], st.lastDrift = now, &metav1.Time{Time: now.Truncate(time.Second)}
+			a.stats.drifts.Add(1)
 			a.log.Info("drift corrected", "work", item.Name, "object", mf.id.String())
 			if err := a.applier.driftEvent(ctx, a.cfg.ClusterName, item.Name, res.after, now); err != nil {
 				a.log.Warn("record drift event", "work", item.Name, "object", mf.id.String(), "err", err)
@@ -427,6 +438,7 @@ func (a *Agent) report(ctx context.Context, item *agentapi.WorkItem, st *workSta
 		return nil
 	}
 	err = a.hub.putStatus(ctx, item.Name, agentapi.WorkStatusRequest{UID: item.UID, Status: *status})
+	a.stats.reports[resultIndex(err)].Add(1)
 	switch code := hubCode(err); {
 	case err == nil:
 		st.reported, st.prev = raw, status

@@ -45,6 +45,9 @@ type Config struct {
 	PollTimeout time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+	// Stats counts applies, drifts and hub requests; nil counts into a
+	// Stats of the Agent's own.
+	Stats *Stats
 }
 
 // Validate returns every problem.

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.uber.org/multierr"
 
@@ -65,10 +66,10 @@ type joinFlags struct {
 }
 
 func main() {
-	// The registration's counts are published in the Collector's own
-	// telemetry by an extension, which the built-in pipeline turns on when
-	// the agent registers.
-	stats := registration.NewStats()
+	// The registration's and the work agent's counts are published in the
+	// Collector's own telemetry by extensions, which the built-in pipeline
+	// turns on when the agent registers.
+	stats, workStats := registration.NewStats(), work.NewStats()
 	settings := collector.Settings(version.Version)
 	components := settings.Factories
 	settings.Factories = func() (otelcol.Factories, error) {
@@ -76,8 +77,9 @@ func main() {
 		if err != nil {
 			return f, err
 		}
-		ext := registration.NewTelemetryFactory(stats)
-		f.Extensions[ext.Type()] = ext
+		for _, ext := range []extension.Factory{registration.NewTelemetryFactory(stats), work.NewTelemetryFactory(workStats)} {
+			f.Extensions[ext.Type()] = ext
+		}
 		return f, nil
 	}
 	cmd := otelcol.NewCommand(settings)
@@ -117,7 +119,7 @@ func main() {
 		cmd.SetArgs(append([]string{"--config=yaml:" + y}, os.Args[1:]...))
 	}
 	if reg != nil {
-		runWithRegistration(cmd, *reg)
+		runWithRegistration(cmd, *reg, workStats)
 	}
 	if err := cmd.Execute(); err != nil {
 		if opts.SelfTelemetryAddr != "" && onlyFinalSelfTelemetryPush(err) {
@@ -178,7 +180,7 @@ func registrationConfig(o *collector.AgentOptions, j joinFlags, stats *registrat
 	}
 	p := registration.PathsIn(o.StateDir)
 	o.CAFile, o.CertFile, o.KeyFile = p.CA, p.Cert, p.Key
-	o.Extensions = map[string]any{registration.TelemetryType.String(): map[string]any{}}
+	o.Extensions = map[string]any{registration.TelemetryType.String(): map[string]any{}, work.TelemetryType.String(): map[string]any{}}
 	return &cfg, nil
 }
 
@@ -186,7 +188,7 @@ func registrationConfig(o *collector.AgentOptions, j joinFlags, stats *registrat
 // reuse stored credentials), then heartbeat and renew beside it. When the
 // registration ends (the hub deregistered the cluster, or refuses its
 // certificate) the Collector is stopped and the command fails.
-func runWithRegistration(cmd *cobra.Command, cfg registration.Config) {
+func runWithRegistration(cmd *cobra.Command, cfg registration.Config, workStats *work.Stats) {
 	run := cmd.RunE
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
@@ -213,7 +215,7 @@ func runWithRegistration(cmd *cobra.Command, cfg registration.Config) {
 		// the hub, applied beside the Collector until colCtx ends.
 		workLog := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "work")
 		kubeconfig, _ := c.Flags().GetString("kubeconfig")
-		if w, err := work.New(work.Config{Hub: cfg.Hub, ClusterName: cfg.ClusterName, StateDir: cfg.StateDir, Kubeconfig: kubeconfig, Logger: workLog}); err != nil {
+		if w, err := work.New(work.Config{Hub: cfg.Hub, ClusterName: cfg.ClusterName, StateDir: cfg.StateDir, Kubeconfig: kubeconfig, Logger: workLog, Stats: workStats}); err != nil {
 			workLog.Error("work distribution is off", "err", err)
 		} else {
 			go func() { _ = w.Run(colCtx) }()

@@ -49,7 +49,7 @@ func TestManifestWork(t *testing.T) {
 	cp := testbed.StartClusters(t, "workhub", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
 	clusters := testbed.StartClusters(t, "work", 2, testbed.ClusterOptions{Nodes: 2})
 	ca := testbed.NewCA(t, "work-agents")
-	_, agentsURL := startHub(t, ca, func(c *hub.Config) {
+	httpURL, agentsURL := startHub(t, ca, func(c *hub.Config) {
 		c.ControlPlaneKubeconfig = cp.KubeconfigPath
 		c.AgentTLS.ClientCAKeyFile = ca.KeyFile
 		c.Registration.DefaultHeartbeatPeriodSeconds = 2
@@ -189,6 +189,12 @@ func TestManifestWork(t *testing.T) {
 		return dataOf("web-config") == "v2" && w.Status.LastDriftTime != nil && c != nil && c.Reason == "DriftCorrected",
 			fmt.Sprintf("%s %+v", dataOf("web-config"), w.Status)
 	})
+	// The agent's own telemetry at the hub counts what it did.
+	api := promAPI(t, httpURL)
+	waitForValue(t, api, `fleetpulse_agent_work_drifts_total{cluster="work-east"} >= bool 1`, 1)
+	waitForValue(t, api, `fleetpulse_agent_work_applies_total{cluster="work-east",result="ok"} >= bool 4`, 1)
+	waitForValue(t, api, `fleetpulse_agent_work_works{cluster="work-east"}`, 1)
+	waitForValue(t, api, `fleetpulse_agent_work_hub_requests_total{cluster="work-east",request="status",result="ok"} > bool 0`, 1)
 
 	// Restart east's agent in the middle of things: nothing is deleted or
 	// created again, and the next edit still arrives.
