@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -30,26 +29,7 @@ func TestAgentConnectionsAreLimited(t *testing.T) {
 	cfg.AgentMaxConnections = 2
 	cfg.AgentHandshakeTimeout = 5 * time.Second
 	cfg.Store.Dir = t.TempDir()
-	h, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.AgentAddr() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("hub never listened for agents")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	h, _ := runHub(t, cfg)
 
 	certFile, keyFile := ca.Client("cluster-a")
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)

@@ -73,6 +73,18 @@ func TestRuleOutputIsStoredPerCluster(t *testing.T) {
 
 func startHub(t *testing.T, cfg Config) (promv1.API, func()) {
 	t.Helper()
+	h, stop := runHub(t, cfg)
+	c, err := api.NewClient(api.Config{Address: "http://" + h.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return promv1.NewAPI(c), stop
+}
+
+// runHub runs a hub until the test ends (or stop), once its listeners are
+// bound.
+func runHub(t *testing.T, cfg Config) (h *Hub, stop func()) {
+	t.Helper()
 	h, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +93,7 @@ func startHub(t *testing.T, cfg Config) (promv1.API, func()) {
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
 	stopped := false
-	stop := func() {
+	stop = func() {
 		if stopped {
 			return
 		}
@@ -93,17 +105,13 @@ func startHub(t *testing.T, cfg Config) (promv1.API, func()) {
 	}
 	t.Cleanup(stop)
 	deadline := time.Now().Add(10 * time.Second)
-	for h.Addr() == nil {
+	for h.Addr() == nil || (cfg.AgentListenAddress != "" && h.AgentAddr() == nil) {
 		if time.Now().After(deadline) {
 			t.Fatal("hub never listened")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	c, err := api.NewClient(api.Config{Address: "http://" + h.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return promv1.NewAPI(c), stop
+	return h, stop
 }
 
 // waitFor polls until query returns at least one series.

@@ -2,12 +2,15 @@ package registration
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/fleetpulse/fleetpulse/agent/internal/selftelemetry"
 )
 
 // Results counted by Stats, the values of the result attribute.
@@ -81,8 +84,6 @@ var TelemetryType = component.MustNewType("fleetpulse_registration")
 
 const scopeName = "github.com/fleetpulse/fleetpulse/agent/registration"
 
-type telemetryConfig struct{}
-
 // NewTelemetryFactory returns the factory of the extension that publishes s:
 // fleetpulse_agent_heartbeats_total{result},
 // fleetpulse_agent_certificate_renewals_total{result},
@@ -90,22 +91,10 @@ type telemetryConfig struct{}
 // fleetpulse_agent_certificate_expiry_timestamp_seconds. It takes no
 // settings.
 func NewTelemetryFactory(s *Stats) extension.Factory {
-	return extension.NewFactory(TelemetryType,
-		func() component.Config { return &telemetryConfig{} },
-		func(_ context.Context, set extension.Settings, _ component.Config) (extension.Extension, error) {
-			return &telemetry{stats: s, mp: set.MeterProvider}, nil
-		},
-		component.StabilityLevelDevelopment)
+	return selftelemetry.NewFactory(TelemetryType, scopeName, s.register)
 }
 
-type telemetry struct {
-	stats *Stats
-	mp    metric.MeterProvider
-	reg   metric.Registration
-}
-
-func (t *telemetry) Start(context.Context, component.Host) error {
-	m := t.mp.Meter(scopeName)
+func (s *Stats) register(m metric.Meter) (metric.Registration, error) {
 	hb, err1 := m.Int64ObservableCounter("fleetpulse.agent.heartbeats", metric.WithUnit("{heartbeat}"),
 		metric.WithDescription("Heartbeats the agent sent to the hub, by result"))
 	rn, err2 := m.Int64ObservableCounter("fleetpulse.agent.certificate.renewals", metric.WithUnit("{renewal}"),
@@ -114,34 +103,18 @@ func (t *telemetry) Start(context.Context, component.Host) error {
 		metric.WithDescription("Registration requests the agent sent to the hub, by result"))
 	exp, err4 := m.Int64ObservableGauge("fleetpulse.agent.certificate.expiry_timestamp", metric.WithUnit("s"),
 		metric.WithDescription("When the agent's client certificate expires (Unix time)"))
-	for _, err := range []error{err1, err2, err3, err4} {
-		if err != nil {
-			return err
-		}
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return nil, err
 	}
-	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for inst, c := range map[metric.Int64Observable]counts{hb: t.stats.heartbeats, rn: t.stats.renewals, rg: t.stats.registrations} {
+	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for inst, c := range map[metric.Int64Observable]counts{hb: s.heartbeats, rn: s.renewals, rg: s.registrations} {
 			for result, n := range c {
 				o.ObserveInt64(inst, n.Load(), metric.WithAttributes(attribute.String("result", result)))
 			}
 		}
-		if e := t.stats.expiry.Load(); e > 0 {
+		if e := s.expiry.Load(); e > 0 {
 			o.ObserveInt64(exp, e)
 		}
 		return nil
 	}, hb, rn, rg, exp)
-	if err != nil {
-		return err
-	}
-	t.reg = reg
-	return nil
-}
-
-func (t *telemetry) Shutdown(context.Context) error {
-	if t.reg != nil {
-		err := t.reg.Unregister()
-		t.reg = nil
-		return err
-	}
-	return nil
 }

@@ -2,12 +2,15 @@ package work
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/fleetpulse/fleetpulse/agent/internal/selftelemetry"
 )
 
 // Results counted by Stats, the values of the result attribute.
@@ -61,8 +64,6 @@ var TelemetryType = component.MustNewType("fleetpulse_work")
 
 const scopeName = "github.com/fleetpulse/fleetpulse/agent/work"
 
-type telemetryConfig struct{}
-
 // NewTelemetryFactory returns the factory of the extension that publishes s:
 // fleetpulse_agent_work_applies_total{result} (manifests applied),
 // fleetpulse_agent_work_drifts_total (objects changed on the cluster and put
@@ -70,22 +71,10 @@ type telemetryConfig struct{}
 // of works and status reports) and fleetpulse_agent_work_works (works the
 // hub lists for the cluster). It takes no settings.
 func NewTelemetryFactory(s *Stats) extension.Factory {
-	return extension.NewFactory(TelemetryType,
-		func() component.Config { return &telemetryConfig{} },
-		func(_ context.Context, set extension.Settings, _ component.Config) (extension.Extension, error) {
-			return &telemetry{stats: s, mp: set.MeterProvider}, nil
-		},
-		component.StabilityLevelDevelopment)
+	return selftelemetry.NewFactory(TelemetryType, scopeName, s.register)
 }
 
-type telemetry struct {
-	stats *Stats
-	mp    metric.MeterProvider
-	reg   metric.Registration
-}
-
-func (t *telemetry) Start(context.Context, component.Host) error {
-	m := t.mp.Meter(scopeName)
+func (s *Stats) register(m metric.Meter) (metric.Registration, error) {
 	applies, err1 := m.Int64ObservableCounter("fleetpulse.agent.work.applies", metric.WithUnit("{apply}"),
 		metric.WithDescription("Manifests of works the agent applied to its cluster, by result"))
 	drifts, err2 := m.Int64ObservableCounter("fleetpulse.agent.work.drifts", metric.WithUnit("{drift}"),
@@ -94,13 +83,10 @@ func (t *telemetry) Start(context.Context, component.Host) error {
 		metric.WithDescription("Work requests to the hub (list, status), by result"))
 	works, err4 := m.Int64ObservableGauge("fleetpulse.agent.work.works", metric.WithUnit("{work}"),
 		metric.WithDescription("Works the hub lists for this cluster"))
-	for _, err := range []error{err1, err2, err3, err4} {
-		if err != nil {
-			return err
-		}
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return nil, err
 	}
-	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		s := t.stats
+	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for i, r := range results {
 			o.ObserveInt64(applies, s.applies[i].Load(), metric.WithAttributes(attribute.String("result", r)))
 			o.ObserveInt64(requests, s.lists[i].Load(), metric.WithAttributes(attribute.String("request", "list"), attribute.String("result", r)))
@@ -110,18 +96,4 @@ func (t *telemetry) Start(context.Context, component.Host) error {
 		o.ObserveInt64(works, s.works.Load())
 		return nil
 	}, applies, drifts, requests, works)
-	if err != nil {
-		return err
-	}
-	t.reg = reg
-	return nil
-}
-
-func (t *telemetry) Shutdown(context.Context) error {
-	if t.reg != nil {
-		err := t.reg.Unregister()
-		t.reg = nil
-		return err
-	}
-	return nil
 }
