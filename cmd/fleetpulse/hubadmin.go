@@ -117,6 +117,15 @@ the agent trusts nothing else on first contact.`,
 				fmt.Fprintf(out, " --hub-ca-hash=%s", pin)
 			}
 			fmt.Fprint(out, " --cluster-name=<name> --kubeconfig=<cluster kubeconfig>\n")
+			if pin == "" {
+				fmt.Fprint(out, "\n(with --ca-file the CA is pinned, and the settings of the agent's manifests, deploy/agent, are printed too)\n")
+				return nil
+			}
+			fmt.Fprintf(out, "\nor, on the cluster, with the agent's manifests (deploy/agent):\n\n"+
+				"  kubectl create namespace fleetpulse-agent\n"+
+				"  kubectl -n fleetpulse-agent create configmap fleetpulse-agent --from-literal=hub=%s --from-literal=hub-ca-hash=%s --from-literal=cluster-name=<name>\n"+
+				"  kubectl -n fleetpulse-agent create secret generic fleetpulse-bootstrap-token --from-literal=token=%s\n"+
+				"  kubectl apply --server-side -k deploy/agent\n", hubURL, pin, token)
 			return nil
 		},
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,12 +25,14 @@ import (
 
 // TestDeployManifests applies deploy/hub to a hub control plane and
 // deploy/agent to a managed cluster (server-side, so the API servers check
-// every object), then runs the hub and the agent with nothing but the
-// rights those manifests give their service accounts: the agent joins, its
-// cluster turns Available with its inventory, and a ManifestWork that
-// creates a Namespace with a ConfigMap and a Deployment in it is applied,
-// reports its Deployment's ready replicas and, deleted, removes them. No
-// request of either is forbidden.
+// every object) as the README says — with the commands `fleetpulse hub
+// token create` prints — then runs the hub and the agent with nothing but
+// the rights those manifests give their service accounts and the settings
+// the agent's StatefulSet reads: the agent joins, its cluster turns
+// Available with its inventory, and a ManifestWork that creates a Namespace
+// with a ConfigMap and a Deployment in it is applied, reports its
+// Deployment's ready replicas and, deleted, removes them. No request of
+// either is forbidden.
 func TestDeployManifests(t *testing.T) {
 	t.Parallel()
 	cp := testbed.StartClusters(t, "dephub", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
@@ -53,15 +56,14 @@ func TestDeployManifests(t *testing.T) {
 		return string(out)
 	}
 	t.Log(kubectl(cp.KubeconfigPath, "apply", "--server-side", "-k", filepath.Join(root, "deploy", "hub")))
-	t.Log(kubectl(cluster.KubeconfigPath, "apply", "--server-side", "-k", filepath.Join(root, "deploy", "agent")))
 	hubKubeconfig := serviceAccountKubeconfig(t, kubectl, cp.KubeconfigPath, "fleetpulse-system", "fleetpulse-hub")
-	agentKubeconfig := serviceAccountKubeconfig(t, kubectl, cluster.KubeconfigPath, "fleetpulse-agent", "fleetpulse-agent")
 
 	// The hub, as a process, on its service account.
 	ca := testbed.NewCA(t, "deploy-agents")
 	certFile, keyFile := ca.Server("hub")
 	httpAddr, agentAddr, work := testbed.FreeAddr(t), testbed.FreeAddr(t), t.TempDir()
-	hubProc, err := testbed.StartProcess("hub", buildBinary(t, "fleetpulse"), []string{"hub",
+	fleetpulse := buildBinary(t, "fleetpulse")
+	hubProc, err := testbed.StartProcess("hub", fleetpulse, []string{"hub",
 		"--http.listen-address=" + httpAddr, "--agents.listen-address=" + agentAddr,
 		"--agents.tls-cert-file=" + certFile, "--agents.tls-key-file=" + keyFile,
 		"--agents.client-ca-file=" + ca.CertFile, "--agents.client-ca-key-file=" + ca.KeyFile,
@@ -73,21 +75,55 @@ func TestDeployManifests(t *testing.T) {
 	}
 	t.Cleanup(func() { hubProc.Stop(30 * time.Second) })
 	hubLog := func() string { b, _ := os.ReadFile(filepath.Join(work, "hub.log")); return string(b) }
-
 	admin, err := client.New(cp.RESTConfig, client.Options{Scheme: hubreg.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var token string
-	pollUntil(ctx, t, "a bootstrap token (the hub installs its API first)", func() (bool, string) {
-		tok, _, err := hubreg.NewTokens(admin, "fleetpulse-system").Create(ctx, hubreg.TokenOptions{TTL: time.Hour, AutoAccept: true})
-		token = tok
-		return err == nil, hubLog()
-	})
 
-	// The agent, on its service account.
-	agent := startJoiningAgent(t, buildBinary(t, "fleetpulse-agent"), token, []string{
-		"--hub=https://" + agentAddr, "--hub-ca-hash=" + caPin(t, ca.CertFile), "--cluster-name=deployed",
+	// A token, as an operator makes one; the commands it prints set the
+	// agent's manifests up on the cluster.
+	var printed string
+	pollUntil(ctx, t, "fleetpulse hub token create (the hub installs its API first)", func() (bool, string) {
+		out, err := exec.CommandContext(ctx, fleetpulse, "hub", "token", "create", "--control-plane.kubeconfig="+cp.KubeconfigPath,
+			"--ttl=1h", "--auto-accept", "--hub-url=https://"+agentAddr, "--ca-file="+ca.CertFile).CombinedOutput()
+		printed = string(out)
+		return err == nil, printed + hubLog()
+	})
+	var ran int
+	for _, line := range strings.Split(printed, "\n") {
+		cmd, ok := strings.CutPrefix(line, "  kubectl ")
+		if !ok {
+			continue
+		}
+		args := strings.Fields(strings.ReplaceAll(cmd, "<name>", "deployed"))
+		if args[len(args)-1] == "deploy/agent" {
+			args[len(args)-1] = filepath.Join(root, "deploy", "agent")
+		}
+		t.Log(kubectl(cluster.KubeconfigPath, args...))
+		ran++
+	}
+	if ran != 4 {
+		t.Fatalf("token create printed %d kubectl commands, want 4:\n%s", ran, printed)
+	}
+	agentKubeconfig := serviceAccountKubeconfig(t, kubectl, cluster.KubeconfigPath, "fleetpulse-agent", "fleetpulse-agent")
+
+	// The agent, on its service account, with the settings the StatefulSet
+	// gives it from the ConfigMap and the Secret.
+	setting := func(kind, key string) string {
+		jsonpath := "{.data." + key + "}"
+		v := kubectl(cluster.KubeconfigPath, "-n", "fleetpulse-agent", "get", kind, map[string]string{"configmap": "fleetpulse-agent", "secret": "fleetpulse-bootstrap-token"}[kind], "-o", "jsonpath="+jsonpath)
+		if kind == "secret" {
+			raw, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v = string(raw)
+		}
+		return v
+	}
+	agent := startJoiningAgent(t, buildBinary(t, "fleetpulse-agent"), setting("secret", "token"), []string{
+		"--hub=" + setting("configmap", "hub"), "--hub-ca-hash=" + setting("configmap", "hub-ca-hash"),
+		"--cluster-name=" + setting("configmap", "cluster-name"),
 		"--kubeconfig=" + agentKubeconfig, "--state-dir=" + t.TempDir(),
 		"--collection-interval=2s", "--set=processors.batch.timeout=200ms"})
 	waitCondition(t, admin, "deployed", fleetv1.ConditionAvailable, metav1.ConditionTrue)
