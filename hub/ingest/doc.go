@@ -5,11 +5,11 @@
 // a TSDB still opening 503 with Retry-After — each with a message saying
 // which.
 //
-// Remote write 2.0 goes through Prometheus's own handler (storage/remote).
-// Remote write 1.0 of float samples goes through rw1.go, which decodes as
-// Thanos receive does, without copying label strings, and appends by
-// series reference, copying the labels of new series only; it answers as
-// Prometheus's handler does, and hands that handler what it does not
-// handle the same way (exemplars, native histograms, labels Prometheus
-// refuses, bodies it cannot decode).
+// Both versions of float samples go through the hub's own paths, rw1.go
+// (1.0) and rw2.go (2.0), which decode without copying label strings (1.0
+// as Thanos receive does; 2.0 with symbols pointing into the request) and
+// append by series reference, copying the labels of new series only. They
+// answer as Prometheus's own handler (storage/remote) does, and hand that
+// handler what they do not handle the same way (exemplars, native
+// histograms, labels Prometheus refuses, bodies they cannot decode).
 package ingest

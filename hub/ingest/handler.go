@@ -64,18 +64,21 @@ func newHandler(store *metricstore.Store, opts Options) *handler {
 	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "requests_total", Help: "Remote-write requests by status code.",
 	}, []string{"code"})
-	return &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, identify: opts.Identify, rw1: true, requests: requests}
+	return &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, identify: opts.Identify, rw1: true, rw2: true, requests: requests}
 }
 
 type handler struct {
 	store    *metricstore.Store
-	rw       http.Handler // Prometheus's handler: remote write 2.0, and 1.0 that rw1.go does not take
+	rw       http.Handler // Prometheus's handler: what rw1.go and rw2.go do not take
 	max      int64
 	logger   *slog.Logger
 	identify func(*http.Request) (string, int, error)
 	rw1      bool // remote write 1.0 through rw1.go where it can; tests turn it off to compare
-	// rw1Served counts the requests rw1.go answered (for tests).
+	rw2      bool // remote write 2.0 through rw2.go where it can; likewise
+	// rw1Served and rw2Served count the requests rw1.go and rw2.go
+	// answered (for tests).
 	rw1Served atomic.Int64
+	rw2Served atomic.Int64
 	requests  *prometheus.CounterVec
 }
 
@@ -106,7 +109,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	if h.rw1 && isRW1(r) {
+	if msg, ok := snappyProtoMsg(r); ok && (h.rw1 && msg == remoteapi.WriteV1MessageType || h.rw2 && msg == remoteapi.WriteV2MessageType) {
 		body, err := readBody(r)
 		defer putBody(body)
 		if err != nil {
@@ -115,8 +118,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if h.writeRW1(w, app, cluster, body.Bytes()) {
+		if msg == remoteapi.WriteV1MessageType && h.writeRW1(w, app, cluster, body.Bytes()) {
 			h.rw1Served.Add(1)
+			return
+		}
+		if msg == remoteapi.WriteV2MessageType && h.writeRW2(w, app, cluster, body.Bytes()) {
+			h.rw2Served.Add(1)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body.Bytes()))
@@ -127,10 +134,27 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// with isolation on, which MultiTSDB turns off, head compaction would
 	// wait for it).
 	tracked := &trackedAppender{Appender: app}
-	h.rw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), appenderKey{}, storage.Appender(tracked))))
-	if !tracked.closed {
-		_ = app.Rollback()
-	}
+	defer func() {
+		if !tracked.closed {
+			_ = app.Rollback()
+		}
+	}()
+	h.servePrometheus(w, r.WithContext(context.WithValue(r.Context(), appenderKey{}, storage.Appender(tracked))))
+}
+
+// servePrometheus hands r to Prometheus's handler, which panics on some
+// malformed remote write 2.0 requests (metadata naming a symbol the request
+// lacks: writev2's ToMetadata indexes the symbols unchecked). Input from
+// the network must not take a goroutine down, nor reset the connection
+// without a word: the request is refused as malformed.
+func (h *handler) servePrometheus(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.logger.Warn("refused a remote write request that Prometheus's handler could not read", "panic", fmt.Sprint(p))
+			http.Error(w, fmt.Sprintf("malformed remote write request: %v", p), http.StatusBadRequest)
+		}
+	}()
+	h.rw.ServeHTTP(w, r)
 }
 
 // trackedAppender records whether its appender was committed or rolled back.

@@ -35,19 +35,19 @@ const maxDecodedSize = 32 << 20
 // errTooFarAhead is Prometheus's refusal of a sample past maxAheadTime.
 var errTooFarAhead = fmt.Errorf("%w: timestamp is too far in the future", storage.ErrOutOfBounds)
 
-// isRW1 says whether Prometheus's handler would read r as remote write 1.0
-// in snappy: its Content-Type and Content-Encoding checks, without the
-// refusals, which it gives itself.
-func isRW1(r *http.Request) bool {
+// snappyProtoMsg says which message Prometheus's handler would read r as,
+// if it would read it in snappy: its Content-Type and Content-Encoding
+// checks, without the refusals, which it gives itself.
+func snappyProtoMsg(r *http.Request) (remoteapi.WriteMessageType, bool) {
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
-		return false
+		return "", false
 	}
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
 		ct = "application/x-protobuf"
 	}
 	msg, err := remoteapi.ParseProtoMsg(ct)
-	return err == nil && msg == remoteapi.WriteV1MessageType
+	return msg, err == nil
 }
 
 // bodyPool holds compressed request bodies. They never back a label

@@ -45,10 +45,10 @@ func openStore(t testing.TB, ooo time.Duration, reg prometheus.Registerer) *metr
 }
 
 // newTestHandler is the handler over store, for testCluster, with or
-// without rw1.go.
-func newTestHandler(store *metricstore.Store, rw1 bool) *handler {
+// without its own paths (rw1.go and rw2.go).
+func newTestHandler(store *metricstore.Store, fast bool) *handler {
 	h := newHandler(store, Options{Identify: func(*http.Request) (string, int, error) { return testCluster, 0, nil }})
-	h.rw1 = rw1
+	h.rw1, h.rw2 = fast, fast
 	return h
 }
 

@@ -1,0 +1,422 @@
+package ingest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/timestamp"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/thanos-io/thanos/pkg/store/labelpb"
+	"github.com/thanos-io/thanos/pkg/store/storepb/prompb"
+
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+)
+
+// The response headers of remote write 2.0 (client_golang's exp/api/remote
+// keeps their names unexported).
+const (
+	samplesWrittenHeader    = "X-Prometheus-Remote-Write-Samples-Written"
+	histogramsWrittenHeader = "X-Prometheus-Remote-Write-Histograms-Written"
+	exemplarsWrittenHeader  = "X-Prometheus-Remote-Write-Exemplars-Written"
+)
+
+// writeRW2 stores the snappy-compressed remote-write 2.0 body through app
+// and answers, or returns false without touching app or w when the request
+// is for Prometheus's handler.
+//
+// It is the hub's own path for what the agent sends: float samples, with or
+// without metadata (which the hub neither stores nor turns into labels). It
+// decodes the request without a string per symbol (symbols point into the
+// decompressed bytes) into pooled storage, builds each series' labels from
+// its label references, stamps the cluster label in place, and appends as
+// writeRW1 does: an existing series by reference with the labels the TSDB
+// holds, a new one with a copy of its labels (detach).
+//
+// Its answers are those of Prometheus's handler (storage/remote v0.309.1,
+// writeV2, with start timestamps, type-and-unit labels and metadata
+// appending off, as the hub builds it): a sample the TSDB refuses as out
+// of order, duplicate, too old or out of bounds (more than maxAheadTime
+// ahead included) is left out and the rest committed, answered 400 with
+// every refusal, one a line, naming the series as the writer sent it; any
+// other failure rolls back with 500. Every answer carries the written
+// counts (zero after a 500). What it would not answer the same way goes to
+// Prometheus's handler, decided before anything is appended: a body it
+// cannot decompress or decode (or holding a field it does not read),
+// histograms, exemplars, series without samples, label or metadata
+// references outside the symbols (for metadata, Prometheus's handler
+// panics), and series it skips for their labels.
+func (h *handler) writeRW2(w http.ResponseWriter, app storage.Appender, cluster string, compressed []byte) bool {
+	if n, err := snappy.DecodedLen(compressed); err != nil || n > maxDecodedSize {
+		return false
+	}
+	// Not pooled: every symbol of the decoded request points into buf.
+	buf, err := snappy.Decode(nil, compressed)
+	if err != nil {
+		return false
+	}
+	req := rw2Pool.Get().(*rw2Request)
+	defer req.release()
+	if !req.decode(buf) || !req.prepare(cluster) {
+		return false
+	}
+	written, bad, err := h.appendRW2(app, req)
+	if err == nil {
+		// A bad sample does not fail the request: the rest is committed.
+		err = app.Commit()
+	} else {
+		// A 500 is retried and the TSDB is not idempotent: as Prometheus
+		// does, keep nothing.
+		_ = app.Rollback()
+	}
+	if err != nil {
+		h.logger.Error("Error while storing the remote write request", "err", err)
+		setWritten(w, 0)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return true
+	}
+	setWritten(w, written)
+	if len(bad) > 0 {
+		http.Error(w, errors.Join(bad...).Error(), http.StatusBadRequest)
+		return true
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+// setWritten sets the written counts every remote write 2.0 answer of
+// Prometheus's handler carries (this path writes no histograms or
+// exemplars).
+func setWritten(w http.ResponseWriter, samples int) {
+	h := w.Header()
+	h.Set(samplesWrittenHeader, strconv.Itoa(samples))
+	h.Set(histogramsWrittenHeader, "0")
+	h.Set(exemplarsWrittenHeader, "0")
+}
+
+// appendRW2 appends every sample, in the order and with the references
+// Prometheus's handler would, and returns how many were appended, the
+// refusals of bad samples, and the first other error, which ends it.
+func (h *handler) appendRW2(app storage.Appender, req *rw2Request) (written int, bad []error, err error) {
+	getRef, ok := app.(storage.GetRef)
+	if !ok {
+		getRef = noRefs{}
+	}
+	maxTime := timestamp.FromTime(time.Now().Add(maxAheadTime))
+	for i := range req.series {
+		s := &req.series[i]
+		// As in appendSeries: zero-copy labels must not reach the TSDB.
+		lset := labelpb.ZLabelsToPromLabels(s.labels)
+		ref, stored := getRef.GetRef(lset, lset.Hash())
+		if ref != 0 {
+			lset = stored
+		} else {
+			lset = detach(s.labels)
+		}
+		for _, smpl := range s.samples {
+			if smpl.Timestamp > maxTime {
+				ref, err = 0, errTooFarAhead
+			} else {
+				ref, err = app.Append(ref, lset, smpl.Timestamp, smpl.Value)
+			}
+			if err == nil {
+				written++
+				continue
+			}
+			if !errors.Is(err, storage.ErrOutOfOrderSample) && !errors.Is(err, storage.ErrOutOfBounds) &&
+				!errors.Is(err, storage.ErrDuplicateSampleForTimestamp) && !errors.Is(err, storage.ErrTooOldSample) {
+				return 0, nil, err
+			}
+			// Prometheus names the series by the labels it was sent.
+			series := req.writerLabels(s).String()
+			h.logger.Error("Out of order sample from remote write", "err", err.Error(), "series", series, "timestamp", smpl.Timestamp)
+			bad = append(bad, fmt.Errorf("%w for series %v", err, series))
+		}
+	}
+	return written, bad, nil
+}
+
+// rw2Request is a decoded remote-write 2.0 request. Series keep their
+// label references, samples and labels in three arrays shared by the
+// request, which is pooled: a request of the same shape as the last
+// allocates none of them.
+type rw2Request struct {
+	symbols []string // pointing into the decompressed body
+	series  []rw2Series
+	refs    []uint32
+	samples []prompb.Sample
+	labels  []labelpb.ZLabel
+}
+
+type rw2Series struct {
+	refs    []uint32
+	samples []prompb.Sample
+	// help and unit are the metadata's symbol references, read only to
+	// check that Prometheus's handler could look them up.
+	help, unit uint32
+	// labels are set by prepare: sorted and stamped.
+	labels []labelpb.ZLabel
+	// refsEnd and samplesEnd are where the series' references and samples
+	// end in the request's arrays, which decoding may still move.
+	refsEnd, samplesEnd int
+}
+
+var rw2Pool = sync.Pool{New: func() any { return new(rw2Request) }}
+
+// maxPooledLabels keeps the arrays of outsized requests out of the pool.
+const maxPooledLabels = 1 << 17
+
+// release drops what points into the request's body (symbols and labels)
+// and returns the request to the pool.
+func (r *rw2Request) release() {
+	if cap(r.labels) > maxPooledLabels || cap(r.refs) > 2*maxPooledLabels {
+		return
+	}
+	clear(r.symbols)
+	clear(r.series)
+	clear(r.labels)
+	r.symbols, r.series, r.refs, r.samples, r.labels = r.symbols[:0], r.series[:0], r.refs[:0], r.samples[:0], r.labels[:0]
+	rw2Pool.Put(r)
+}
+
+// Protobuf tags (field number << 3 | wire type) of the remote write 2.0
+// fields rw2.go reads; any other field (histograms, exemplars, unknown
+// ones) sends the request to Prometheus's handler.
+const (
+	tagV2Symbols        = 4<<3 | 2 // Request.symbols
+	tagV2Timeseries     = 5<<3 | 2 // Request.timeseries
+	tagV2Ref            = 1<<3 | 0 // TimeSeries.labels_refs, unpacked
+	tagV2Refs           = 1<<3 | 2 // TimeSeries.labels_refs, packed
+	tagV2Sample         = 2<<3 | 2 // TimeSeries.samples
+	tagV2Metadata       = 5<<3 | 2 // TimeSeries.metadata
+	tagV2Value          = 1<<3 | 1 // Sample.value
+	tagV2Timestamp      = 2<<3 | 0 // Sample.timestamp
+	tagV2StartTimestamp = 3<<3 | 0 // Sample.start_timestamp
+	tagV2Type           = 1<<3 | 0 // Metadata.type
+	tagV2HelpRef        = 3<<3 | 0 // Metadata.help_ref
+	tagV2UnitRef        = 4<<3 | 0 // Metadata.unit_ref
+)
+
+// decode reads a writev2.Request into r, as its generated Unmarshal
+// would, or returns false (for Prometheus's handler) on any field it does
+// not read or bytes it does not parse.
+func (r *rw2Request) decode(buf []byte) bool {
+	for off := 0; off < len(buf); {
+		tag, next, ok := uvarint(buf, off)
+		if !ok || (tag != tagV2Symbols && tag != tagV2Timeseries) {
+			return false
+		}
+		msg, next, ok := lengthDelimitedV2(buf, next)
+		if !ok {
+			return false
+		}
+		if tag == tagV2Symbols {
+			r.symbols = append(r.symbols, unsafe.String(unsafe.SliceData(msg), len(msg)))
+		} else if !r.decodeSeries(msg) {
+			return false
+		}
+		off = next
+	}
+	// The arrays are complete: hand each series its part.
+	refs, samples := 0, 0
+	for i := range r.series {
+		s := &r.series[i]
+		s.refs, s.samples = r.refs[refs:s.refsEnd:s.refsEnd], r.samples[samples:s.samplesEnd:s.samplesEnd]
+		refs, samples = s.refsEnd, s.samplesEnd
+	}
+	return true
+}
+
+func (r *rw2Request) decodeSeries(buf []byte) bool {
+	var s rw2Series
+	for off := 0; off < len(buf); {
+		tag, next, ok := uvarint(buf, off)
+		if !ok {
+			return false
+		}
+		var v uint64
+		var msg []byte
+		switch tag {
+		case tagV2Ref:
+			v, next, ok = uvarint(buf, next)
+			r.refs = append(r.refs, uint32(v)) // as gogo's code: the low 32 bits
+		case tagV2Refs:
+			msg, next, ok = lengthDelimitedV2(buf, next)
+			for p := 0; ok && p < len(msg); {
+				v, p, ok = uvarint(msg, p)
+				r.refs = append(r.refs, uint32(v))
+			}
+		case tagV2Sample:
+			msg, next, ok = lengthDelimitedV2(buf, next)
+			var smpl prompb.Sample
+			if ok {
+				smpl, ok = decodeSampleV2(msg)
+				r.samples = append(r.samples, smpl)
+			}
+		case tagV2Metadata:
+			// Merged field by field, as a repeated message field is.
+			msg, next, ok = lengthDelimitedV2(buf, next)
+			ok = ok && s.decodeMetadata(msg)
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		off = next
+	}
+	s.refsEnd, s.samplesEnd = len(r.refs), len(r.samples)
+	r.series = append(r.series, s)
+	return true
+}
+
+func decodeSampleV2(buf []byte) (s prompb.Sample, ok bool) {
+	for off := 0; off < len(buf); {
+		tag, next, ok := uvarint(buf, off)
+		if !ok {
+			return s, false
+		}
+		var v uint64
+		switch tag {
+		case tagV2Value:
+			if len(buf)-next < 8 {
+				return s, false
+			}
+			s.Value = math.Float64frombits(binary.LittleEndian.Uint64(buf[next:]))
+			next += 8
+		case tagV2Timestamp:
+			v, next, ok = uvarint(buf, next)
+			s.Timestamp = int64(v)
+		case tagV2StartTimestamp:
+			// Read, not kept: the hub does not ingest start timestamps.
+			_, next, ok = uvarint(buf, next)
+		default:
+			return s, false
+		}
+		if !ok {
+			return s, false
+		}
+		off = next
+	}
+	return s, true
+}
+
+func (s *rw2Series) decodeMetadata(buf []byte) bool {
+	for off := 0; off < len(buf); {
+		tag, next, ok := uvarint(buf, off)
+		if !ok {
+			return false
+		}
+		var v uint64
+		switch tag {
+		case tagV2Type:
+			_, next, ok = uvarint(buf, next) // ignored by the hub's handler
+		case tagV2HelpRef:
+			v, next, ok = uvarint(buf, next)
+			s.help = uint32(v)
+		case tagV2UnitRef:
+			v, next, ok = uvarint(buf, next)
+			s.unit = uint32(v)
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		off = next
+	}
+	return true
+}
+
+// uvarint reads the varint at buf[off:] as gogo's generated code does: at
+// most ten bytes, bits past the 64th dropped. ok is false if it does not
+// end within buf.
+func uvarint(buf []byte, off int) (v uint64, next int, ok bool) {
+	for shift := uint(0); shift < 64; shift += 7 {
+		if off >= len(buf) {
+			return 0, 0, false
+		}
+		b := buf[off]
+		off++
+		v |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return v, off, true
+		}
+	}
+	return 0, 0, false
+}
+
+// lengthDelimitedV2 reads the length at buf[off:] and returns the bytes it
+// announces and the offset past them.
+func lengthDelimitedV2(buf []byte, off int) (msg []byte, next int, ok bool) {
+	l, off, ok := uvarint(buf, off)
+	if !ok || l > uint64(len(buf)-off) {
+		return nil, 0, false
+	}
+	return buf[off : off+int(l)], off + int(l), true
+}
+
+// prepare checks every series before anything is appended and builds its
+// labels into the request's label array: sorted, as Prometheus's handler
+// sorts them, and stamped (stampCluster, with room for the cluster label
+// left after each series'). It returns false when the request is for
+// Prometheus's handler.
+func (r *rw2Request) prepare(cluster string) bool {
+	// Sized once, so that no series' labels move as the next are added.
+	r.labels = slices.Grow(r.labels[:0], len(r.refs)/2+len(r.series))
+	nsym := uint32(len(r.symbols))
+	for i := range r.series {
+		s := &r.series[i]
+		if len(s.samples) == 0 || len(s.refs)%2 != 0 || s.help >= nsym || s.unit >= nsym {
+			return false
+		}
+		start := len(r.labels)
+		for j := 0; j < len(s.refs); j += 2 {
+			name, value := s.refs[j], s.refs[j+1]
+			if name >= nsym || value >= nsym {
+				return false
+			}
+			r.labels = append(r.labels, labelpb.ZLabel{Name: r.symbols[name], Value: r.symbols[value]})
+		}
+		end := len(r.labels)
+		r.labels = r.labels[:end+1]
+		zl := r.labels[start : end : end+1]
+		if !sortedByName(zl) {
+			slices.SortFunc(zl, func(a, b labelpb.ZLabel) int { return strings.Compare(a.Name, b.Name) })
+		}
+		ls := labelpb.ZLabelsToPromLabels(zl)
+		if !ls.Has(model.MetricNameLabel) || !ls.IsValid(model.UTF8Validation) {
+			return false
+		}
+		if _, dup := ls.HasDuplicateLabelNames(); dup {
+			return false
+		}
+		if ls.Has(metricstore.ShardLabel) {
+			return false // for metricstore's stamp to drop
+		}
+		s.labels = stampCluster(zl, cluster)
+	}
+	return true
+}
+
+// writerLabels are s's labels as the writer sent them (before the stamp),
+// sorted, as Prometheus's handler names the series in its refusals.
+func (r *rw2Request) writerLabels(s *rw2Series) labels.Labels {
+	b := labels.NewScratchBuilder(len(s.refs) / 2)
+	for j := 0; j < len(s.refs); j += 2 {
+		b.Add(r.symbols[s.refs[j]], r.symbols[s.refs[j+1]])
+	}
+	b.Sort()
+	return b.Labels()
+}
