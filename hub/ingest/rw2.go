@@ -180,7 +180,8 @@ const maxPooledLabels = 1 << 17
 // release drops what points into the request's body (symbols and labels)
 // and returns the request to the pool.
 func (r *rw2Request) release() {
-	if cap(r.labels) > maxPooledLabels || cap(r.refs) > 2*maxPooledLabels {
+	if cap(r.labels) > maxPooledLabels || cap(r.refs) > 2*maxPooledLabels || cap(r.symbols) > maxPooledLabels ||
+		cap(r.samples) > maxPooledLabels || cap(r.series) > maxPooledLabels/4 {
 		return
 	}
 	clear(r.symbols)
@@ -196,16 +197,16 @@ func (r *rw2Request) release() {
 const (
 	tagV2Symbols        = 4<<3 | 2 // Request.symbols
 	tagV2Timeseries     = 5<<3 | 2 // Request.timeseries
-	tagV2Ref            = 1<<3 | 0 // TimeSeries.labels_refs, unpacked
+	tagV2Ref            = 1 << 3   // TimeSeries.labels_refs, unpacked (wire type 0, varint)
 	tagV2Refs           = 1<<3 | 2 // TimeSeries.labels_refs, packed
 	tagV2Sample         = 2<<3 | 2 // TimeSeries.samples
 	tagV2Metadata       = 5<<3 | 2 // TimeSeries.metadata
 	tagV2Value          = 1<<3 | 1 // Sample.value
-	tagV2Timestamp      = 2<<3 | 0 // Sample.timestamp
-	tagV2StartTimestamp = 3<<3 | 0 // Sample.start_timestamp
-	tagV2Type           = 1<<3 | 0 // Metadata.type
-	tagV2HelpRef        = 3<<3 | 0 // Metadata.help_ref
-	tagV2UnitRef        = 4<<3 | 0 // Metadata.unit_ref
+	tagV2Timestamp      = 2 << 3   // Sample.timestamp (wire type 0, varint)
+	tagV2StartTimestamp = 3 << 3   // Sample.start_timestamp (wire type 0, varint)
+	tagV2Type           = 1 << 3   // Metadata.type (wire type 0, varint)
+	tagV2HelpRef        = 3 << 3   // Metadata.help_ref (wire type 0, varint)
+	tagV2UnitRef        = 4 << 3   // Metadata.unit_ref (wire type 0, varint)
 )
 
 // decode reads a writev2.Request into r, as its generated Unmarshal
@@ -240,6 +241,7 @@ func (r *rw2Request) decode(buf []byte) bool {
 
 func (r *rw2Request) decodeSeries(buf []byte) bool {
 	var s rw2Series
+	prevSamples := len(r.samples)
 	for off := 0; off < len(buf); {
 		tag, next, ok := uvarint(buf, off)
 		if !ok {
@@ -253,6 +255,10 @@ func (r *rw2Request) decodeSeries(buf []byte) bool {
 			r.refs = append(r.refs, uint32(v)) // as gogo's code: the low 32 bits
 		case tagV2Refs:
 			msg, next, ok = lengthDelimitedV2(buf, next)
+			// Grown once, by the count of varints (bytes that end one), as
+			// gogo's decoder does: appending one at a time would allocate
+			// several times the final array.
+			r.refs = slices.Grow(r.refs, varints(msg))
 			for p := 0; ok && p < len(msg); {
 				v, p, ok = uvarint(msg, p)
 				r.refs = append(r.refs, uint32(v))
@@ -277,6 +283,9 @@ func (r *rw2Request) decodeSeries(buf []byte) bool {
 		off = next
 	}
 	s.refsEnd, s.samplesEnd = len(r.refs), len(r.samples)
+	if s.samplesEnd == prevSamples {
+		return false // no samples: Prometheus's handler's to answer, and a flood of them ends here
+	}
 	r.series = append(r.series, s)
 	return true
 }
@@ -357,6 +366,17 @@ func uvarint(buf []byte, off int) (v uint64, next int, ok bool) {
 	return 0, 0, false
 }
 
+// varints counts the varints in buf: the bytes that end one.
+func varints(buf []byte) int {
+	n := 0
+	for _, b := range buf {
+		if b < 0x80 {
+			n++
+		}
+	}
+	return n
+}
+
 // lengthDelimitedV2 reads the length at buf[off:] and returns the bytes it
 // announces and the offset past them.
 func lengthDelimitedV2(buf []byte, off int) (msg []byte, next int, ok bool) {
@@ -373,20 +393,27 @@ func lengthDelimitedV2(buf []byte, off int) (msg []byte, next int, ok bool) {
 // left after each series'). It returns false when the request is for
 // Prometheus's handler.
 func (r *rw2Request) prepare(cluster string) bool {
-	// Sized once, so that no series' labels move as the next are added.
-	r.labels = slices.Grow(r.labels[:0], len(r.refs)/2+len(r.series))
+	// Every reference is checked before the label array is sized, so a
+	// request for Prometheus's handler costs no memory here.
 	nsym := uint32(len(r.symbols))
 	for i := range r.series {
 		s := &r.series[i]
 		if len(s.samples) == 0 || len(s.refs)%2 != 0 || s.help >= nsym || s.unit >= nsym {
 			return false
 		}
+		for _, ref := range s.refs {
+			if ref >= nsym {
+				return false
+			}
+		}
+	}
+	// Sized once, so that no series' labels move as the next are added.
+	r.labels = slices.Grow(r.labels[:0], len(r.refs)/2+len(r.series))
+	for i := range r.series {
+		s := &r.series[i]
 		start := len(r.labels)
 		for j := 0; j < len(s.refs); j += 2 {
 			name, value := s.refs[j], s.refs[j+1]
-			if name >= nsym || value >= nsym {
-				return false
-			}
 			r.labels = append(r.labels, labelpb.ZLabel{Name: r.symbols[name], Value: r.symbols[value]})
 		}
 		end := len(r.labels)

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
@@ -171,7 +174,7 @@ func testRW2AnswersAsPrometheus(t *testing.T, ooo time.Duration) {
 			return snappy.Encode(nil, b[:len(b)-3])
 		}(), rw2Header, http.StatusBadRequest, "", false},
 		{"other encoding", rw2Body(t), map[string]string{"Content-Type": rw2Header["Content-Type"], "Content-Encoding": "gzip"}, http.StatusUnsupportedMediaType, "", false},
-		{"unknown field, which Prometheus skips", withTrailer(t, rw2Body(t, v2series(at(10000, 10), "__name__", "up", "job", "a")), 15<<3|0, 1), rw2Header, http.StatusNoContent, "", false},
+		{"unknown field, which Prometheus skips", withTrailer(t, rw2Body(t, v2series(at(10000, 10), "__name__", "up", "job", "a")), 15<<3, 1), rw2Header, http.StatusNoContent, "", false},
 		{"after all that, a valid request", rw2Body(t, v2series(at(11000, 11), "__name__", "up", "job", "a").with(gauge)), rw2Header, http.StatusNoContent, "", true},
 	}
 
@@ -370,4 +373,82 @@ func FuzzDecodeRW2(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRW2PoolDropsOutsizedRequests: a request rw2.go answers that holds a
+// million unused symbols and half a million samples does not stay in the
+// request pool (whose arrays every later request would keep alive).
+// Not parallel: it reads the pool.
+func TestRW2PoolDropsOutsizedRequests(t *testing.T) {
+	raw := []byte{0x22, 0, 0x22, 8, '_', '_', 'n', 'a', 'm', 'e', '_', '_', 0x22, 2, 'u', 'p'}
+	for range 1 << 20 {
+		raw = append(raw, 0x22, 0x00) // an unused symbol ""
+	}
+	smpl := append([]byte{0x10}, appendVarint(nil, uint64(time.Now().UnixMilli()))...)
+	ts := []byte{0x0a, 2, 1, 2}
+	for range 1 << 19 {
+		ts = append(ts, 0x12, byte(len(smpl)))
+		ts = append(ts, smpl...)
+	}
+	raw = append(raw, 0x2a)
+	raw = appendVarint(raw, uint64(len(ts)))
+	raw = append(raw, ts...)
+	h := newTestHandler(openStore(t, time.Hour, nil), true)
+	if a := post(h, snappy.Encode(nil, raw), rw2Header); a.code != http.StatusNoContent || h.rw2Served.Load() != 1 {
+		t.Fatalf("%d %q (served by rw2.go: %d), want 204 from rw2.go", a.code, a.body, h.rw2Served.Load())
+	}
+	req := rw2Pool.Get().(*rw2Request)
+	if mib := (cap(req.symbols)*16 + cap(req.samples)*16 + cap(req.series)*int(unsafe.Sizeof(rw2Series{}))) >> 20; mib > 8 {
+		t.Errorf("the pool keeps a request of %d MiB", mib)
+	}
+}
+
+// TestRW2ChecksBeforeAllocating: a small request rw2.go hands to
+// Prometheus's handler (4M label references of a symbol it lacks; 2M
+// series without samples) costs rw2.go at most twice what Prometheus's own
+// decoding of it costs (it costs 5× before its checks and counts). Not parallel: it counts the process's allocations.
+func TestRW2ChecksBeforeAllocating(t *testing.T) {
+	const n = 4 << 20
+	refs := append([]byte{0x0a}, appendVarint(nil, n)...)
+	refs = append(refs, make([]byte, n)...)
+	refs = append(refs, 0x12, 0x00)
+	badRefs := append([]byte{0x2a}, appendVarint(nil, uint64(len(refs)))...)
+	badRefs = append(badRefs, refs...)
+	var empty []byte
+	for range 2 << 20 {
+		empty = append(empty, 0x2a, 0x00)
+	}
+	allocated := func(f func()) uint64 {
+		var a, b runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&a)
+		f()
+		runtime.ReadMemStats(&b)
+		return (b.TotalAlloc - a.TotalAlloc) >> 20
+	}
+	h := newTestHandler(nil, true)
+	for name, raw := range map[string][]byte{"4M references to a missing symbol": badRefs, "2M series without samples": empty} {
+		body := snappy.Encode(nil, raw)
+		var served bool
+		fast := allocated(func() { served = h.writeRW2(httptest.NewRecorder(), nil, testCluster, body) })
+		prom := allocated(func() {
+			b, _ := snappy.Decode(nil, body)
+			var req writev2.Request
+			_ = proto.Unmarshal(b, &req)
+		})
+		if served {
+			t.Errorf("%s: answered by rw2.go", name)
+		}
+		if fast > 2*prom {
+			t.Errorf("%s (%d KiB): rw2.go allocates %d MiB before handing it on, Prometheus's decoding %d MiB", name, len(body)>>10, fast, prom)
+		}
+	}
+}
+
+func appendVarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
 }
