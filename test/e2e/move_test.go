@@ -147,6 +147,10 @@ func TestTelemetryMovesWork(t *testing.T) {
 	if held := time.Since(cleared); held < 5*time.Second {
 		t.Errorf("taint removed %s after the signal cleared, want after the 5s hold", held)
 	}
+	// Untainted, move-2 has the best score again, by more than the
+	// hysteresis, and the last move was over minInterval ago: the decision
+	// goes back. (Reading it before it has would race the placement.)
+	waitDecision(t, kube, "gold", []string{"move-2", "move-3"})
 
 	// A signal flipping every 2 seconds, against a 15s hold, moves nothing.
 	if err := kube.Patch(ctx, &fleetv1.AlertTaint{ObjectMeta: metav1.ObjectMeta{Name: "nodes-not-ready"}},
