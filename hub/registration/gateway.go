@@ -83,6 +83,10 @@ func (s *Service) serveRegister(w http.ResponseWriter, r *http.Request) {
 			ObjectMeta: metav1.ObjectMeta{
 				Name:        req.ClusterName,
 				Annotations: map[string]string{annotationClusterID: clusterID, annotationToken: tok.ID},
+				// Set here rather than by the controller's first pass: one
+				// write (and one reconcile) less per joining cluster, which
+				// counts when thousands join at once.
+				Finalizers: []string{finalizer},
 			},
 			Spec: fleetv1.ManagedClusterSpec{Accepted: tok.AutoAccept, HeartbeatPeriodSeconds: s.cfg.DefaultHeartbeatPeriodSeconds},
 		}
