@@ -301,6 +301,27 @@ func sortedByName(ls []labelpb.ZLabel) bool {
 // is then appended by (copied) labels.
 type noRefs struct{}
 
+// refsOf is app's series lookup, or noRefs.
+func refsOf(app storage.Appender) storage.GetRef {
+	if gr, ok := app.(storage.GetRef); ok {
+		return gr
+	}
+	return noRefs{}
+}
+
+// lookup returns the series of zero-copy labels zl, sorted and stamped, as
+// it is to be appended to. Zero-copy labels must not reach the TSDB, which
+// keeps the labels of the series it creates: an existing series comes with
+// its reference and the labels the TSDB holds, a new one with reference 0
+// and a copy of its labels.
+func lookup(getRef storage.GetRef, zl []labelpb.ZLabel) (storage.SeriesRef, labels.Labels) {
+	lset := labelpb.ZLabelsToPromLabels(zl)
+	if ref, stored := getRef.GetRef(lset, lset.Hash()); ref != 0 {
+		return ref, stored
+	}
+	return 0, detach(zl)
+}
+
 func (noRefs) GetRef(labels.Labels, uint64) (storage.SeriesRef, labels.Labels) {
 	return 0, labels.EmptyLabels()
 }
@@ -315,26 +336,14 @@ func (h *handler) appendSeries(app storage.Appender, series []prompb.TimeSeries)
 		}
 		err = app.Commit()
 	}()
-	getRef, ok := app.(storage.GetRef)
-	if !ok {
-		getRef = noRefs{}
-	}
+	getRef := refsOf(app)
 	maxTime := timestamp.FromTime(time.Now().Add(maxAheadTime))
 	for i := range series {
 		ts := &series[i]
 		if len(ts.Samples) == 0 {
 			continue
 		}
-		// Zero-copy labels: they must not reach the TSDB, which keeps the
-		// labels of the series it creates. An existing series is appended
-		// to with the labels the TSDB holds, a new one with a copy.
-		lset := labelpb.ZLabelsToPromLabels(ts.Labels)
-		ref, stored := getRef.GetRef(lset, lset.Hash())
-		if ref != 0 {
-			lset = stored
-		} else {
-			lset = detach(ts.Labels)
-		}
+		ref, lset := lookup(getRef, ts.Labels)
 		for _, s := range ts.Samples {
 			if s.Timestamp > maxTime {
 				err = errTooFarAhead

@@ -109,21 +109,11 @@ func setWritten(w http.ResponseWriter, samples int) {
 // Prometheus's handler would, and returns how many were appended, the
 // refusals of bad samples, and the first other error, which ends it.
 func (h *handler) appendRW2(app storage.Appender, req *rw2Request) (written int, bad []error, err error) {
-	getRef, ok := app.(storage.GetRef)
-	if !ok {
-		getRef = noRefs{}
-	}
+	getRef := refsOf(app)
 	maxTime := timestamp.FromTime(time.Now().Add(maxAheadTime))
 	for i := range req.series {
 		s := &req.series[i]
-		// As in appendSeries: zero-copy labels must not reach the TSDB.
-		lset := labelpb.ZLabelsToPromLabels(s.labels)
-		ref, stored := getRef.GetRef(lset, lset.Hash())
-		if ref != 0 {
-			lset = stored
-		} else {
-			lset = detach(s.labels)
-		}
+		ref, lset := lookup(getRef, s.labels)
 		for _, smpl := range s.samples {
 			if smpl.Timestamp > maxTime {
 				ref, err = 0, errTooFarAhead
