@@ -163,14 +163,7 @@ func testRW1AnswersAsPrometheus(t *testing.T, ooo time.Duration) {
 	hist := prompb.FromIntHistogram(t0, &histogram1)
 	v2Header := map[string]string{"Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"}
 
-	cases := []struct {
-		name   string
-		body   []byte
-		header map[string]string
-		code   int
-		msg    string
-		rw1    bool // rw1.go answers
-	}{
+	cases := []answerCase{
 		{"new series, one claiming another cluster, one unsorted", rw1Body(t,
 			series("up", two(0, 1), "job", "a"),
 			series("up", two(0, 5), "cluster", "cluster-b", "job", "b"),
@@ -222,25 +215,7 @@ func testRW1AnswersAsPrometheus(t *testing.T, ooo time.Duration) {
 			map[string]string{"Content-Type": "", "Content-Encoding": ""}, http.StatusNoContent, "", true},
 	}
 
-	fastStore, promStore := openStore(t, ooo, nil), openStore(t, ooo, nil)
-	fast, prom := newTestHandler(fastStore, true), newTestHandler(promStore, false)
-	for _, tc := range cases {
-		before := fast.rw1Served.Load()
-		got, want := post(fast, tc.body, tc.header), post(prom, tc.body, tc.header)
-		if served := fast.rw1Served.Load() > before; served != tc.rw1 {
-			t.Errorf("%s: answered by rw1.go = %v, want %v", tc.name, served, tc.rw1)
-		}
-		if got.code != want.code || got.body != want.body || !headersEqual(got.header, want.header) {
-			t.Errorf("%s: answer %d %q %v, Prometheus's handler %d %q %v", tc.name, got.code, got.body, got.header, want.code, want.body, want.header)
-		}
-		if want.code != tc.code || !strings.Contains(want.body, tc.msg) {
-			t.Errorf("%s: Prometheus's handler answered %d %q, the test expects %d with %q", tc.name, want.code, want.body, tc.code, tc.msg)
-		}
-	}
-	got, want := dump(t, fastStore), dump(t, promStore)
-	if got != want {
-		t.Errorf("stored through rw1.go:\n%s\nthrough Prometheus's handler:\n%s", got, want)
-	}
+	got := compareAnswers(t, ooo, cases, "rw1.go", func(h *handler) int64 { return h.rw1Served.Load() })
 	for _, s := range []string{`cluster="cluster-b"`, "rolled_back"} {
 		if strings.Contains(got, s) {
 			t.Errorf("stored %s:\n%s", s, got)
@@ -436,4 +411,46 @@ func FuzzDecodeSeries(f *testing.F) {
 			}
 		}
 	})
+}
+
+// answerCase is one request of a differential test: what Prometheus's
+// handler must answer (its status and part of its body), and whether the
+// hub's own path answers it rather than handing it over.
+type answerCase struct {
+	name   string
+	body   []byte
+	header map[string]string
+	code   int
+	msg    string
+	own    bool
+}
+
+// compareAnswers posts every case, in order, to the handler with its own
+// paths (path names the one under test; served counts its answers) and to
+// the handler without them, each over a store of its own: the answers
+// (status, body, headers) must be the same, Prometheus's as the case
+// expects, the path must have answered exactly the cases it owns, and both
+// stores must end up holding the same. It returns what they hold.
+func compareAnswers(t *testing.T, ooo time.Duration, cases []answerCase, path string, served func(*handler) int64) string {
+	t.Helper()
+	fastStore, promStore := openStore(t, ooo, nil), openStore(t, ooo, nil)
+	fast, prom := newTestHandler(fastStore, true), newTestHandler(promStore, false)
+	for _, tc := range cases {
+		before := served(fast)
+		got, want := post(fast, tc.body, tc.header), post(prom, tc.body, tc.header)
+		if own := served(fast) > before; own != tc.own {
+			t.Errorf("%s: answered by %s = %v, want %v", tc.name, path, own, tc.own)
+		}
+		if got.code != want.code || got.body != want.body || !headersEqual(got.header, want.header) {
+			t.Errorf("%s: answer %d %q %v, Prometheus's handler %d %q %v", tc.name, got.code, got.body, got.header, want.code, want.body, want.header)
+		}
+		if want.code != tc.code || !strings.Contains(want.body, tc.msg) {
+			t.Errorf("%s: Prometheus's handler answered %d %q, the test expects %d with %q", tc.name, want.code, want.body, tc.code, tc.msg)
+		}
+	}
+	got, want := dump(t, fastStore), dump(t, promStore)
+	if got != want {
+		t.Errorf("stored through %s:\n%s\nthrough Prometheus's handler:\n%s", path, got, want)
+	}
+	return got
 }

@@ -106,14 +106,7 @@ func testRW2AnswersAsPrometheus(t *testing.T, ooo time.Duration) {
 	tooOld := map[bool]string{true: "too old sample", false: "out of bounds"}[ooo > 0]
 	hist := writev2.FromIntHistogram(t0+6000, &histogram1)
 
-	cases := []struct {
-		name   string
-		body   []byte
-		header map[string]string
-		code   int
-		msg    string
-		rw2    bool // rw2.go answers
-	}{
+	cases := []answerCase{
 		{"new series with metadata, one claiming another cluster, one unsorted", rw2Body(t,
 			v2series(two(0, 1), "__name__", "up", "job", "a").with(gauge),
 			v2series(two(0, 5), "__name__", "up", "cluster", "cluster-b", "job", "b").with(gauge),
@@ -178,25 +171,7 @@ func testRW2AnswersAsPrometheus(t *testing.T, ooo time.Duration) {
 		{"after all that, a valid request", rw2Body(t, v2series(at(11000, 11), "__name__", "up", "job", "a").with(gauge)), rw2Header, http.StatusNoContent, "", true},
 	}
 
-	fastStore, promStore := openStore(t, ooo, nil), openStore(t, ooo, nil)
-	fast, prom := newTestHandler(fastStore, true), newTestHandler(promStore, false)
-	for _, tc := range cases {
-		before := fast.rw2Served.Load()
-		got, want := post(fast, tc.body, tc.header), post(prom, tc.body, tc.header)
-		if served := fast.rw2Served.Load() > before; served != tc.rw2 {
-			t.Errorf("%s: answered by rw2.go = %v, want %v", tc.name, served, tc.rw2)
-		}
-		if got.code != want.code || got.body != want.body || !headersEqual(got.header, want.header) {
-			t.Errorf("%s: answer %d %q %v, Prometheus's handler %d %q %v", tc.name, got.code, got.body, got.header, want.code, want.body, want.header)
-		}
-		if want.code != tc.code || !strings.Contains(want.body, tc.msg) {
-			t.Errorf("%s: Prometheus's handler answered %d %q, the test expects %d with %q", tc.name, want.code, want.body, tc.code, tc.msg)
-		}
-	}
-	got, want := dump(t, fastStore), dump(t, promStore)
-	if got != want {
-		t.Errorf("stored through rw2.go:\n%s\nthrough Prometheus's handler:\n%s", got, want)
-	}
+	got := compareAnswers(t, ooo, cases, "rw2.go", func(h *handler) int64 { return h.rw2Served.Load() })
 	for _, s := range []string{`cluster="cluster-b"`, "fleetpulse_shard"} {
 		if strings.Contains(got, s) {
 			t.Errorf("stored %s:\n%s", s, got)
