@@ -285,12 +285,7 @@ func TestRW1LabelsDoNotPointIntoTheRequest(t *testing.T) {
 	}
 	write(0)
 	write(1000)
-	want := fmt.Sprintf(`{__name__="kept", cluster="cluster-a", job="a", pod="p-1"} %d=%d %d=%d
-{__name__="kept", cluster="cluster-a", job="a", pod="p-2"} %d=%d %d=%d
-`, t0, math.Float64bits(1), t0+1000, math.Float64bits(1), t0, math.Float64bits(2), t0+1000, math.Float64bits(2))
-	if got := dump(t, store); got != want {
-		t.Errorf("stored:\n%s\nwant:\n%s", got, want)
-	}
+	checkKept(t, store, t0)
 }
 
 // TestRefusedRequestsCloseTheirAppender: every refusal after the shard's
@@ -453,4 +448,18 @@ func compareAnswers(t *testing.T, ooo time.Duration, cases []answerCase, path st
 		t.Errorf("stored through %s:\n%s\nthrough Prometheus's handler:\n%s", path, got, want)
 	}
 	return got
+}
+
+// checkKept requires the store to hold exactly what the zero-copy tests
+// write: series "kept" of pods p-1 (value 1) and p-2 (value 2) at t0 and
+// t0+1s, stamped cluster-a, their labels intact after the requests' bytes
+// were overwritten.
+func checkKept(t *testing.T, store *metricstore.Store, t0 int64) {
+	t.Helper()
+	want := fmt.Sprintf(`{__name__="kept", cluster="cluster-a", job="a", pod="p-1"} %d=%d %d=%d
+{__name__="kept", cluster="cluster-a", job="a", pod="p-2"} %d=%d %d=%d
+`, t0, math.Float64bits(1), t0+1000, math.Float64bits(1), t0, math.Float64bits(2), t0+1000, math.Float64bits(2))
+	if got := dump(t, store); got != want {
+		t.Errorf("stored:\n%s\nwant:\n%s", got, want)
+	}
 }

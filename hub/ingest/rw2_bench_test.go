@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"net/http"
 	"testing"
 	"time"
 
@@ -30,29 +29,5 @@ func BenchmarkRW2(b *testing.B) {
 		req.Symbols = st.Symbols()
 		return rw2Marshal(b, &req)
 	}
-	for _, path := range []struct {
-		name string
-		fast bool
-	}{{"prometheus", false}, {"fleetpulse", true}} {
-		b.Run(path.name, func(b *testing.B) {
-			h := newTestHandler(openStore(b, time.Hour, nil), path.fast)
-			if a := post(h, body(0), rw2Header); a.code != http.StatusNoContent {
-				b.Fatalf("creating the series: %d %s", a.code, a.body)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := range b.N {
-				b.StopTimer()
-				req := body(i + 1)
-				b.StartTimer()
-				if a := post(h, req, rw2Header); a.code != http.StatusNoContent {
-					b.Fatalf("%d %s", a.code, a.body)
-				}
-			}
-			if path.fast && h.rw2Served.Load() != int64(b.N)+1 {
-				b.Fatalf("rw2.go answered %d of %d requests", h.rw2Served.Load(), b.N+1)
-			}
-			b.ReportMetric(float64(b.N*len(lbls))/b.Elapsed().Seconds(), "samples/s")
-		})
-	}
+	benchPaths(b, body, rw2Header, len(lbls), func(h *handler) int64 { return h.rw2Served.Load() })
 }

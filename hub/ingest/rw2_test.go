@@ -234,12 +234,7 @@ func TestRW2LabelsDoNotPointIntoTheRequest(t *testing.T) {
 	}
 	write(0)
 	write(1000)
-	want := fmt.Sprintf(`{__name__="kept", cluster="cluster-a", job="a", pod="p-1"} %d=%d %d=%d
-{__name__="kept", cluster="cluster-a", job="a", pod="p-2"} %d=%d %d=%d
-`, t0, math.Float64bits(1), t0+1000, math.Float64bits(1), t0, math.Float64bits(2), t0+1000, math.Float64bits(2))
-	if got := dump(t, store); got != want {
-		t.Errorf("stored:\n%s\nwant:\n%s", got, want)
-	}
+	checkKept(t, store, t0)
 }
 
 // TestRW2LeavesMetadataOutsideTheSymbols: a series whose metadata names a
