@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/fleetpulse/fleetpulse/agent/internal/backoff"
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 )
 
@@ -164,14 +164,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-renew.C:
 			err := a.renew(ctx)
 			if err == nil {
-				retry.reset()
+				retry.Reset()
 				renew.Reset(a.untilRenewal())
 				continue
 			}
 			if err := a.fatal(err); err != nil {
 				return a.endOf(ctx, err)
 			}
-			wait := retry.next(retryAfter(err))
+			wait := retry.Next(retryAfter(err))
 			a.log.Warn("certificate renewal failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond),
 				"not_after", a.creds.cert.NotAfter.UTC())
 			renew.Reset(wait)
@@ -390,7 +390,7 @@ func (a *Agent) join(ctx context.Context) error {
 		switch {
 		case err != nil && retryable(ctx, err):
 			a.stats.registrations.inc(ResultError)
-			wait = bo.next(retryAfter(err))
+			wait = bo.Next(retryAfter(err))
 			a.log.Warn("registration failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 		case err != nil:
 			if ctx.Err() != nil {
@@ -400,7 +400,7 @@ func (a *Agent) join(ctx context.Context) error {
 			return a.registrationRefused(err)
 		case !resp.Accepted:
 			a.stats.registrations.inc(ResultPending)
-			bo.reset()
+			bo.Reset()
 			if !waiting {
 				a.log.Info("waiting for the hub to accept cluster "+a.cfg.ClusterName, "message", resp.Message)
 				waiting = true
@@ -424,7 +424,7 @@ func (a *Agent) join(ctx context.Context) error {
 			a.log.Info("joined the hub", "hub", a.cfg.Hub, "dir", a.paths.Dir, "not_after", creds.cert.NotAfter.UTC())
 			return nil
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
@@ -464,9 +464,9 @@ func (a *Agent) hubRoots(ctx context.Context) ([]byte, []*x509.Certificate, erro
 				}
 				return nil, nil, fmt.Errorf("join the hub: %w", err)
 			}
-			wait := bo.next(retryAfter(err))
+			wait := bo.Next(retryAfter(err))
 			a.log.Warn("fetching the hub's CA failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
-			if err := sleep(ctx, wait); err != nil {
+			if err := backoff.Sleep(ctx, wait); err != nil {
 				return nil, nil, err
 			}
 			continue
@@ -499,9 +499,9 @@ func (a *Agent) clusterClaims(ctx context.Context) ([]agentapi.Claim, error) {
 		if errors.As(err, &perm) {
 			return nil, fmt.Errorf("join the hub: %w", err)
 		}
-		wait := bo.next(0)
+		wait := bo.Next(0)
 		a.log.Warn("reading the cluster's identity failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
-		if err := sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -515,38 +515,8 @@ func retryAfter(err error) time.Duration {
 	return 0
 }
 
-// backoff doubles from min to max, with ±20 % jitter so that a fleet of
-// agents does not call a recovering hub in step; a hint (Retry-After) is
-// a floor.
-type backoff struct{ min, max, cur time.Duration }
-
-func (a *Agent) newBackoff() *backoff { return &backoff{min: a.minBackoff, max: a.maxBackoff} }
-
-func (b *backoff) next(hint time.Duration) time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(b.cur*2, b.max)
-	}
-	d := b.cur
-	if j := int64(d) * 2 / 5; j > 0 {
-		d += time.Duration(rand.Int64N(j) - j/2)
-	}
-	return max(d, hint)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+func (a *Agent) newBackoff() *backoff.Backoff {
+	return &backoff.Backoff{Min: a.minBackoff, Max: a.maxBackoff}
 }
 
 func truncate(s string, n int) string {

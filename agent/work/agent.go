@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/fleetpulse/fleetpulse/agent/internal/backoff"
 	"github.com/fleetpulse/fleetpulse/agent/registration"
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
@@ -130,7 +130,7 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.hub.close()
 	defer a.watches.stop()
-	bo := backoff{min: time.Second, max: 30 * time.Second}
+	bo := backoff.Backoff{Min: time.Second, Max: 30 * time.Second}
 	for {
 		err := a.records.ensureNamespace(ctx)
 		if err == nil {
@@ -140,7 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			break
 		}
 		a.log.Warn("cannot read the work records; retrying", "err", err)
-		if sleep(ctx, bo.next(0)) != nil {
+		if backoff.Sleep(ctx, bo.Next(0)) != nil {
 			return nil
 		}
 	}
@@ -159,7 +159,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // poll keeps the latest list of works, long-polling the hub.
 func (a *Agent) poll(ctx context.Context) {
 	rv, lastErr := "", ""
-	bo := backoff{min: time.Second, max: 30 * time.Second}
+	bo := backoff.Backoff{Min: time.Second, Max: 30 * time.Second}
 	for ctx.Err() == nil {
 		list, err := a.hub.list(ctx, rv, a.cfg.PollTimeout)
 		if ctx.Err() == nil {
@@ -181,10 +181,10 @@ func (a *Agent) poll(ctx context.Context) {
 				a.log.Warn("cannot list works; retrying", "err", err)
 				lastErr = msg
 			}
-			_ = sleep(ctx, bo.next(hint))
+			_ = backoff.Sleep(ctx, bo.Next(hint))
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		if lastErr != "" {
 			a.log.Info("listing works again")
 			lastErr = ""
@@ -633,32 +633,4 @@ func sameJSON(a, b any) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(ja) == string(jb)
-}
-
-// backoff doubles from min to max, with ±20 % jitter; a hint (Retry-After)
-// longer than the next step wins.
-type backoff struct{ min, max, cur time.Duration }
-
-func (b *backoff) next(hint time.Duration) time.Duration {
-	switch {
-	case b.cur == 0:
-		b.cur = b.min
-	default:
-		b.cur = min(b.cur*2, b.max)
-	}
-	d := time.Duration(float64(b.cur) * (0.8 + 0.4*rand.Float64()))
-	return max(d, hint)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
