@@ -144,8 +144,11 @@ func TestTelemetryMovesWork(t *testing.T) {
 	}
 	cleared := time.Now()
 	waitNoTaint(t, kube, "move-2", "fleetpulse.io/nodes-not-ready")
-	if held := time.Since(cleared); held < 5*time.Second {
-		t.Errorf("taint removed %s after the signal cleared, want after the 5s hold", held)
+	// The hold counts from the resolve as the AlertTaint's status records
+	// it, in whole seconds (metav1.Time): up to a second before the
+	// evaluation that saw the alert resolved.
+	if held := time.Since(cleared); held < 4*time.Second {
+		t.Errorf("taint removed %s after the signal cleared, want after the 5s hold (less the status' whole-second rounding)", held)
 	}
 	// Untainted, move-2 has the best score again, by more than the
 	// hysteresis, and the last move was over minInterval ago: the decision
