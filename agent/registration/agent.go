@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -370,10 +371,11 @@ func (a *Agent) join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := newKeyAndCSR(a.cfg.ClusterName)
+	k, origin, err := a.joinKey()
 	if err != nil {
 		return err
 	}
+	a.log.Info("registering with "+origin, "key_sha256", k.hash)
 	pool := x509.NewCertPool()
 	for _, c := range roots {
 		pool.AddCert(c)
@@ -382,7 +384,7 @@ func (a *Agent) join(ctx context.Context) error {
 	defer g.close()
 	req := agentapi.RegisterRequest{ClusterName: a.cfg.ClusterName, CSR: k.csrPEM, Claims: claims, AgentVersion: a.cfg.AgentVersion}
 	bo := a.newBackoff()
-	waiting := false
+	waiting, told := false, ""
 	for {
 		var resp agentapi.RegisterResponse
 		err := g.post(ctx, "register", agentapi.PathRegister, a.cfg.BootstrapToken, req, &resp)
@@ -401,9 +403,12 @@ func (a *Agent) join(ctx context.Context) error {
 		case !resp.Accepted:
 			a.stats.registrations.inc(ResultPending)
 			bo.Reset()
-			if !waiting {
-				a.log.Info("waiting for the hub to accept cluster "+a.cfg.ClusterName, "message", resp.Message)
-				waiting = true
+			// The key's hash is what an administrator compares before
+			// accepting the cluster, or approving its key when the cluster
+			// is registered with another one (the hub's message says which).
+			if !waiting || resp.Message != told {
+				a.log.Info("waiting for the hub to accept cluster "+a.cfg.ClusterName, "message", resp.Message, "key_sha256", k.hash)
+				waiting, told = true, resp.Message
 			}
 			wait = time.Duration(resp.RetryAfterSeconds) * time.Second
 			if wait <= 0 {
@@ -417,6 +422,9 @@ func (a *Agent) join(ctx context.Context) error {
 			}
 			if err := a.paths.save(k.keyPEM, []byte(resp.Certificate), ca); err != nil {
 				return fmt.Errorf("store the credentials the hub issued: %w", err)
+			}
+			if err := a.paths.removeJoinKey(); err != nil {
+				a.log.Warn("could not remove the key of the finished join", "err", err)
 			}
 			a.stats.registrations.inc(ResultAccepted)
 			a.use(creds)
@@ -444,6 +452,43 @@ func (a *Agent) registrationRefused(err error) error {
 		return a.deregistered(se)
 	}
 	return fmt.Errorf("join the hub as cluster %s: %w", a.cfg.ClusterName, err)
+}
+
+// joinKey returns the key to join with and where it comes from: the key of
+// the stored credentials, which the hub knows the cluster by (their
+// certificate expired unrenewed, or the hub refuses it); else the key of a
+// join that was waiting when the agent stopped; else a new key, stored
+// before the hub sees it. The hub issues a certificate for a registered
+// cluster only for the key it registered with, or one an administrator
+// approved, so the agent keeps its key while it waits and across restarts.
+func (a *Agent) joinKey() (*keyAndCSR, string, error) {
+	for _, src := range []struct{ path, origin string }{
+		{a.paths.Key, "the key of the stored credentials"},
+		{a.paths.joinKey(), "the key of the unfinished join"},
+	} {
+		keyPEM, err := os.ReadFile(src.path)
+		if err != nil {
+			continue
+		}
+		key, err := parseECKey(keyPEM)
+		if err != nil {
+			a.log.Warn("ignoring an unreadable key", "path", src.path, "err", err)
+			continue
+		}
+		k, err := csrFor(key, a.cfg.ClusterName)
+		if err != nil {
+			return nil, "", err
+		}
+		return k, src.origin, nil
+	}
+	k, err := newKeyAndCSR(a.cfg.ClusterName)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := a.paths.saveJoinKey(k.keyPEM); err != nil {
+		return nil, "", fmt.Errorf("store the key to join with: %w", err)
+	}
+	return k, "a new key", nil
 }
 
 // hubRoots returns the CA certificates that verify the hub when joining:

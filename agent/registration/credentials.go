@@ -160,6 +160,38 @@ func (p Paths) save(keyPEM, certPEM, caPEM []byte) error {
 	return nil
 }
 
+// joinKeyName holds the key of a join in progress, written before the hub
+// first sees it: a restart while the hub keeps the cluster waiting (for
+// acceptance, or for an administrator to approve the key) asks again with
+// the same key, the one the administrator was shown.
+const joinKeyName = "join.key"
+
+func (p Paths) joinKey() string { return filepath.Join(p.Dir, joinKeyName) }
+
+// saveJoinKey stores the join key at once: written aside, then renamed.
+func (p Paths) saveJoinKey(keyPEM []byte) error {
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		return fmt.Errorf("create credentials folder: %w", err)
+	}
+	tmp := p.joinKey() + tmpLinkSfx
+	_ = os.Remove(tmp)
+	if err := writeSynced(tmp, keyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p.joinKey()); err != nil {
+		return fmt.Errorf("store %s: %w", joinKeyName, err)
+	}
+	return syncDir(p.Dir)
+}
+
+// removeJoinKey drops the join key once credentials for it are stored.
+func (p Paths) removeJoinKey() error {
+	if err := os.Remove(p.joinKey()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", joinKeyName, err)
+	}
+	return nil
+}
+
 // remove deletes the credentials folder.
 func (p Paths) remove() error {
 	if err := os.RemoveAll(p.Dir); err != nil {

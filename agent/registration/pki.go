@@ -1,11 +1,14 @@
 package registration
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -14,11 +17,13 @@ import (
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 )
 
-// keyAndCSR is a fresh private key and a CSR for it.
+// keyAndCSR is a private key and a CSR for it.
 type keyAndCSR struct {
 	key    *ecdsa.PrivateKey
 	keyPEM []byte
 	csrPEM string
+	// hash is the key's hash as the hub records it (see KeyHash).
+	hash string
 }
 
 // newKeyAndCSR generates an ECDSA P-256 key and a CSR naming the cluster.
@@ -27,6 +32,11 @@ func newKeyAndCSR(clusterName string) (*keyAndCSR, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
+	return csrFor(key, clusterName)
+}
+
+// csrFor makes a CSR naming the cluster for an existing key.
+func csrFor(key *ecdsa.PrivateKey, clusterName string) (*keyAndCSR, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("encode key: %w", err)
@@ -37,11 +47,53 @@ func newKeyAndCSR(clusterName string) (*keyAndCSR, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create CSR: %w", err)
 	}
+	hash, err := KeyHash(&key.PublicKey)
+	if err != nil {
+		return nil, err
+	}
 	return &keyAndCSR{
 		key:    key,
 		keyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
 		csrPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})),
+		hash:   hash,
 	}, nil
+}
+
+// parseECKey reads a PEM ECDSA private key (PKCS #8 or SEC 1).
+func parseECKey(keyPEM []byte) (*ecdsa.PrivateKey, error) {
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse key: %w", err)
+	}
+	ec, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("want an ECDSA key, got %T", key)
+	}
+	return ec, nil
+}
+
+// KeyHash names a public key as the hub records it on the cluster's
+// ManagedCluster: "sha256:" and the hex SHA-256 of its DER
+// SubjectPublicKeyInfo. An administrator compares it with the hash
+// 'fleetpulse hub accept' shows before approving a new key.
+func KeyHash(pub crypto.PublicKey) (string, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("encode public key: %w", err)
+	}
+	sum := sha256.Sum256(spki)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // issued checks a certificate the hub issued for k and returns the parsed
