@@ -15,11 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/thanos-io/thanos/pkg/receive"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/fleetpulse/fleetpulse/hub/limits"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
 
@@ -32,6 +34,9 @@ type Options struct {
 	// Identify names the calling cluster or gives the status to refuse it
 	// with; ClusterFromRequest (the client certificate's name) by default.
 	Identify func(*http.Request) (cluster string, status int, err error)
+	// Limits are the clusters' ingest limits; nil gives every cluster
+	// limits.DefaultLimits, counting head series from the store.
+	Limits *limits.Limiter
 }
 
 // DefaultMaxRequestBytes is 32 MiB, Prometheus's own remote-write limit.
@@ -58,13 +63,25 @@ func newHandler(store *metricstore.Store, opts Options) *handler {
 	if opts.Identify == nil {
 		opts.Identify = ClusterFromRequest
 	}
+	if opts.Limits == nil {
+		lopts := limits.Options{Logger: opts.Logger, Registerer: opts.Registerer}
+		if store != nil {
+			lopts.HeadSeries = store.HeadSeries
+		}
+		// Without a file New cannot fail.
+		opts.Limits, _ = limits.New(lopts)
+	}
 	reg := prometheus.WrapRegistererWithPrefix("fleetpulse_hub_ingest_", opts.Registerer)
-	rw := remote.NewWriteHandler(opts.Logger, reg, ctxAppendable{},
-		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false, false)
+	promLogger := slog.New(clientErrorsAtDebug{opts.Logger.Handler()})
+	// Metadata appending on: remote write 2.0's per-series metadata goes to
+	// the appender's UpdateMetadata, which the store keeps per cluster
+	// (metricstore.WithMetadata), never in the TSDB.
+	rw := remote.NewWriteHandler(promLogger, reg, ctxAppendable{},
+		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false, true)
 	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "requests_total", Help: "Remote-write requests by status code.",
 	}, []string{"code"})
-	return &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, identify: opts.Identify, rw1: true, rw2: true, requests: requests}
+	return &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, identify: opts.Identify, limits: opts.Limits, rw1: true, rw2: true, requests: requests}
 }
 
 type handler struct {
@@ -73,6 +90,7 @@ type handler struct {
 	max      int64
 	logger   *slog.Logger
 	identify func(*http.Request) (string, int, error)
+	limits   *limits.Limiter
 	rw1      bool // remote write 1.0 through rw1.go where it can; tests turn it off to compare
 	rw2      bool // remote write 2.0 through rw2.go where it can; likewise
 	// rw1Served and rw2Served count the requests rw1.go and rw2.go
@@ -93,11 +111,35 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 		return
 	}
+	c := h.limits.For(r.Context(), cluster)
+	if h.refuse(w, nil, c.AllowRequest()) {
+		return
+	}
 	if r.ContentLength > h.max {
-		http.Error(w, fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, h.max), http.StatusRequestEntityTooLarge)
+		h.refuse(w, nil, c.RefuseValue(limits.RequestBytes, float64(h.max), fmt.Sprintf("the request body has %d bytes", r.ContentLength)))
+		return
+	}
+	msg, err := writeMessage(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, h.max)
+	body, err := readBody(r)
+	defer putBody(body)
+	switch {
+	case isTooLarge(err):
+		// A body without a Content-Length (chunked) is cut at the limit.
+		h.refuse(w, nil, c.RefuseValue(limits.RequestBytes, float64(h.max), "the request body is longer"))
+		return
+	case err != nil:
+		// As Prometheus's handler answers a body it cannot read.
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if h.refuse(w, nil, checkDecodedSize(c, body.Bytes())) {
+		return
+	}
 	app, err := h.store.Appender(r.Context(), cluster)
 	switch {
 	case errors.Is(err, receive.ErrNotReady):
@@ -109,37 +151,91 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	if msg, ok := snappyProtoMsg(r); ok && (h.rw1 && msg == remoteapi.WriteV1MessageType || h.rw2 && msg == remoteapi.WriteV2MessageType) {
-		body, err := readBody(r)
-		defer putBody(body)
-		if err != nil {
-			// As Prometheus's handler answers a body it cannot read.
-			_ = app.Rollback()
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if msg == remoteapi.WriteV1MessageType && h.writeRW1(w, app, cluster, body.Bytes()) {
-			h.rw1Served.Add(1)
-			return
-		}
-		if msg == remoteapi.WriteV2MessageType && h.writeRW2(w, app, cluster, body.Bytes()) {
-			h.rw2Served.Add(1)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body.Bytes()))
+	counted := &creationCounter{Appender: app}
+	if msg == remoteapi.WriteV1MessageType && h.rw1 && h.writeRW1(w, counted, cluster, body.Bytes()) {
+		h.rw1Served.Add(1)
+		counted.count(c)
+		return
 	}
+	if msg == remoteapi.WriteV2MessageType && h.rw2 && h.writeRW2(w, counted, cluster, body.Bytes()) {
+		h.rw2Served.Add(1)
+		counted.count(c)
+		return
+	}
+	created, refusal := checkPrometheusPath(r.Context(), c, app, msg == remoteapi.WriteV2MessageType, body.Bytes())
+	if h.refuse(w, app, refusal) {
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body.Bytes()))
 	// Prometheus's handler leaves the appender open when it refuses a
-	// request before appending (media type, encoding, undecodable body):
-	// close what it left open, or the head counts it active forever (and
-	// with isolation on, which MultiTSDB turns off, head compaction would
-	// wait for it).
-	tracked := &trackedAppender{Appender: app}
+	// request before appending (an undecodable body): close what it left
+	// open, or the head counts it active forever (and with isolation on,
+	// which MultiTSDB turns off, head compaction would wait for it).
+	var papp storage.Appender = app
+	if msg == remoteapi.WriteV1MessageType {
+		keep := &keepGoodSamples{Appender: app, cluster: cluster, logger: h.logger}
+		papp, w = keep, &partialAnswer{ResponseWriter: w, keep: keep}
+	}
+	tracked := &trackedAppender{Appender: papp}
 	defer func() {
 		if !tracked.closed {
 			_ = app.Rollback()
 		}
 	}()
 	h.servePrometheus(w, r.WithContext(context.WithValue(r.Context(), appenderKey{}, storage.Appender(tracked))))
+	if tracked.committed {
+		c.Created(created)
+	}
+}
+
+// writeMessage is the remote-write message r holds, or why the hub cannot
+// read it (answered 415, as the remote-write 2.0 specification requires
+// for a content type or encoding the receiver does not take). Prometheus's
+// handler answers 415 too, but only after decompressing the body, so that
+// a body of another type that is not snappy gets 400 "s2: corrupt input".
+func writeMessage(r *http.Request) (remoteapi.WriteMessageType, error) {
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
+		return "", fmt.Errorf("%v encoding (compression) is not accepted by this server; only %v is acceptable", enc, remoteapi.SnappyBlockCompression)
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/x-protobuf"
+	}
+	return remoteapi.ParseProtoMsg(ct)
+}
+
+// creationCounter counts the series the hub's own paths create: they
+// append a series by reference once they found it, so an append without
+// one creates it.
+type creationCounter struct {
+	storage.Appender
+	created   int
+	committed bool
+}
+
+func (c *creationCounter) Append(ref storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
+	if ref == 0 {
+		c.created++
+	}
+	return c.Appender.Append(ref, l, t, v)
+}
+
+// GetRef looks series up as the store's appender does.
+func (c *creationCounter) GetRef(l labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
+	return refsOf(c.Appender).GetRef(l, hash)
+}
+
+func (c *creationCounter) Commit() error {
+	err := c.Appender.Commit()
+	c.committed = err == nil
+	return err
+}
+
+// count adds the created series to the cluster's count, if committed.
+func (c *creationCounter) count(cl *limits.Cluster) {
+	if c.committed {
+		cl.Created(c.created)
+	}
 }
 
 // servePrometheus hands r to Prometheus's handler, which panics on some
@@ -150,7 +246,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) servePrometheus(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
-			h.logger.Warn("refused a remote write request that Prometheus's handler could not read", "panic", fmt.Sprint(p))
+			h.logger.Debug("refused a remote write request that Prometheus's handler could not read", "panic", fmt.Sprint(p))
 			http.Error(w, fmt.Sprintf("malformed remote write request: %v", p), http.StatusBadRequest)
 		}
 	}()
@@ -160,12 +256,14 @@ func (h *handler) servePrometheus(w http.ResponseWriter, r *http.Request) {
 // trackedAppender records whether its appender was committed or rolled back.
 type trackedAppender struct {
 	storage.Appender
-	closed bool
+	closed, committed bool
 }
 
 func (t *trackedAppender) Commit() error {
 	t.closed = true
-	return t.Appender.Commit()
+	err := t.Appender.Commit()
+	t.committed = err == nil
+	return err
 }
 
 func (t *trackedAppender) Rollback() error {

@@ -69,7 +69,7 @@ func TestWritesAreAuthenticatedAndBounded(t *testing.T) {
 	}{
 		{"no client certificate", "", good, http.StatusUnauthorized, "client certificate"},
 		{"not a cluster name", "Not_A_Cluster", good, http.StatusForbidden, "not a cluster name"},
-		{"too large", "cluster-a", bytes.Repeat([]byte{1}, 65<<10), http.StatusRequestEntityTooLarge, "over the limit"},
+		{"too large", "cluster-a", bytes.Repeat([]byte{1}, 65<<10), http.StatusRequestEntityTooLarge, "over the request_bytes limit of 65536"},
 		{"not snappy", "cluster-a", []byte("definitely not a remote-write request"), http.StatusBadRequest, ""},
 		{"accepted", "cluster-a", good, http.StatusNoContent, ""},
 	} {

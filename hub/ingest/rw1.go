@@ -12,7 +12,6 @@ import (
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
-	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
@@ -34,21 +33,6 @@ const maxDecodedSize = 32 << 20
 
 // errTooFarAhead is Prometheus's refusal of a sample past maxAheadTime.
 var errTooFarAhead = fmt.Errorf("%w: timestamp is too far in the future", storage.ErrOutOfBounds)
-
-// snappyProtoMsg says which message Prometheus's handler would read r as,
-// if it would read it in snappy: its Content-Type and Content-Encoding
-// checks, without the refusals, which it gives itself.
-func snappyProtoMsg(r *http.Request) (remoteapi.WriteMessageType, bool) {
-	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
-		return "", false
-	}
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		ct = "application/x-protobuf"
-	}
-	msg, err := remoteapi.ParseProtoMsg(ct)
-	return msg, err == nil
-}
 
 // bodyPool holds compressed request bodies. They never back a label
 // (labels point into the decompressed bytes, which are not pooled), so a
@@ -76,8 +60,9 @@ func putBody(b *bytes.Buffer) {
 }
 
 // writeRW1 stores the snappy-compressed remote-write 1.0 body through app
-// and answers, or returns false without touching app or w when the request
-// is for Prometheus's handler.
+// and answers, or returns false without appending to app or touching w
+// when the request is for Prometheus's handler (the request's metadata,
+// given to app, is kept if that handler commits).
 //
 // It is the hub's own path for remote write 1.0 of float samples, the
 // common case. It decodes as Thanos receive does, into Thanos's copy of
@@ -89,12 +74,14 @@ func putBody(b *bytes.Buffer) {
 // the request, so nothing the TSDB keeps points into the request.
 //
 // Its answers are those of Prometheus's handler (storage/remote v0.309.1,
-// remote write 1.0): all or nothing, the first sample the TSDB refuses
-// rolling the whole request back, with 400 and the TSDB's message for an
-// out-of-order, duplicate, too old or out-of-bounds sample (more than
-// maxAheadTime ahead of the hub's clock included), 500 for any other
-// failure, and 204 without X-Prometheus-Remote-Write-*-Written headers
-// (which Prometheus sets for 2.0 only) on success. What it would not
+// remote write 1.0) but for samples the TSDB refuses (out of order,
+// duplicate, too old, out of bounds): the rest is committed and the answer
+// is 400 naming each, as Prometheus answers 2.0 (partial.go says why); a
+// sample more than maxAheadTime ahead of the hub's clock rolls the request
+// back with 400, any other failure with 500, and success is 204 without
+// X-Prometheus-Remote-Write-*-Written headers (which Prometheus sets for
+// 2.0 only). Before anything is appended, a request over the cluster's
+// limits is refused whole (limits.go). What it would not
 // handle the same way goes to Prometheus's handler, decided by content
 // before anything is appended: a body it cannot decompress or decode,
 // series with exemplars or native histograms, and series Prometheus skips
@@ -113,8 +100,15 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 	if err != nil {
 		return false
 	}
+	if h.overLimitsRW1(w, app, cluster, series) {
+		return true
+	}
+	updateMetadataRW1(app, buf) // held until app commits, on either path
 	if !prepareSeries(series, cluster) {
 		return false
+	}
+	if h.overHeadSeriesRW1(w, app, cluster, series) {
+		return true
 	}
 	if err := h.appendSeries(app, series); err != nil {
 		h.answerError(w, err)
@@ -173,7 +167,7 @@ func stampCluster(ls []labelpb.ZLabel, cluster string) []labelpb.ZLabel {
 // each series growing two slices of its own (five allocations for ten
 // labels), with room for one more label per series (the cluster's, which
 // prepareSeries adds). A request holding anything but time series (metadata, which
-// 1.0 handlers ignore, fields of newer versions) or that the count cannot
+// updateMetadataRW1 reads apart, fields of newer versions) or that the count cannot
 // walk is decoded by Thanos's WriteRequest.Unmarshal instead.
 func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
 	n, nLabels, nSamples, ok := countSeries(buf)
@@ -326,15 +320,19 @@ func (noRefs) GetRef(labels.Labels, uint64) (storage.SeriesRef, labels.Labels) {
 	return 0, labels.EmptyLabels()
 }
 
-// appendSeries appends every sample and commits, or stops at the first
-// refusal, rolls back and returns it.
+// appendSeries appends every sample and commits, returning the refusals
+// of the samples the TSDB refused (isBadSample), joined; or stops at the
+// first other failure, rolls back and returns it.
 func (h *handler) appendSeries(app storage.Appender, series []prompb.TimeSeries) (err error) {
+	var bad []error
 	defer func() {
 		if err != nil {
 			_ = app.Rollback()
 			return
 		}
-		err = app.Commit()
+		if err = app.Commit(); err == nil {
+			err = errors.Join(bad...)
+		}
 	}()
 	getRef := refsOf(app)
 	maxTime := timestamp.FromTime(time.Now().Add(maxAheadTime))
@@ -350,10 +348,13 @@ func (h *handler) appendSeries(app storage.Appender, series []prompb.TimeSeries)
 			} else {
 				ref, err = app.Append(ref, lset, s.Timestamp, s.Value)
 			}
+			if err != nil && s.Timestamp <= maxTime && isBadSample(err) {
+				h.logger.Debug("Out of order sample from remote write", "err", err.Error(), "series", lset.String(), "timestamp", s.Timestamp)
+				bad = append(bad, badSample(err, lset))
+				err = nil
+				continue
+			}
 			if err != nil {
-				if errors.Is(err, storage.ErrOutOfOrderSample) || errors.Is(err, storage.ErrOutOfBounds) || errors.Is(err, storage.ErrDuplicateSampleForTimestamp) {
-					h.logger.Error("Out of order sample from remote write", "err", err.Error(), "series", lset.String(), "timestamp", s.Timestamp)
-				}
 				return err
 			}
 		}

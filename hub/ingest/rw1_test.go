@@ -175,11 +175,12 @@ func testRW1AnswersAsPrometheus(t *testing.T, ooo time.Duration) {
 			series("up", at(2000, 8), "job", "c", "zone", "z1"),
 			series("new_metric", two(2000, 1), "job", "d"),
 		), nil, http.StatusNoContent, "", true},
-		{"a sample too old or out of order rolls the request back", rw1Body(t,
-			series("up", at(3000, 3), "job", "a"),
+		{"a sample too old or out of order is refused, the rest kept", rw1Body(t,
+			series("up", at(3000, 3), "job", "b"),
 			series("up", at(-2*time.Hour.Milliseconds(), 3), "job", "c", "zone", "z1"),
-			series("rolled_back", at(3000, 1), "job", "e"),
-		), nil, http.StatusBadRequest, map[bool]string{true: "too old sample", false: "out of bounds"}[ooo > 0], true},
+			series("kept_beside_bad", at(3000, 1), "job", "e"),
+		), nil, http.StatusBadRequest, map[bool]string{true: "too old sample", false: "out of bounds"}[ooo > 0] +
+			` for series {__name__="up", cluster="cluster-a", job="c", zone="z1"}`, true},
 		{"duplicate sample", rw1Body(t, series("up", at(2000, 99), "job", "a")), nil, http.StatusBadRequest, "duplicate sample for timestamp", true},
 		{"the same sample again", rw1Body(t, series("up", at(2000, 2), "job", "a")), nil, http.StatusNoContent, "", true},
 		{"too far ahead", rw1Body(t, series("up", []prompb.Sample{{Timestamp: time.Now().Add(time.Hour).UnixMilli(), Value: 1}}, "job", "a")),
@@ -216,10 +217,11 @@ func testRW1AnswersAsPrometheus(t *testing.T, ooo time.Duration) {
 	}
 
 	got := compareAnswers(t, ooo, cases, "rw1.go", func(h *handler) int64 { return h.rw1Served.Load() })
-	for _, s := range []string{`cluster="cluster-b"`, "rolled_back"} {
-		if strings.Contains(got, s) {
-			t.Errorf("stored %s:\n%s", s, got)
-		}
+	if strings.Contains(got, `cluster="cluster-b"`) {
+		t.Errorf("stored cluster-b's series:\n%s", got)
+	}
+	if !strings.Contains(got, `{__name__="kept_beside_bad", cluster="cluster-a", job="e"}`) {
+		t.Errorf("the good samples of a request with a bad one are not stored:\n%s", got)
 	}
 	if !strings.Contains(got, `{__name__="up", cluster="cluster-a", job="b"}`) {
 		t.Errorf("the series that claimed cluster-b is not stored as cluster-a's:\n%s", got)

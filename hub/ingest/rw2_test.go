@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/value"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/fleetpulse/fleetpulse/hub/limits"
 )
 
 // rw2Header is the Content-Type of a remote write 2.0 request.
@@ -364,6 +366,9 @@ func TestRW2PoolDropsOutsizedRequests(t *testing.T) {
 	raw = appendVarint(raw, uint64(len(ts)))
 	raw = append(raw, ts...)
 	h := newTestHandler(openStore(t, time.Hour, nil), true)
+	cfg := limits.DefaultConfig()
+	cfg.Default.SamplesPerRequest = 0 // outsized on purpose
+	h.limits.Apply(cfg)
 	if a := post(h, snappy.Encode(nil, raw), rw2Header); a.code != http.StatusNoContent || h.rw2Served.Load() != 1 {
 		t.Fatalf("%d %q (served by rw2.go: %d), want 204 from rw2.go", a.code, a.body, h.rw2Served.Load())
 	}
@@ -373,10 +378,12 @@ func TestRW2PoolDropsOutsizedRequests(t *testing.T) {
 	}
 }
 
-// TestRW2ChecksBeforeAllocating: a small request rw2.go hands to
-// Prometheus's handler (4M label references of a symbol it lacks; 2M
-// series without samples) costs rw2.go at most twice what Prometheus's own
-// decoding of it costs (it costs 5× before its checks and counts). Not parallel: it counts the process's allocations.
+// TestRW2ChecksBeforeAllocating: a small request rw2.go refuses for a
+// limit or hands to Prometheus's handler (4M label references of a symbol
+// it lacks, over labels_per_series; 2M series without samples) costs
+// rw2.go at most twice what Prometheus's own decoding of it costs (it
+// costs 5× before its checks and counts). Not parallel: it counts the
+// process's allocations.
 func TestRW2ChecksBeforeAllocating(t *testing.T) {
 	const n = 4 << 20
 	refs := append([]byte{0x0a}, appendVarint(nil, n)...)
@@ -397,17 +404,21 @@ func TestRW2ChecksBeforeAllocating(t *testing.T) {
 		return (b.TotalAlloc - a.TotalAlloc) >> 20
 	}
 	h := newTestHandler(nil, true)
-	for name, raw := range map[string][]byte{"4M references to a missing symbol": badRefs, "2M series without samples": empty} {
-		body := snappy.Encode(nil, raw)
+	for name, tc := range map[string]struct {
+		raw  []byte
+		code int // 0: handed on
+	}{"4M references to a missing symbol": {badRefs, http.StatusBadRequest}, "2M series without samples": {empty, 0}} {
+		body := snappy.Encode(nil, tc.raw)
 		var served bool
-		fast := allocated(func() { served = h.writeRW2(httptest.NewRecorder(), nil, testCluster, body) })
+		w := httptest.NewRecorder()
+		fast := allocated(func() { served = h.writeRW2(w, nil, testCluster, body) })
 		prom := allocated(func() {
 			b, _ := snappy.Decode(nil, body)
 			var req writev2.Request
 			_ = proto.Unmarshal(b, &req)
 		})
-		if served {
-			t.Errorf("%s: answered by rw2.go", name)
+		if served != (tc.code != 0) || served && w.Code != tc.code {
+			t.Errorf("%s: answered by rw2.go %v (%d %q), want %d (0: handed on)", name, served, w.Code, w.Body, tc.code)
 		}
 		if fast > 2*prom {
 			t.Errorf("%s (%d KiB): rw2.go allocates %d MiB before handing it on, Prometheus's decoding %d MiB", name, len(body)>>10, fast, prom)
