@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +17,11 @@ type IdentifyFunc func(*http.Request) (cluster string, status int, err error)
 
 // NewIngestHandler takes OTLP/HTTP protobuf logs from agents into the store
 // and, with a recorder, counts them into the cluster's series first: a request
-// that cannot be counted is refused with 503 and stores nothing, so the
-// agent's retry neither loses nor doubles events.
+// that cannot be counted is refused with 503 (429 when the cluster counts a
+// series too often, see MaxAhead) and stores nothing, so the agent's retry
+// neither loses nor doubles events. A request over the store's events per
+// request, or whose encoding would decode into far more memory than its
+// size, is refused with 413 before it is decoded.
 func NewIngestHandler(s *Store, rec *SeriesRecorder, identify IdentifyFunc, maxBytes int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -36,18 +40,30 @@ func NewIngestHandler(s *Store, rec *SeriesRecorder, identify IdentifyFunc, maxB
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
 		if err != nil {
-			http.Error(w, fmt.Sprintf("request body over the limit of %d bytes", maxBytes), http.StatusRequestEntityTooLarge)
+			s.refuse(w, refusedTooLarge, fmt.Sprintf("request body over the limit of %d bytes", maxBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+		if _, err := inspect(body, s.opts.maxEventsPerRequest); err != nil {
+			if le := (*limitError)(nil); errors.As(err, &le) {
+				s.refuse(w, le.reason, le.msg, le.status)
+				return
+			}
+			s.refuse(w, refusedMalformed, "decode OTLP logs request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		req := plogotlp.NewExportRequest()
 		if err := req.UnmarshalProto(body); err != nil {
-			http.Error(w, "decode OTLP logs request: "+err.Error(), http.StatusBadRequest)
+			s.refuse(w, refusedMalformed, "decode OTLP logs request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		evs := Decode(cluster, req.Logs())
+		evs := s.Decode(cluster, req.Logs())
 		if rec != nil {
 			if err := rec.Record(r.Context(), cluster, evs); err != nil {
 				w.Header().Set("Retry-After", "1")
+				if tf := (*TooFastError)(nil); errors.As(err, &tf) {
+					s.refuse(w, refusedTooFast, err.Error(), http.StatusTooManyRequests)
+					return
+				}
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
@@ -59,8 +75,15 @@ func NewIngestHandler(s *Store, rec *SeriesRecorder, identify IdentifyFunc, maxB
 	})
 }
 
+func (s *Store) refuse(w http.ResponseWriter, reason, msg string, status int) {
+	s.metrics.refused.WithLabelValues(reason).Inc()
+	http.Error(w, msg, status)
+}
+
 // NewQueryHandler serves GET ?cluster=&since=&until=&limit= (times in RFC 3339
-// or Unix seconds; default the last hour, 100 events) as JSON, newest first.
+// or Unix seconds; default the last hour, 100 events, at most MaxQueryLimit)
+// as JSON, newest first. A limit over the maximum is lowered to it, with a
+// warning in the response, as Prometheus's API warns of partial answers.
 func NewQueryHandler(s *Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -76,14 +99,23 @@ func NewQueryHandler(s *Store) http.Handler {
 			return
 		}
 		limit := 100
+		var warnings []string
 		if v := q.Get("limit"); v != "" {
 			if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
 				http.Error(w, fmt.Sprintf("limit %q: want a positive integer", v), http.StatusBadRequest)
 				return
 			}
+			if limit > MaxQueryLimit {
+				warnings = append(warnings, fmt.Sprintf("limit %d is over the maximum of %d events per query: at most %d returned", limit, MaxQueryLimit, MaxQueryLimit))
+				limit = MaxQueryLimit
+			}
+		}
+		resp := map[string]any{"status": "success", "data": s.Query(q.Get("cluster"), since, until, limit)}
+		if warnings != nil {
+			resp["warnings"] = warnings
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": s.Query(q.Get("cluster"), since, until, limit)})
+		_ = json.NewEncoder(w).Encode(resp)
 	})
 }
 

@@ -1,13 +1,12 @@
 package events
 
 import (
-	"sort"
+	"container/heap"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 )
 
@@ -22,112 +21,185 @@ type Event struct {
 	Name      string    `json:"name"`
 	Message   string    `json:"message"`
 	Count     int64     `json:"count,omitempty"`
+	// Truncated says a field was cut to its maximum (and ends in Ellipsis).
+	Truncated bool `json:"truncated,omitempty"`
+
+	labels metricLabels // folded at ingest, for counters and series
+	seq    uint64       // order of arrival, newest highest
 }
 
-// Store keeps the newest Capacity events.
+// eventOverhead approximates an Event's memory beyond its strings.
+const eventOverhead = 192
+
+func (ev *Event) size() int64 {
+	return int64(eventOverhead + len(ev.Cluster) + len(ev.Type) + len(ev.Reason) + len(ev.Kind) +
+		len(ev.Namespace) + len(ev.Name) + len(ev.Message))
+}
+
+// Store keeps the newest events, at most capacity of them and at most the
+// configured bytes, and counts them by cluster and folded reason, type and
+// kind.
 type Store struct {
-	mu     sync.Mutex
-	ring   []Event
-	next   int
-	full   bool
-	counts *prometheus.CounterVec
+	opts    options
+	vocab   vocabulary
+	metrics *metrics
+
+	mu    sync.Mutex
+	ring  []Event // ring[head] is the oldest of n
+	head  int
+	n     int
+	bytes int64
+	seq   uint64
 }
 
-// NewStore returns a store of the given capacity; reg may be nil.
-func NewStore(capacity int, reg prometheus.Registerer) *Store {
+// NewStore returns a store of the given capacity; reg may be nil. Settings
+// out of range (see ValidateOptions) fall back to their defaults.
+func NewStore(capacity int, reg prometheus.Registerer, opts ...Option) *Store {
 	if capacity < 1 {
 		capacity = 1
 	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	def := defaultOptions()
+	if o.maxEventsPerRequest < 1 {
+		o.maxEventsPerRequest = def.maxEventsPerRequest
+	}
+	if o.maxBytes < 1<<20 {
+		o.maxBytes = def.maxBytes
+	}
 	return &Store{
-		ring: make([]Event, capacity),
-		counts: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
-			Name: "fleetpulse_hub_events_total",
-			Help: "Kubernetes events received from agents, by cluster, reason, type and involved-object kind.",
-		}, []string{"cluster", "reason", "type", "kind"}),
+		opts:    o,
+		vocab:   newVocabulary(o.extraReasons, o.extraKinds),
+		metrics: newMetrics(reg),
+		ring:    make([]Event, capacity),
 	}
 }
 
 // Add keeps every log record of ld as an event of cluster and returns how many.
 func (s *Store) Add(cluster string, ld plog.Logs) int {
-	evs := Decode(cluster, ld)
+	evs := s.Decode(cluster, ld)
 	s.Put(evs)
 	return len(evs)
 }
 
-// Decode reads every log record of ld as an event of cluster.
-func Decode(cluster string, ld plog.Logs) []Event {
-	var evs []Event
-	for i := 0; i < ld.ResourceLogs().Len(); i++ {
-		rl := ld.ResourceLogs().At(i)
-		res := rl.Resource().Attributes()
-		for j := 0; j < rl.ScopeLogs().Len(); j++ {
-			lrs := rl.ScopeLogs().At(j).LogRecords()
-			for k := 0; k < lrs.Len(); k++ {
-				lr := lrs.At(k)
-				attrs := lr.Attributes()
-				ev := Event{
-					Cluster:   cluster,
-					Time:      lr.Timestamp().AsTime(),
-					Type:      str(attrs, "k8s.event.type"),
-					Reason:    str(attrs, "k8s.event.reason"),
-					Kind:      str(res, "k8s.object.kind"),
-					Namespace: str(res, "k8s.namespace.name"),
-					Name:      str(res, "k8s.object.name"),
-					Message:   lr.Body().AsString(),
-				}
-				if v, ok := attrs.Get("k8s.event.count"); ok {
-					ev.Count = v.Int()
-				}
-				if ev.Time.IsZero() || lr.Timestamp() == 0 {
-					ev.Time = lr.ObservedTimestamp().AsTime()
-				}
-				evs = append(evs, ev)
-			}
-		}
+// Decode reads ld as events of cluster (see Decode) with their labels folded
+// into the store's vocabulary.
+func (s *Store) Decode(cluster string, ld plog.Logs) []Event {
+	evs := Decode(cluster, ld)
+	for i := range evs {
+		evs[i].labels = s.vocab.labels(&evs[i])
 	}
 	return evs
 }
 
-// Put keeps evs, evicting the oldest over capacity.
+// Put keeps evs, evicting the oldest over capacity or bytes.
 func (s *Store) Put(evs []Event) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, ev := range evs {
-		s.ring[s.next] = ev
-		s.next = (s.next + 1) % len(s.ring)
-		s.full = s.full || s.next == 0
+		if ev.labels == (metricLabels{}) {
+			ev.labels = s.vocab.labels(&ev)
+		}
+		size := ev.size()
+		for s.n == len(s.ring) || (s.n > 0 && s.bytes+size > s.opts.maxBytes) {
+			s.bytes -= s.ring[s.head].size()
+			s.ring[s.head] = Event{}
+			s.head = (s.head + 1) % len(s.ring)
+			s.n--
+		}
+		s.seq++
+		ev.seq = s.seq
+		s.ring[(s.head+s.n)%len(s.ring)] = ev
+		s.n++
+		s.bytes += size
+		// Counted under the lock, so that Forget cannot interleave and
+		// leave a forgotten cluster's label values behind.
+		s.metrics.received.WithLabelValues(ev.Cluster, ev.labels.reason, ev.labels.typ, ev.labels.kind).Inc()
+		if ev.Truncated {
+			s.metrics.truncated.Inc()
+		}
 	}
-	s.mu.Unlock()
-	for _, ev := range evs {
-		s.counts.WithLabelValues(ev.Cluster, ev.Reason, ev.Type, ev.Kind).Inc()
+	s.metrics.storedBytes.Set(float64(s.bytes))
+	s.metrics.stored.Set(float64(s.n))
+}
+
+// Forget drops everything the store holds of cluster: its events and its
+// counters' label values. The hub calls it when the cluster is deregistered.
+func (s *Store) Forget(cluster string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := 0
+	for i := range s.n {
+		ev := s.ring[(s.head+i)%len(s.ring)]
+		if ev.Cluster == cluster {
+			s.bytes -= ev.size()
+			continue
+		}
+		s.ring[(s.head+kept)%len(s.ring)] = ev
+		kept++
 	}
+	for i := kept; i < s.n; i++ {
+		s.ring[(s.head+i)%len(s.ring)] = Event{}
+	}
+	s.n = kept
+	s.metrics.received.DeletePartialMatch(prometheus.Labels{"cluster": cluster})
+	s.metrics.storedBytes.Set(float64(s.bytes))
+	s.metrics.stored.Set(float64(s.n))
 }
 
 // Query returns the events of cluster (all when empty) in [since, until),
 // newest first, at most limit.
 func (s *Store) Query(cluster string, since, until time.Time, limit int) []Event {
-	s.mu.Lock()
-	n := s.next
-	if s.full {
-		n = len(s.ring)
+	if limit < 1 {
+		return []Event{}
 	}
-	out := make([]Event, 0, min(n, limit))
-	for i := 0; i < n; i++ {
-		ev := s.ring[(s.next-1-i+len(s.ring))%len(s.ring)]
-		if (cluster == "" || ev.Cluster == cluster) && !ev.Time.Before(since) && ev.Time.Before(until) {
-			out = append(out, ev)
+	// Only the newest limit are held while scanning, whatever the store's
+	// size.
+	top := make(oldestFirst, 0, min(limit, 1024))
+	s.mu.Lock()
+	for i := range s.n {
+		ev := &s.ring[(s.head+i)%len(s.ring)]
+		if (cluster != "" && ev.Cluster != cluster) || ev.Time.Before(since) || !ev.Time.Before(until) {
+			continue
+		}
+		if len(top) < limit {
+			heap.Push(&top, *ev)
+		} else if top[0].older(ev) {
+			top[0] = *ev
+			heap.Fix(&top, 0)
 		}
 	}
 	s.mu.Unlock()
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
-	if len(out) > limit {
-		out = out[:limit]
-	}
+	out := []Event(top)
+	slices.SortFunc(out, func(a, b Event) int {
+		if a.older(&b) {
+			return 1
+		}
+		return -1
+	})
 	return out
 }
 
-func str(m pcommon.Map, k string) string {
-	if v, ok := m.Get(k); ok {
-		return v.AsString()
+// older orders by event time, then by arrival.
+func (ev *Event) older(o *Event) bool {
+	if !ev.Time.Equal(o.Time) {
+		return ev.Time.Before(o.Time)
 	}
-	return ""
+	return ev.seq < o.seq
+}
+
+// oldestFirst is a min-heap of events.
+type oldestFirst []Event
+
+func (h oldestFirst) Len() int           { return len(h) }
+func (h oldestFirst) Less(i, j int) bool { return h[i].older(&h[j]) }
+func (h oldestFirst) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *oldestFirst) Push(x any)        { *h = append(*h, x.(Event)) }
+func (h *oldestFirst) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

@@ -28,7 +28,7 @@ func TestStoreKeepsTheNewestAndCounts(t *testing.T) {
 	if got := s.Query("", base.Add(3*time.Second), base.Add(4*time.Second), 10); len(got) != 1 || got[0].Message != "event 3" {
 		t.Errorf("time window: %+v, want event 3 only", got)
 	}
-	if v := testutil.ToFloat64(s.counts.WithLabelValues("cluster-0", "BackOff", "Warning", "Pod")); v != 3 {
+	if v := testutil.ToFloat64(s.metrics.received.WithLabelValues("cluster-0", "BackOff", "Warning", "Pod")); v != 3 {
 		t.Errorf("counted %v events of cluster-0, want 3 (evicted ones stay counted)", v)
 	}
 }
