@@ -46,6 +46,8 @@ sample across a crash.`,
 	f.IntVar(&cfg.Registration.GracePeriods, "registration.grace-periods", cfg.Registration.GracePeriods, "heartbeat periods a cluster may miss before it is Unknown and tainted unreachable")
 	f.Int32Var(&cfg.Registration.DefaultHeartbeatPeriodSeconds, "registration.heartbeat-period-seconds", cfg.Registration.DefaultHeartbeatPeriodSeconds, "heartbeat period given to newly registered clusters")
 	f.DurationVar(&cfg.Registration.InventoryInterval, "registration.inventory-interval", cfg.Registration.InventoryInterval, "how often clusters' status is refreshed from their inventory telemetry")
+	f.Float64Var(&cfg.Registration.RegisterRatePerSource, "registration.rate-per-source", cfg.Registration.RegisterRatePerSource, "registration calls allowed per second per source address (IPv6 per /64); over it the hub answers 429. A cluster waiting for acceptance polls every 5s, so clusters behind one NAT address may need more. 0: no limit")
+	f.IntVar(&cfg.Registration.RegisterBurstPerSource, "registration.burst-per-source", cfg.Registration.RegisterBurstPerSource, "registration calls a source address may make at once before --registration.rate-per-source applies")
 	f.IntVar(&cfg.EventCapacity, "events.capacity", cfg.EventCapacity, "Kubernetes events kept (newest first), served at /api/v1/events")
 	f.Int64Var(&cfg.MaxRequestBytes, "agents.max-request-bytes", cfg.MaxRequestBytes, "largest agent request body accepted")
 	f.StringVar(&cfg.Store.Dir, "storage.tsdb.path", cfg.Store.Dir, "folder of the TSDBs (in its folder shards)")

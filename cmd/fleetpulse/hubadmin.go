@@ -211,30 +211,93 @@ func newTokenRevokeCommand() *cobra.Command {
 }
 
 func newHubAcceptCommand() *cobra.Command {
-	var cp controlPlaneFlags
+	var (
+		cp        controlPlaneFlags
+		rekey     bool
+		keySHA256 string
+	)
 	cmd := &cobra.Command{
 		Use: "accept NAME...", Short: "Accept registered clusters: the hub signs their certificates and takes their telemetry",
+		Long: `Accept registered clusters: the hub signs their certificates and takes their
+telemetry.
+
+A cluster is bound to the key its agent registered with. A registration under
+its name with another key (an agent that lost its state, or someone else
+holding a bootstrap token) gets no certificate and changes nothing; it is
+recorded as a re-key request, which accept lists with the key's hash, the
+token and the source address. Compare the hash with the one the agent logs
+(key_sha256) and approve it with --rekey; the hub then issues certificates
+for that key only.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if keySHA256 != "" && !rekey {
+				return fmt.Errorf("--key-sha256 names the key --rekey approves: give --rekey too")
+			}
 			c, err := cp.client()
 			if err != nil {
 				return err
 			}
 			for _, name := range args {
-				mc := &fleetv1.ManagedCluster{}
-				if err := c.Get(cmd.Context(), client.ObjectKey{Name: name}, mc); err != nil {
-					return fmt.Errorf("cluster %s: %w", name, err)
+				if err := acceptCluster(cmd, c, name, rekey, keySHA256); err != nil {
+					return err
 				}
-				patch := client.MergeFrom(mc.DeepCopy())
-				mc.Spec.Accepted = true
-				if err := c.Patch(cmd.Context(), mc, patch); err != nil {
-					return fmt.Errorf("accept %s: %w", name, err)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "cluster %s accepted\n", name)
 			}
 			return nil
 		},
 	}
 	cp.add(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&rekey, "rekey", false, "approve the cluster's pending re-key request: certificates are issued for its key from then on")
+	f.StringVar(&keySHA256, "key-sha256", "", "with --rekey: the key to approve (sha256:<hex>, as the agent logs it); required when several requests are pending")
 	return cmd
+}
+
+// acceptCluster accepts one cluster, approving its re-key request with
+// rekey, and prints what it did and what is pending.
+func acceptCluster(cmd *cobra.Command, c client.Client, name string, rekey bool, keySHA256 string) error {
+	ctx, out := cmd.Context(), cmd.OutOrStdout()
+	mc := &fleetv1.ManagedCluster{}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, mc); err != nil {
+		return fmt.Errorf("get cluster %q: %w", name, err)
+	}
+	if rekey {
+		ap, err := registration.ApproveRekey(mc, keySHA256, time.Now())
+		if err != nil {
+			return err
+		}
+		mc.Spec.Accepted = true
+		// An update, not a patch: it fails if a request came in since the
+		// read, so what is approved is what was checked.
+		if err := c.Update(ctx, mc); err != nil {
+			return fmt.Errorf("approve the re-key of cluster %q: %w", name, err)
+		}
+		fmt.Fprintf(out, "cluster %s accepted; re-key approved: key %s (requested %s with token %s from %s); previous key %s\n",
+			name, ap.KeySHA256, ap.RequestedAt.Format(time.RFC3339), ap.TokenID, ap.Source, orNone(ap.PreviousKeySHA256))
+		return nil
+	}
+	if !mc.Spec.Accepted {
+		patch := client.MergeFrom(mc.DeepCopy())
+		mc.Spec.Accepted = true
+		if err := c.Patch(ctx, mc, patch); err != nil {
+			return fmt.Errorf("accept cluster %q: %w", name, err)
+		}
+	}
+	fmt.Fprintf(out, "cluster %s accepted (key %s)\n", name, orNone(mc.Annotations[registration.AnnotationKeySHA256]))
+	reqs, err := registration.RekeyRequests(mc)
+	if err != nil {
+		return err
+	}
+	for _, r := range reqs {
+		fmt.Fprintf(out, "  pending re-key request: key %s, requested %s with token %s from %s\n"+
+			"    approve it, if the cluster's agent logs this key, with: fleetpulse hub accept %s --rekey --key-sha256 %s\n",
+			r.KeySHA256, r.RequestedAt.Format(time.RFC3339), r.TokenID, r.Source, name, r.KeySHA256)
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none recorded)"
+	}
+	return s
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net/url"
@@ -91,17 +90,15 @@ func ClusterUID(cert *x509.Certificate) types.UID {
 // Sign issues a client certificate for the CSR's key, valid for ttl, naming
 // cluster name and uid. The CSR's own subject is ignored: the hub decides.
 func (ca *CA) Sign(csrPEM, name string, uid types.UID, ttl time.Duration, now time.Time) ([]byte, time.Time, error) {
-	block, _ := pem.Decode([]byte(csrPEM))
-	if block == nil || block.Type != "CERTIFICATE REQUEST" {
-		return nil, time.Time{}, errors.New("csr: want a PEM CERTIFICATE REQUEST")
-	}
-	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	csr, err := parseCSR(csrPEM)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("csr: %w", err)
+		return nil, time.Time{}, err
 	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, time.Time{}, fmt.Errorf("csr: signature: %w", err)
-	}
+	return ca.signCSR(csr, name, uid, ttl, now)
+}
+
+// signCSR is Sign for a CSR parsed and checked by parseCSR.
+func (ca *CA) signCSR(csr *x509.CertificateRequest, name string, uid types.UID, ttl time.Duration, now time.Time) ([]byte, time.Time, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, time.Time{}, err

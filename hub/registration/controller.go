@@ -2,7 +2,9 @@ package registration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -48,7 +50,9 @@ func (s *Service) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	mc := &fleetv1.ManagedCluster{}
 	if err := s.cache.Get(ctx, req.NamespacedName, mc); err != nil {
 		if apierrors.IsNotFound(err) {
+			// Also reached when a finalizer was removed by hand.
 			s.tracker.forget(req.Name)
+			s.notifyDeregistered(req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -56,10 +60,14 @@ func (s *Service) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	if mc.DeletionTimestamp != nil {
 		return ctrl.Result{}, s.deregister(ctx, mc)
 	}
-	if controllerutil.AddFinalizer(mc, finalizer) {
+	approval, approved := takeRekeyApproval(mc)
+	if controllerutil.AddFinalizer(mc, finalizer) || approved {
 		if err := s.writer.Update(ctx, mc); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+			return ctrl.Result{}, fmt.Errorf("update ManagedCluster %q: %w", mc.Name, err)
 		}
+	}
+	if approved {
+		s.record(ctx, slog.LevelInfo, approval)
 	}
 	now := time.Now()
 	status := mc.Status.DeepCopy()
@@ -251,7 +259,30 @@ func (s *Service) deregister(ctx context.Context, mc *fleetv1.ManagedCluster) er
 		return fmt.Errorf("remove finalizer: %w", err)
 	}
 	s.logger.Info("cluster deregistered", "cluster", mc.Name)
+	s.notifyDeregistered(mc.Name)
 	return nil
+}
+
+// takeRekeyApproval takes an administrator's approval of a re-key (fleetpulse
+// hub accept --rekey records it on the ManagedCluster) off mc, to be audited
+// once mc is written. A record that cannot be read is taken all the same:
+// the approval itself, the new key, is already in place.
+func takeRekeyApproval(mc *fleetv1.ManagedCluster) (audit, bool) {
+	raw, ok := mc.Annotations[AnnotationRekeyApproved]
+	if !ok {
+		return audit{}, false
+	}
+	var ap RekeyApproval
+	a := audit{event: eventRekey, outcome: outcomeApproved, cluster: mc.Name, keySHA256: mc.Annotations[AnnotationKeySHA256]}
+	if err := json.Unmarshal([]byte(raw), &ap); err == nil {
+		a.tokenID, a.source = ap.TokenID, ap.Source
+		a.reason = fmt.Sprintf("approved at %s; requested at %s; previous key %s", ap.ApprovedAt.Format(time.RFC3339),
+			ap.RequestedAt.Format(time.RFC3339), ap.PreviousKeySHA256)
+	} else {
+		a.reason = fmt.Sprintf("unreadable approval record: %v", err)
+	}
+	delete(mc.Annotations, AnnotationRekeyApproved)
+	return a, true
 }
 
 // syncProfile publishes the cluster as a SIG-Multicluster ClusterProfile.

@@ -6,15 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
@@ -41,101 +36,6 @@ func (s *Service) Routes(mux *http.ServeMux) {
 func (s *Service) serveCA(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	_, _ = w.Write(s.ca.CertPEM)
-}
-
-func (s *Service) serveRegister(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	presented, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		s.count("register", "unauthorized")
-		http.Error(w, "registration needs a bootstrap token: Authorization: Bearer <token>", http.StatusUnauthorized)
-		return
-	}
-	tok, err := s.tokens.Check(ctx, presented)
-	if err != nil {
-		s.count("register", "unauthorized")
-		if errors.Is(err, ErrToken) {
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
-		}
-		http.Error(w, "cannot check the token now; retry", http.StatusServiceUnavailable)
-		s.logger.Error("check bootstrap token", "err", err)
-		return
-	}
-	var req agentapi.RegisterRequest
-	if err := decode(w, r, &req); err != nil {
-		s.count("register", "invalid")
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := validateRegister(req); err != nil {
-		s.count("register", "invalid")
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	clusterID := claim(req.Claims, agentapi.ClaimClusterID)
-
-	mc := &fleetv1.ManagedCluster{}
-	err = s.reader.Get(ctx, client.ObjectKey{Name: req.ClusterName}, mc)
-	switch {
-	case apierrors.IsNotFound(err):
-		mc = &fleetv1.ManagedCluster{
-			ObjectMeta: metav1.ObjectMeta{
-				Name:        req.ClusterName,
-				Annotations: map[string]string{annotationClusterID: clusterID, annotationToken: tok.ID},
-				// Set here rather than by the controller's first pass: one
-				// write (and one reconcile) less per joining cluster, which
-				// counts when thousands join at once.
-				Finalizers: []string{finalizer},
-			},
-			Spec: fleetv1.ManagedClusterSpec{Accepted: tok.AutoAccept, HeartbeatPeriodSeconds: s.cfg.DefaultHeartbeatPeriodSeconds},
-		}
-		if tok.ClusterSet != "" {
-			mc.Labels = map[string]string{fleetv1.LabelClusterSet: tok.ClusterSet}
-		}
-		if err := s.writer.Create(ctx, mc); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				w.Header().Set("Retry-After", "1")
-				http.Error(w, "cluster "+req.ClusterName+" is being registered concurrently; retry", http.StatusServiceUnavailable)
-				return
-			}
-			s.serverError(w, "create ManagedCluster", err)
-			return
-		}
-		if err := s.tokens.Used(ctx, tok.ID); err != nil {
-			s.logger.Warn("count bootstrap token use", "token", tok.ID, "err", err)
-		}
-		s.logger.Info("cluster registered", "cluster", mc.Name, "token", tok.ID, "accepted", mc.Spec.Accepted)
-	case err != nil:
-		s.serverError(w, "get ManagedCluster", err)
-		return
-	case mc.DeletionTimestamp != nil:
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "cluster "+req.ClusterName+" is being deregistered; retry when it is gone", http.StatusServiceUnavailable)
-		return
-	case mc.Annotations[annotationClusterID] != "" && mc.Annotations[annotationClusterID] != clusterID:
-		s.count("register", "conflict")
-		http.Error(w, fmt.Sprintf("cluster name %q is registered to another cluster (id.k8s.io %s); choose another name or delete that registration",
-			req.ClusterName, mc.Annotations[annotationClusterID]), http.StatusConflict)
-		return
-	}
-
-	resp := agentapi.RegisterResponse{ClusterName: mc.Name, Accepted: mc.Spec.Accepted, HeartbeatPeriodSeconds: int(period(mc).Seconds())}
-	if !mc.Spec.Accepted {
-		s.count("register", "pending")
-		resp.Message = fmt.Sprintf("waiting for acceptance: fleetpulse hub accept %s, or kubectl patch managedcluster %s --type merge -p '{\"spec\":{\"accepted\":true}}'", mc.Name, mc.Name)
-		resp.RetryAfterSeconds = pendingRetry
-		writeJSON(w, resp)
-		return
-	}
-	cert, notAfter, err := s.ca.Sign(req.CSR, mc.Name, mc.UID, s.cfg.CertificateTTL, time.Now())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	s.count("register", "issued")
-	resp.Certificate, resp.CABundle, resp.NotAfter = string(cert), string(s.ca.CertPEM), notAfter
-	writeJSON(w, resp)
 }
 
 func (s *Service) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
@@ -197,7 +97,21 @@ func (s *Service) serveRenew(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	cert, notAfter, err := s.ca.Sign(req.CSR, mc.Name, mc.UID, s.cfg.CertificateTTL, time.Now())
+	csr, err := parseCSR(req.CSR)
+	if err != nil {
+		s.count("renew", "invalid")
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	// The new key becomes the cluster's before a certificate for it exists:
+	// a registration with the key the agent holds must find it recorded.
+	if key := KeyHash(csr.RawSubjectPublicKeyInfo); mc.Annotations[AnnotationKeySHA256] != key {
+		if err := s.annotate(r.Context(), mc.Name, mc.UID, func(m *fleetv1.ManagedCluster) bool { return setKey(m, key) }); err != nil {
+			s.serverError(w, "record the cluster's key", err)
+			return
+		}
+	}
+	cert, notAfter, err := s.ca.signCSR(csr, mc.Name, mc.UID, s.cfg.CertificateTTL, time.Now())
 	if err != nil {
 		s.count("renew", "invalid")
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -205,22 +119,6 @@ func (s *Service) serveRenew(w http.ResponseWriter, r *http.Request) {
 	}
 	s.count("renew", "issued")
 	writeJSON(w, agentapi.RenewResponse{Certificate: string(cert), CABundle: string(s.ca.CertPEM), NotAfter: notAfter})
-}
-
-func validateRegister(req agentapi.RegisterRequest) error {
-	var errs []error
-	if req.ClusterName == "" {
-		errs = append(errs, errors.New("clusterName is required"))
-	} else if msgs := validation.IsDNS1123Label(req.ClusterName); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("clusterName %q: %s", req.ClusterName, strings.Join(msgs, "; ")))
-	}
-	if req.CSR == "" {
-		errs = append(errs, errors.New("csr is required"))
-	}
-	if claim(req.Claims, agentapi.ClaimClusterID) == "" {
-		errs = append(errs, fmt.Errorf("claims: %s (the UID of the cluster's kube-system namespace) is required", agentapi.ClaimClusterID))
-	}
-	return errors.Join(errs...)
 }
 
 func claim(claims []agentapi.Claim, name string) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -70,12 +71,23 @@ type Config struct {
 	// periodic Lease and status writes of thousands of clusters need more
 	// than a handful in flight.
 	Workers int
+	// RegisterRatePerSource and RegisterBurstPerSource limit registration
+	// calls per source address (an IPv6 source by its /64): each call costs
+	// an apiserver read of a token, and guessing tokens must be slow. A
+	// cluster waiting for acceptance polls every 5 s, so many clusters
+	// behind one NAT address need a higher rate. 0 means no limit.
+	RegisterRatePerSource  float64
+	RegisterBurstPerSource int
+	// RegisterSources bounds the sources whose limits are tracked; the
+	// least recently seen are forgotten first.
+	RegisterSources int
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Namespace: "fleetpulse-system", CertificateTTL: 24 * time.Hour, GracePeriods: 3,
-		DefaultHeartbeatPeriodSeconds: 30, InventoryInterval: 15 * time.Second, ClientQPS: 500, ClientBurst: 1000, Workers: 16}
+		DefaultHeartbeatPeriodSeconds: 30, InventoryInterval: 15 * time.Second, ClientQPS: 500, ClientBurst: 1000, Workers: 16,
+		RegisterRatePerSource: 1, RegisterBurstPerSource: 20, RegisterSources: 10000}
 }
 
 // Validate returns every problem with the configuration.
@@ -101,6 +113,12 @@ func (c Config) Validate() error {
 	}
 	if c.ClientQPS <= 0 || c.ClientBurst < 1 {
 		errs = append(errs, fmt.Errorf("control-plane client qps (%g) and burst (%d) must be positive", c.ClientQPS, c.ClientBurst))
+	}
+	if c.RegisterRatePerSource < 0 {
+		errs = append(errs, fmt.Errorf("registration rate per source must not be negative, got %g", c.RegisterRatePerSource))
+	}
+	if c.RegisterRatePerSource > 0 && (c.RegisterBurstPerSource < 1 || c.RegisterSources < 1) {
+		errs = append(errs, fmt.Errorf("registration burst per source (%d) and sources tracked (%d) must be at least 1", c.RegisterBurstPerSource, c.RegisterSources))
 	}
 	return errors.Join(errs...)
 }
@@ -132,6 +150,11 @@ type Service struct {
 
 	requests    *prometheus.CounterVec
 	leaseWrites prometheus.Counter
+	audits      *prometheus.CounterVec
+	limiter     *sourceLimiter
+
+	deregMu      sync.Mutex
+	deregistered []func(cluster string)
 }
 
 // New builds registration over the hub's control plane. query reads the
@@ -177,6 +200,8 @@ func New(cfg Config, restCfg *rest.Config, ca *CA, query QueryFunc, store events
 		leaseWrites: promauto.With(reg).NewCounter(prometheus.CounterOpts{
 			Name: "fleetpulse_hub_cluster_lease_writes_total", Help: "Writes of clusters' Leases (heartbeats are coalesced into them).",
 		}),
+		audits:  newAuditCounter(reg),
+		limiter: newSourceLimiter(cfg.RegisterRatePerSource, cfg.RegisterBurstPerSource, cfg.RegisterSources),
 	}
 	s.tracker = newTracker(func(name string) time.Duration {
 		mc := &fleetv1.ManagedCluster{}
@@ -218,6 +243,27 @@ func (s *Service) Identity(w http.ResponseWriter, r *http.Request) (cluster stri
 		return "", false
 	}
 	return mc.Name, true
+}
+
+// OnDeregistered registers f to be called with a cluster's name when it is
+// deregistered (its ManagedCluster's finalizer ran, or it is gone), so that
+// per-cluster state elsewhere in the hub can be pruned. f may be called
+// more than once for one deregistration and must be idempotent and quick:
+// it runs on the controller's worker.
+func (s *Service) OnDeregistered(f func(cluster string)) {
+	s.deregMu.Lock()
+	s.deregistered = append(s.deregistered, f)
+	s.deregMu.Unlock()
+}
+
+// notifyDeregistered calls the OnDeregistered callbacks.
+func (s *Service) notifyDeregistered(cluster string) {
+	s.deregMu.Lock()
+	fs := append([]func(string){}, s.deregistered...)
+	s.deregMu.Unlock()
+	for _, f := range fs {
+		f(cluster)
+	}
 }
 
 // Tokens is the bootstrap token store.

@@ -86,11 +86,12 @@ func TestRegistrationGateway(t *testing.T) {
 		t.Errorf("GET %s served %q, want the agents' CA", agentapi.PathCA, caPEM)
 	}
 
-	// Refused tokens say why, and create nothing.
-	for tok, why := range map[string]string{expiredTok: "expired", revokedTok: "revoked", "abcdef.0123456789abcdef": "does not exist", "junk": "not of the form"} {
+	// Refused tokens are refused alike, telling nothing of which token ids
+	// exist, and create nothing.
+	for tok, why := range map[string]string{expiredTok: "expired", revokedTok: "revoked", "abcdef.0123456789abcdef": "unknown", "junk": "malformed"} {
 		code, body, _ := register(t, anon, agentsURL, tok, "bad", "id-bad")
-		if code != http.StatusUnauthorized || !strings.Contains(body, why) {
-			t.Errorf("register with a token that is %s: %d %q, want 401 naming it", why, code, body)
+		if code != http.StatusUnauthorized || strings.TrimSpace(body) != "bootstrap token is invalid, expired or revoked" {
+			t.Errorf("register with a token that is %s: %d %q, want 401 with the one message for every bad token", why, code, body)
 		}
 	}
 	if err := kube.Get(ctx, client.ObjectKey{Name: "bad"}, &fleetv1.ManagedCluster{}); !apierrors.IsNotFound(err) {
@@ -125,18 +126,20 @@ func TestRegistrationGateway(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// A second cluster cannot take the name.
-	if code, body, _ := register(t, anon, agentsURL, autoTok, "east", "id-impostor"); code != http.StatusConflict {
-		t.Errorf("register east from another cluster: %d %q, want 409", code, body)
+	if code, body, _ := register(t, anon, agentsURL, autoTok, "east", "id-impostor"); code != http.StatusConflict || strings.Contains(body, "id-east") {
+		t.Errorf("register east from another cluster: %d %q, want 409 that does not tell east's id", code, body)
 	}
-	// A manual token waits for acceptance; accepting releases the certificate.
-	if code, body, west := register(t, anon, agentsURL, manualTok, "west", "id-west"); code != http.StatusOK || west.accepted {
+	// A manual token waits for acceptance; accepting releases the
+	// certificate to the key that registered.
+	westKey := newKey(t)
+	if code, body, west := registerWith(t, anon, agentsURL, manualTok, "west", "id-west", westKey); code != http.StatusOK || west.accepted {
 		t.Fatalf("register west: %d %s, want pending", code, body)
 	}
 	if err := kube.Patch(ctx, &fleetv1.ManagedCluster{ObjectMeta: metav1.ObjectMeta{Name: "west"}},
 		client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"accepted":true}}`))); err != nil {
 		t.Fatal(err)
 	}
-	_, _, west := register(t, anon, agentsURL, manualTok, "west", "id-west")
+	_, _, west := registerWith(t, anon, agentsURL, manualTok, "west", "id-west", westKey)
 	if !west.accepted {
 		t.Fatal("west not accepted after the patch")
 	}
@@ -291,7 +294,21 @@ func (r registered) client(t *testing.T, caFile string) *http.Client {
 
 func register(t *testing.T, c *http.Client, base, token, name, clusterID string) (int, string, registered) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return registerWith(t, c, base, token, name, clusterID, newKey(t))
+}
+
+func newKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// registerWith registers with a CSR for key, as an agent does.
+func registerWith(t *testing.T, c *http.Client, base, token, name, clusterID string, key *ecdsa.PrivateKey) (int, string, registered) {
+	t.Helper()
 	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, key)
 	if err != nil {
 		t.Fatal(err)
