@@ -51,14 +51,21 @@ type Config struct {
 	// so that queries read blocks shipped since (Flush syncs at once). The
 	// bucket store caches index-headers in the folder "<Dir>-bucket-cache".
 	BucketSyncInterval time.Duration
+	// MaxExemplars is how many exemplars the store keeps, over all shards:
+	// each shard's head keeps its share in a ring buffer (64 bytes an
+	// exemplar, allocated when the shard opens, and its labels), the
+	// newest replacing the oldest. 0 keeps none. Exemplars are kept in the
+	// heads (and their WALs) only, not in blocks, as Prometheus keeps them.
+	MaxExemplars int64
 }
 
 // DefaultConfig returns the defaults: 16 shards, 15 days local retention,
-// 2 h blocks, a 1 h out-of-order window, a bucket sync every 3 minutes.
+// 2 h blocks, a 1 h out-of-order window, a bucket sync every 3 minutes,
+// 100,000 exemplars (Prometheus's default).
 func DefaultConfig() Config {
 	return Config{
 		Dir: "data/tsdb", Shards: 16, Retention: 15 * 24 * time.Hour, BlockDuration: 2 * time.Hour, OutOfOrderWindow: time.Hour,
-		BucketSyncInterval: 3 * time.Minute,
+		BucketSyncInterval: 3 * time.Minute, MaxExemplars: 100_000,
 	}
 }
 
@@ -76,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if c.BlockDuration < time.Minute {
 		errs = append(errs, fmt.Errorf("block duration %s: want at least 1m", c.BlockDuration))
+	}
+	if c.MaxExemplars < 0 {
+		errs = append(errs, fmt.Errorf("max exemplars must not be negative, got %d", c.MaxExemplars))
 	}
 	if c.OutOfOrderWindow < 0 {
 		errs = append(errs, fmt.Errorf("out-of-order window must not be negative, got %s", c.OutOfOrderWindow))

@@ -33,6 +33,9 @@ type routingAppender struct {
 	s      *Store
 	shards map[int]storage.Appender
 	opts   *storage.AppendOptions
+	// meta holds the metadata given, by cluster, until the appender
+	// commits.
+	meta map[string]*pendingMetadata
 }
 
 func (r *routingAppender) route(l labels.Labels) (storage.Appender, error) {
@@ -87,13 +90,24 @@ func (r *routingAppender) AppendHistogramSTZeroSample(_ storage.SeriesRef, l lab
 	return 0, err
 }
 
+// UpdateMetadata keeps the metadata of l's metric family for the cluster
+// its "cluster" label names (WithMetadata), once the appender commits, as
+// a cluster's own appender does.
 func (r *routingAppender) UpdateMetadata(_ storage.SeriesRef, l labels.Labels, m metadata.Metadata) (storage.SeriesRef, error) {
-	app, err := r.route(l)
-	if err != nil {
-		return 0, err
+	if r.s.meta == nil {
+		return 0, nil
 	}
-	_, err = app.UpdateMetadata(0, withoutShard(l), m)
-	return 0, err
+	cluster := l.Get(ClusterLabel)
+	p := r.meta[cluster]
+	if p == nil {
+		if r.meta == nil {
+			r.meta = map[string]*pendingMetadata{}
+		}
+		p = &pendingMetadata{store: r.s.meta}
+		r.meta[cluster] = p
+	}
+	p.add(l, m)
+	return 0, nil
 }
 
 func (r *routingAppender) AppendSTZeroSample(_ storage.SeriesRef, l labels.Labels, t, st int64) (storage.SeriesRef, error) {
@@ -126,10 +140,17 @@ func (r *routingAppender) Commit() error {
 		}
 	}
 	clear(r.shards)
+	if len(errs) == 0 {
+		for cluster, p := range r.meta {
+			p.commit(cluster)
+		}
+	}
+	clear(r.meta)
 	return errors.Join(errs...)
 }
 
 func (r *routingAppender) Rollback() error {
+	clear(r.meta)
 	var errs []error
 	for shard, app := range r.shards {
 		if err := app.Rollback(); err != nil {

@@ -24,6 +24,8 @@ type clusterStamp struct {
 	// scratch holds a stamped label set to look a series up by: it is not
 	// kept by the TSDB, so it is reused.
 	scratch labels.Labels
+	// meta holds the metadata given until the appender commits.
+	meta pendingMetadata
 }
 
 func (c *clusterStamp) stamp(l labels.Labels) labels.Labels {
@@ -129,8 +131,25 @@ func (c *clusterStamp) AppendHistogramSTZeroSample(ref storage.SeriesRef, l labe
 	return c.Appender.AppendHistogramSTZeroSample(ref, c.stamp(l), t, st, h, fh)
 }
 
+// UpdateMetadata keeps the metadata of l's metric family for the cluster
+// (WithMetadata), once the appender commits.
 func (c *clusterStamp) UpdateMetadata(ref storage.SeriesRef, l labels.Labels, m metadata.Metadata) (storage.SeriesRef, error) {
-	return c.Appender.UpdateMetadata(ref, c.stamp(l), m)
+	c.meta.add(l, m)
+	return ref, nil
+}
+
+func (c *clusterStamp) Commit() error {
+	err := c.Appender.Commit()
+	if err == nil {
+		c.meta.commit(c.cluster)
+	}
+	c.meta.reset()
+	return err
+}
+
+func (c *clusterStamp) Rollback() error {
+	c.meta.reset()
+	return c.Appender.Rollback()
 }
 
 func (c *clusterStamp) AppendSTZeroSample(ref storage.SeriesRef, l labels.Labels, t, st int64) (storage.SeriesRef, error) {

@@ -24,6 +24,8 @@ import (
 	"github.com/thanos-io/thanos/pkg/query"
 	"github.com/thanos-io/thanos/pkg/receive"
 	"github.com/thanos-io/thanos/pkg/store"
+
+	"github.com/fleetpulse/fleetpulse/hub/metadata"
 )
 
 // Per-shard head sizing: 4096 stripes keep a shard of 400k series at about
@@ -47,6 +49,7 @@ type Store struct {
 	shards     []*receive.ReadyStorage
 	shardIndex map[string]int
 	fleet      storage.Queryable
+	meta       *metadata.Store // nil: metadata is dropped
 
 	closeOnce sync.Once
 	closeErr  error
@@ -57,7 +60,7 @@ type Store struct {
 // bucket it also syncs the bucket's blocks (waiting for the first sync at
 // most a minute) and keeps syncing them every BucketSyncInterval until
 // Close.
-func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer, options ...Option) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid metric store configuration: %w", err)
 	}
@@ -81,6 +84,9 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	}
 	kit := kitLogger(logger)
 	s := &Store{cfg: cfg, root: root, shardIndex: make(map[string]int, cfg.Shards)}
+	for _, o := range options {
+		o(s)
+	}
 	if s.bucket, err = openBucket(cfg, kit); err != nil {
 		_ = root.Close()
 		return nil, err
@@ -97,6 +103,10 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	// disk (test/bench/ingest measures the RSS).
 	opts.StripeSize = shardStripeSize
 	opts.HeadChunksWriteBufferSize = shardChunkWriteBuffer
+	// Each shard's head keeps its share of the exemplars in a ring buffer
+	// allocated whole when the shard opens.
+	opts.EnableExemplarStorage = cfg.MaxExemplars > 0
+	opts.MaxExemplars = exemplarsPerShard(cfg.MaxExemplars, cfg.Shards)
 	s.dbs = receive.NewMultiTSDB(root, kit, prometheus.WrapRegistererWithPrefix("fleetpulse_hub_", reg), opts,
 		labels.EmptyLabels(), ShardLabel, s.bucket, false, false, blockmeta.NoneFunc)
 	if err := s.openShards(); err != nil {
@@ -156,7 +166,7 @@ func (s *Store) Appender(ctx context.Context, cluster string) (storage.Appender,
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", cluster, err)
 	}
-	return &clusterStamp{Appender: app, cluster: cluster}, nil
+	return &clusterStamp{Appender: app, cluster: cluster, meta: pendingMetadata{store: s.meta}}, nil
 }
 
 func (s *Store) shardAppender(ctx context.Context, shard int) (storage.Appender, error) {
