@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
+	"github.com/fleetpulse/fleetpulse/hub/limits"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
@@ -32,6 +33,10 @@ type Config struct {
 	AgentHandshakeTimeout time.Duration
 	// MaxRequestBytes bounds one agent request body.
 	MaxRequestBytes int64
+	// IngestLimitsFile holds the clusters' ingest limits (hub/limits: a
+	// default and overrides by cluster); empty, every cluster has
+	// limits.DefaultLimits.
+	IngestLimitsFile string
 	// EventCapacity is how many Kubernetes events the hub keeps, newest first.
 	EventCapacity int
 	// Store is the metrics storage.
@@ -107,6 +112,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes <= 0 {
 		errs = append(errs, fmt.Errorf("max request bytes must be positive, got %d", c.MaxRequestBytes))
+	}
+	if c.IngestLimitsFile != "" {
+		if _, err := limits.LoadFile(c.IngestLimitsFile); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := c.Store.Validate(); err != nil {
 		errs = append(errs, err)

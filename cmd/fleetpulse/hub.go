@@ -50,6 +50,7 @@ sample across a crash.`,
 	f.IntVar(&cfg.Registration.RegisterBurstPerSource, "registration.burst-per-source", cfg.Registration.RegisterBurstPerSource, "registration calls a source address may make at once before --registration.rate-per-source applies")
 	f.IntVar(&cfg.EventCapacity, "events.capacity", cfg.EventCapacity, "Kubernetes events kept (newest first), served at /api/v1/events")
 	f.Int64Var(&cfg.MaxRequestBytes, "agents.max-request-bytes", cfg.MaxRequestBytes, "largest agent request body accepted")
+	f.StringVar(&cfg.IngestLimitsFile, "ingest.limits-config-file", "", "YAML of the clusters' remote-write limits (label name and value length, labels per series, series, samples and decompressed bytes per request, head series, request rate): \"default: {...}\" and \"clusters: {<name>: {...}}\"; reloaded with the configuration; empty: the built-in defaults")
 	f.StringVar(&cfg.Store.Dir, "storage.tsdb.path", cfg.Store.Dir, "folder of the TSDBs (in its folder shards)")
 	f.IntVar(&cfg.Store.Shards, "storage.tsdb.shards", cfg.Store.Shards, "how many TSDBs the clusters' series are spread over, by a hash of the cluster name (1 to 1024); each holds a head, a WAL and a few open files")
 	f.DurationVar(&cfg.Store.Retention, "storage.tsdb.retention.time", cfg.Store.Retention, "how long local blocks are kept")
