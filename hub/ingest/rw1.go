@@ -60,8 +60,9 @@ func putBody(b *bytes.Buffer) {
 }
 
 // writeRW1 stores the snappy-compressed remote-write 1.0 body through app
-// and answers, or returns false without touching app or w when the request
-// is for Prometheus's handler.
+// and answers, or returns false without appending to app or touching w
+// when the request is for Prometheus's handler (the request's metadata,
+// given to app, is kept if that handler commits).
 //
 // It is the hub's own path for remote write 1.0 of float samples, the
 // common case. It decodes as Thanos receive does, into Thanos's copy of
@@ -102,6 +103,7 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 	if h.overLimitsRW1(w, app, cluster, series) {
 		return true
 	}
+	updateMetadataRW1(app, buf) // held until app commits, on either path
 	if !prepareSeries(series, cluster) {
 		return false
 	}
@@ -165,7 +167,7 @@ func stampCluster(ls []labelpb.ZLabel, cluster string) []labelpb.ZLabel {
 // each series growing two slices of its own (five allocations for ten
 // labels), with room for one more label per series (the cluster's, which
 // prepareSeries adds). A request holding anything but time series (metadata, which
-// 1.0 handlers ignore, fields of newer versions) or that the count cannot
+// updateMetadataRW1 reads apart, fields of newer versions) or that the count cannot
 // walk is decoded by Thanos's WriteRequest.Unmarshal instead.
 func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
 	n, nLabels, nSamples, ok := countSeries(buf)

@@ -21,6 +21,7 @@ import (
 	"github.com/thanos-io/thanos/pkg/store/labelpb"
 	"github.com/thanos-io/thanos/pkg/store/storepb/prompb"
 
+	"github.com/fleetpulse/fleetpulse/hub/metadata"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
 
@@ -37,7 +38,7 @@ const (
 // is for Prometheus's handler.
 //
 // It is the hub's own path for what the agent sends: float samples, with or
-// without metadata (which the hub neither stores nor turns into labels). It
+// without metadata (which the store keeps per cluster, not as labels). It
 // decodes the request without a string per symbol (symbols point into the
 // decompressed bytes) into pooled storage, builds each series' labels from
 // its label references, stamps the cluster label in place, and appends as
@@ -45,8 +46,8 @@ const (
 // holds, a new one with a copy of its labels (detach).
 //
 // Its answers are those of Prometheus's handler (storage/remote v0.309.1,
-// writeV2, with start timestamps, type-and-unit labels and metadata
-// appending off, as the hub builds it): a sample the TSDB refuses as out
+// writeV2, with start timestamps and type-and-unit labels off and metadata
+// appending on, as the hub builds it): a sample the TSDB refuses as out
 // of order, duplicate, too old or out of bounds (more than maxAheadTime
 // ahead included) is left out and the rest committed, answered 400 with
 // every refusal, one a line, naming the series as the writer sent it; any
@@ -144,6 +145,10 @@ func (h *handler) appendRW2(app storage.Appender, req *rw2Request) (written int,
 			h.logger.Debug("Out of order sample from remote write", "err", err.Error(), "series", series, "timestamp", smpl.Timestamp)
 			bad = append(bad, fmt.Errorf("%w for series %v", err, series))
 		}
+		if s.typ != 0 || s.help != 0 || s.unit != 0 {
+			// After the series' samples, as Prometheus's handler gives it.
+			_, _ = app.UpdateMetadata(ref, lset, metadata.FromProto(int32(s.typ), req.symbols[s.help], req.symbols[s.unit]))
+		}
 	}
 	return written, bad, nil
 }
@@ -163,9 +168,9 @@ type rw2Request struct {
 type rw2Series struct {
 	refs    []uint32
 	samples []prompb.Sample
-	// help and unit are the metadata's symbol references, read only to
-	// check that Prometheus's handler could look them up.
-	help, unit uint32
+	// typ, help and unit are the series' metadata: its type and the
+	// symbol references of its help and unit.
+	typ, help, unit uint32
 	// labels are set by prepare: sorted and stamped.
 	labels []labelpb.ZLabel
 	// refsEnd and samplesEnd are where the series' references and samples
@@ -331,7 +336,8 @@ func (s *rw2Series) decodeMetadata(buf []byte) bool {
 		var v uint64
 		switch tag {
 		case tagV2Type:
-			_, next, ok = uvarint(buf, next) // ignored by the hub's handler
+			v, next, ok = uvarint(buf, next)
+			s.typ = uint32(v)
 		case tagV2HelpRef:
 			v, next, ok = uvarint(buf, next)
 			s.help = uint32(v)

@@ -44,8 +44,8 @@ type shardExemplars []storage.ExemplarQuerier
 // selects, between start and end (milliseconds). A series in two shards
 // (its cluster moved when the shard count changed) reads as one.
 func (qs shardExemplars) Select(start, end int64, matchers ...[]*labels.Matcher) ([]exemplar.QueryResult, error) {
-	var out []exemplar.QueryResult
-	seen := map[uint64][]int{} // series hash → indexes into out
+	out := []exemplar.QueryResult{} // the API answers nil as no data at all
+	seen := map[uint64][]int{}      // series hash → indexes into out
 	for i, q := range qs {
 		res, err := q.Select(start, end, matchers...)
 		if err != nil {

@@ -74,7 +74,7 @@ func topSums(stats []index.Stat, limit int) []index.Stat {
 // BlockMetas lists every shard's local blocks (those shipped to the bucket
 // only are not listed, as Prometheus lists its own).
 func (s *Store) BlockMetas() ([]tsdb.BlockMeta, error) {
-	var out []tsdb.BlockMeta
+	out := []tsdb.BlockMeta{}
 	for i, rs := range s.shards {
 		db := rs.Get()
 		if db == nil {
