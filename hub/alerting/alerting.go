@@ -132,6 +132,12 @@ func (a *Alerting) Retriever() func(context.Context) promapi.RulesRetriever {
 	return func(context.Context) promapi.RulesRetriever { return a.rules }
 }
 
+// Alertmanagers serves the API's /alertmanagers: those the notifier sends
+// to.
+func (a *Alerting) Alertmanagers() func(context.Context) promapi.AlertmanagerRetriever {
+	return func(context.Context) promapi.AlertmanagerRetriever { return a.notifier }
+}
+
 // Run loads the rule files and evaluates them until ctx ends.
 func (a *Alerting) Run(ctx context.Context) error {
 	if err := a.applyAlertmanagers(); err != nil {

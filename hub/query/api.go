@@ -2,7 +2,6 @@ package query
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -12,8 +11,10 @@ import (
 	"github.com/prometheus/common/route"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/features"
 	promapi "github.com/prometheus/prometheus/web/api/v1"
 )
 
@@ -26,7 +27,23 @@ type Options struct {
 	// MaxSamples bounds the samples one query may load.
 	MaxSamples int
 	// Rules serves /rules and /alerts; nil serves empty lists.
-	Rules      func(context.Context) promapi.RulesRetriever
+	Rules func(context.Context) promapi.RulesRetriever
+	// Alertmanagers serves /alertmanagers (the rules' notifier); nil
+	// serves an empty list.
+	Alertmanagers func(context.Context) promapi.AlertmanagerRetriever
+	// Metadata serves /metadata, the clusters' metric metadata; nil
+	// serves none.
+	Metadata MetadataSource
+	// Exemplars serves /query_exemplars; nil serves none.
+	Exemplars storage.ExemplarQueryable
+	// TSDB serves /status/tsdb, /status/tsdb/blocks and
+	// /status/walreplay; nil reads as an empty head.
+	TSDB TSDBStatus
+	// Retention is the store's, which /status/runtimeinfo shows.
+	Retention time.Duration
+	// Features are what /features lists, shared with the engine
+	// (NewEngine registers PromQL's); nil lists the API's only.
+	Features   features.Collector
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
@@ -45,6 +62,7 @@ func NewEngine(opts Options) *promql.Engine {
 		MaxSamples:           opts.MaxSamples,
 		Timeout:              opts.Timeout,
 		LookbackDelta:        opts.LookbackDelta,
+		FeatureRegistry:      opts.Features,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 	})
@@ -65,33 +83,67 @@ func NewHandler(engine *promql.Engine, q storage.Queryable, opts Options) http.H
 	if rules == nil {
 		rules = func(context.Context) promapi.RulesRetriever { return noRules{} }
 	}
+	alertmanagers := opts.Alertmanagers
+	if alertmanagers == nil {
+		alertmanagers = func(context.Context) promapi.AlertmanagerRetriever { return noAlertmanagers{} }
+	}
+	var exemplars storage.ExemplarQueryable = noExemplars{}
+	if opts.Exemplars != nil {
+		exemplars = opts.Exemplars
+	}
+	var db TSDBStatus = noTSDB{}
+	if opts.TSDB != nil {
+		db = opts.TSDB
+	}
+	if opts.Features == nil {
+		opts.Features = features.NewRegistry()
+	}
+	// As Prometheus's web package registers its API's.
+	for name, on := range map[string]bool{"lifecycle": true, "admin": false, "remote_write_receiver": false, "otlp_write_receiver": false,
+		"label_values_match": true, "query_warnings": true, "query_stats": true, "time_range_series": true, "time_range_labels": true, "exclude_alerts": true} {
+		opts.Features.Set(features.API, name, on)
+	}
 	cfg := func() config.Config { return config.DefaultConfig }
+	// Every retriever is set: the API calls them unchecked, and a nil one
+	// panics its request.
 	api := promapi.NewAPI(
-		engine, readOnly{q}, nil, nil,
-		nil, nil, nil, // scrape pools, targets, alertmanagers: the hub scrapes nothing
+		engine, readOnly{q}, nil, exemplars,
+		func(context.Context) promapi.ScrapePoolsRetriever { return noTargets{} },
+		func(context.Context) promapi.TargetRetriever { return noTargets{} },
+		alertmanagers,
 		cfg, map[string]string{},
 		promapi.GlobalURLOptions{Scheme: "http"},
 		func(f http.HandlerFunc) http.HandlerFunc { return f },
-		nil, "", false, opts.Logger, rules,
+		tsdbAdmin{db}, "", false, opts.Logger, rules,
 		0, 1, 1<<20, // remote read: no sample limit, one at a time, 1 MiB frames
-		false, nil, nil,
+		false, nil, runtimeInfo(time.Now(), opts.Retention),
 		&promapi.PrometheusVersion{
 			Version: version.Version, Revision: version.Revision, Branch: version.Branch,
 			BuildUser: version.BuildUser, BuildDate: version.BuildDate, GoVersion: runtime.Version(),
 		},
-		nil, nil, opts.Gatherer, opts.Registerer, nil,
+		noNotifications, noNotificationStream, headChunks{opts.Gatherer}, opts.Registerer, nil,
 		false, nil, false, false, false, false,
-		opts.LookbackDelta, false, false, nil, nil,
+		opts.LookbackDelta, false, false, nil, opts.Features,
 	)
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
-	return router
+	return hubRoutes(router, opts.Metadata)
 }
 
-// readOnly serves samples only: the API asks for a chunk querier too, which
-// only remote read uses, and the hub serves none.
+// readOnly is the API's storage: remote read streams chunks, which it
+// encodes from the samples the fleet's queryable reads.
 type readOnly struct{ storage.Queryable }
 
-func (readOnly) ChunkQuerier(int64, int64) (storage.ChunkQuerier, error) {
-	return nil, errors.New("chunk queries are not served")
+func (r readOnly) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
+	q, err := r.Querier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return chunkQuerier{q}, nil
+}
+
+type chunkQuerier struct{ storage.Querier }
+
+func (c chunkQuerier) Select(ctx context.Context, sorted bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.ChunkSeriesSet {
+	return storage.NewSeriesSetToChunkSet(c.Querier.Select(ctx, sorted, hints, ms...))
 }
