@@ -3,6 +3,7 @@ package k8sevents
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -97,7 +98,24 @@ func firstTime(t metav1.Time, mt metav1.MicroTime) time.Time {
 	return mt.Time
 }
 
-// slimEvent keeps what toLogs and deduplication read.
+// maxMessageBytes is the longest message sent, as the hub keeps at most
+// that much: cutting it here keeps longer ones out of the informer's cache,
+// the sending queue and the network.
+const maxMessageBytes = 4 << 10
+
+// cutMessage cuts m to maxMessageBytes at a rune boundary, ending in "…".
+func cutMessage(m string) string {
+	if len(m) <= maxMessageBytes {
+		return m
+	}
+	n := maxMessageBytes - len("…")
+	for n > 0 && !utf8.RuneStart(m[n]) {
+		n--
+	}
+	return m[:n] + "…"
+}
+
+// slimEvent keeps what toLogs and deduplication read, the message cut.
 func slimEvent(obj any) (any, error) {
 	ev, ok := obj.(*corev1.Event)
 	if !ok {
@@ -110,7 +128,7 @@ func slimEvent(obj any) (any, error) {
 		},
 		InvolvedObject:      ev.InvolvedObject,
 		Reason:              ev.Reason,
-		Message:             ev.Message,
+		Message:             cutMessage(ev.Message),
 		Source:              ev.Source,
 		FirstTimestamp:      ev.FirstTimestamp,
 		LastTimestamp:       ev.LastTimestamp,
