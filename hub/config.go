@@ -18,6 +18,8 @@ type Config struct {
 	// HTTPListenAddress serves users' tools: the Prometheus API and the
 	// operational endpoints.
 	HTTPListenAddress string
+	// Web configures that port: TLS, authentication, limits.
+	Web WebConfig
 	// AgentListenAddress serves agents over mutual TLS; empty turns it off.
 	AgentListenAddress string
 	// AgentTLS is the agent listener's certificate and the CA that signs
@@ -75,6 +77,7 @@ type TLSConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		HTTPListenAddress:     "127.0.0.1:9090",
+		Web:                   DefaultWebConfig(),
 		AgentListenAddress:    "127.0.0.1:8443",
 		MaxRequestBytes:       32 << 20,
 		AgentHandshakeTimeout: 10 * time.Second,
@@ -92,6 +95,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.HTTPListenAddress); err != nil {
 		errs = append(errs, fmt.Errorf("http listen address %q: %w", c.HTTPListenAddress, err))
+	}
+	if err := c.Web.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.AgentListenAddress != "" {
 		if _, _, err := net.SplitHostPort(c.AgentListenAddress); err != nil {

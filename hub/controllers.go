@@ -16,7 +16,7 @@ import (
 // agents' mux. Each line is one controller package.
 func (h *Hub) setupControllers(reg *registration.Service, agents *http.ServeMux) error {
 	_ = agents
-	if err := actions.Setup(reg.Manager(), h.alerts, h.logger.With("component", "alerttaint")); err != nil {
+	if err := actions.Setup(reg.Manager(), h.alerts.Load(), h.logger.With("component", "alerttaint")); err != nil {
 		return fmt.Errorf("alert taints: %w", err)
 	}
 	if err := work.Setup(reg.Manager(), reg.Identity, agents, h.logger.With("component", "work"), h.registry); err != nil {

@@ -9,12 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -26,10 +23,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/util/features"
 
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
 	"github.com/fleetpulse/fleetpulse/hub/events"
 	"github.com/fleetpulse/fleetpulse/hub/ingest"
+	"github.com/fleetpulse/fleetpulse/hub/limits"
+	"github.com/fleetpulse/fleetpulse/hub/metadata"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
@@ -45,7 +45,9 @@ type Hub struct {
 
 	httpAddr, agentAddr atomic.Pointer[net.TCPAddr]
 	// alerts is rule evaluation, which the control-plane controllers act on.
-	alerts *alerting.Alerting
+	alerts atomic.Pointer[alerting.Alerting]
+	// limits are the clusters' ingest limits, which Reload reads again.
+	limits atomic.Pointer[limits.Limiter]
 }
 
 // New builds a hub from a valid configuration. It starts nothing.
@@ -75,9 +77,16 @@ func (h *Hub) Addr() *net.TCPAddr { return h.httpAddr.Load() }
 func (h *Hub) AgentAddr() *net.TCPAddr { return h.agentAddr.Load() }
 
 // Run opens the store, serves until ctx is cancelled, then shuts down
-// gracefully within the configured timeout and closes the store.
+// gracefully within the configured timeout: servers first, then the
+// controllers and rule evaluation, which query the store, and the store
+// last.
 func (h *Hub) Run(ctx context.Context) (err error) {
-	store, err := metricstore.Open(h.cfg.Store, h.logger.With("component", "metricstore"), h.registry)
+	// The clusters' remote-written metric metadata, served at /api/v1/metadata.
+	md, err := metadata.New(metadata.DefaultLimits(), h.registry)
+	if err != nil {
+		return err
+	}
+	store, err := metricstore.Open(h.cfg.Store, h.logger.With("component", "metricstore"), h.registry, metricstore.WithMetadata(md))
 	if err != nil {
 		return err
 	}
@@ -86,28 +95,50 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 			err = fmt.Errorf("close metric store: %w", cerr)
 		}
 	}()
+	// Bound before the rules are loaded: alerts link back to its address.
+	usersLn, err := net.Listen("tcp", h.cfg.HTTPListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen on %q: %w", h.cfg.HTTPListenAddress, err)
+	}
+	h.httpAddr.Store(usersLn.Addr().(*net.TCPAddr))
+	defer usersLn.Close() // when a later step fails before serving
 
 	qopts := h.cfg.Query
 	qopts.Logger, qopts.Registerer, qopts.Gatherer = h.logger.With("component", "query"), h.registry, h.registry
+	qopts.Metadata, qopts.Exemplars, qopts.TSDB, qopts.Retention = md, store.ExemplarQueryable(), store, h.cfg.Store.Retention
+	qopts.Features = features.NewRegistry()
+	tracker := promql.NewActiveQueryTracker(h.cfg.Store.Dir, qopts.MaxConcurrency, qopts.Logger)
+	defer tracker.Close()
+	qopts.Tracker = tracker
 	engine := query.NewEngine(qopts)
 	alerts, err := h.alerting(engine, store)
 	if err != nil {
 		return err
 	}
-	h.alerts = alerts
-	qopts.Rules = alerts.Retriever()
+	h.alerts.Store(alerts)
+	qopts.Rules, qopts.Alertmanagers = alerts.Retriever(), alerts.Alertmanagers()
 	evs := events.NewStore(h.cfg.EventCapacity, h.registry)
 	users := http.NewServeMux()
 	users.Handle("/api/v1/", query.NewHandler(engine, store.Queryable(), qopts))
 	users.Handle("GET /api/v1/events", events.NewQueryHandler(evs))
+	users.HandleFunc("GET /graph", h.graph)
 	h.operational(users)
-	users.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
-		if err := alerts.Reload(); err != nil {
+	users.HandleFunc("POST /-/reload", h.lifecycle(func(w http.ResponseWriter, _ *http.Request) {
+		if err := h.Reload(); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		fmt.Fprintln(w, "rules reloaded")
-	})
+		fmt.Fprintln(w, "rules and limits reloaded")
+	}))
+	if h.cfg.Web.EnablePprof {
+		profiles(users)
+	}
+	limiter, err := limits.New(limits.Options{File: h.cfg.IngestLimitsFile, Logger: h.logger.With("component", "limits"),
+		Registerer: h.registry, HeadSeries: store.HeadSeries})
+	if err != nil {
+		return err
+	}
+	h.limits.Store(limiter)
 	alertsCtx, stopAlerts := context.WithCancel(context.Background())
 	alertsDone := make(chan error, 1)
 	go func() { alertsDone <- alerts.Run(alertsCtx) }()
@@ -117,18 +148,31 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 			err = aerr
 		}
 	}()
-	go h.reloadOnSIGHUP(ctx, alerts)
 
 	var servers []*http.Server
 	serveErr := make(chan error, 2)
-	userSrv, err := h.serve(h.cfg.HTTPListenAddress, nil, users, &h.httpAddr, serveErr, func(ln net.Listener, srv *http.Server) net.Listener {
-		srv.ReadHeaderTimeout = userReadHeaderTimeout
-		return ln
-	})
-	if err != nil {
-		return err
+	userSrv := &http.Server{
+		Handler:           users,
+		ReadHeaderTimeout: userReadHeaderTimeout,
+		ReadTimeout:       h.cfg.Web.ReadTimeout,
+		IdleTimeout:       h.cfg.Web.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
 	}
+	ln := sourceLimit(usersLn, "web", h.cfg.Web.MaxConnectionsPerSource, h.webTLS(), h.registry)
+	h.serveUsers(connectionLimit(ln, userSrv, "web", h.cfg.Web.MaxConnections, h.registry), userSrv, serveErr)
 	servers = append(servers, userSrv)
+	// The controllers run until the servers are shut down, and are joined
+	// before the store closes.
+	controllersCtx, stopControllers := context.WithCancel(context.Background())
+	var controllersDone chan error
+	defer func() {
+		stopControllers()
+		if controllersDone != nil {
+			if cerr := <-controllersDone; cerr != nil {
+				h.logger.Error("control-plane controllers stopped with an error", "err", cerr)
+			}
+		}
+	}()
 	if h.cfg.AgentListenAddress != "" {
 		tlsCfg, err := h.agentTLS()
 		if err != nil {
@@ -143,12 +187,19 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 				h.shutdown(servers)
 				return err
 			}
+			reg.OnDeregistered(md.Forget)
+			controllersDone = make(chan error, 1)
+			go func() { controllersDone <- reg.Run(controllersCtx) }()
+			if !reg.WaitReady(ctx) {
+				h.shutdown(servers)
+				return errors.New("registration caches did not sync")
+			}
 			reg.Routes(agents)
 			identify = reg.Identify
 		}
 		agents.Handle("/api/v1/write", ingest.NewHandler(store, ingest.Options{
 			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry,
-			Identify: identify,
+			Identify: identify, Limits: limiter,
 		}))
 		agents.Handle("/v1/logs", events.NewIngestHandler(evs, events.NewSeriesRecorder(store), identify, h.cfg.MaxRequestBytes))
 		maxConns := agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards)
@@ -158,7 +209,7 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 			// and one an agent leaves idle longer than any heartbeat period
 			// is too.
 			srv.ReadHeaderTimeout, srv.IdleTimeout = h.cfg.AgentHandshakeTimeout, agentIdleTimeout
-			return connectionLimit(ln, srv, maxConns, h.registry)
+			return connectionLimit(ln, srv, "agent", maxConns, h.registry)
 		})
 		if err != nil {
 			h.shutdown(servers)
@@ -167,8 +218,12 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		servers = append(servers, agentSrv)
 	}
 	h.ready.Store(true)
-	h.logger.Info("hub ready", "http", h.Addr(), "agents", h.AgentAddr(),
-		"agent_connection_limit", agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards))
+	h.logger.Info("hub ready", "http", h.Addr(), "external_url", h.externalURL(), "web_config", h.cfg.Web.ConfigFile != "",
+		"agents", h.AgentAddr(), "agent_connection_limit", agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards))
+	if h.cfg.Web.ConfigFile == "" && !isLoopback(usersLn.Addr()) {
+		h.logger.Warn("the users' port serves without TLS or authentication on a non-loopback address: give it a web config file (--web.config.file)",
+			"http", h.Addr())
+	}
 
 	select {
 	case err = <-serveErr:
@@ -182,26 +237,36 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 	return err
 }
 
+// Reload reads the rule files and the ingest limits file again, as
+// Prometheus reloads on SIGHUP and POST /-/reload; a bad file keeps what
+// was loaded from it.
+func (h *Hub) Reload() error {
+	alerts, lim := h.alerts.Load(), h.limits.Load()
+	if alerts == nil || lim == nil {
+		return errors.New("the hub is not running")
+	}
+	return errors.Join(alerts.Reload(), lim.Reload())
+}
+
 // alerting builds rule evaluation over the fleet, with the shipped packs
-// written next to the store so they load like any rule file.
+// written into the store's folder so they load like any rule file.
 func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerting.Alerting, error) {
 	cfg := h.cfg.Alerting
 	if !h.cfg.NoShippedRules {
-		shipped, err := rules.WriteTo(filepath.Join(h.cfg.Store.Dir, "..", "shipped-rules"))
+		shipped, err := rules.WriteTo(filepath.Join(h.cfg.Store.Dir, metricstore.ShippedRulesDir))
 		if err != nil {
 			return nil, err
 		}
 		cfg.RuleFiles = append(shipped, cfg.RuleFiles...)
 	}
-	if cfg.ExternalURL == "" && h.Addr() != nil {
-		cfg.ExternalURL = "http://" + h.Addr().String()
-	}
+	cfg.ExternalURL = h.externalURL()
 	return alerting.New(cfg, engine, store.Queryable(), store.RoutingAppendable(), h.logger.With("component", "alerting"), h.registry)
 }
 
 // registration installs the API on the hub's control plane and starts the
-// ManagedCluster controller; it returns once its caches are synced, so the
-// hub is not ready before it can tell registered clusters apart.
+// ManagedCluster controller and the others on its manager; the caller runs
+// them and waits for their caches, so the hub is not ready before it can
+// tell registered clusters apart.
 func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *metricstore.Store, agents *http.ServeMux) (*registration.Service, error) {
 	restCfg, err := controlPlaneConfig(h.cfg.ControlPlaneKubeconfig)
 	if err != nil {
@@ -231,42 +296,11 @@ func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *me
 	if err := h.setupControllers(reg, agents); err != nil {
 		return nil, err
 	}
-	go func() {
-		if err := reg.Run(ctx); err != nil {
-			logger.Error("registration stopped", "err", err)
-		}
-	}()
-	if !reg.WaitReady(ctx) {
-		return nil, errors.New("registration caches did not sync")
-	}
 	return reg, nil
-}
-
-// reloadOnSIGHUP reloads the rule files on SIGHUP, as Prometheus does.
-func (h *Hub) reloadOnSIGHUP(ctx context.Context, a *alerting.Alerting) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := a.Reload(); err != nil {
-				h.logger.Error("rule reload failed; the loaded rules stay", "err", err)
-			}
-		}
-	}
 }
 
 func (h *Hub) operational(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{Registry: h.registry}))
-	// Go's profiles, where Prometheus and Thanos serve them too.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Fleetpulse hub is Healthy.")
 	})

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -24,15 +28,27 @@ SIGINT or SIGTERM shut it down gracefully; the WAL keeps every acknowledged
 sample across a crash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, err := hub.New(cfg, slog.Default().With("component", "hub"))
+			logger := slog.Default().With("component", "hub")
+			h, err := hub.New(cfg, logger)
 			if err != nil {
 				return err
 			}
+			go reloadOnSIGHUP(cmd.Context(), h, logger)
 			return h.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.HTTPListenAddress, "http.listen-address", cfg.HTTPListenAddress, "address for the Prometheus API and the operational endpoints")
+	f.StringVar(&cfg.Web.ConfigFile, "web.config.file", "", "exporter-toolkit web configuration (TLS, client certificates, basic auth; the file Prometheus takes) for --http.listen-address; empty serves plain HTTP without authentication")
+	f.BoolVar(&cfg.Web.EnableLifecycle, "web.enable-lifecycle", false, "serve POST /-/reload (rules and limits are reloaded on SIGHUP either way)")
+	f.BoolVar(&cfg.Web.EnablePprof, "web.enable-pprof", false, "serve Go's profiles at /debug/pprof/")
+	f.IntVar(&cfg.Web.MaxConnections, "web.max-connections", cfg.Web.MaxConnections, "users' connections open at once; more wait to be accepted")
+	f.IntVar(&cfg.Web.MaxConnectionsPerSource, "web.max-connections-per-source", cfg.Web.MaxConnectionsPerSource, "users' connections open at once from one client address; more are refused (429)")
+	f.DurationVar(&cfg.Web.ReadTimeout, "web.read-timeout", cfg.Web.ReadTimeout, "longest time to read a users' request")
+	f.DurationVar(&cfg.Web.IdleTimeout, "web.idle-timeout", cfg.Web.IdleTimeout, "users' keep-alive connections idle this long are closed")
+	f.StringVar(&cfg.Web.ExternalURL, "web.external-url", "", "URL users reach the hub at, which alerts link back to (default: http(s)://<listen address, or the host name when it listens on all>)")
+	f.StringVar(&cfg.Web.GrafanaURL, "web.grafana-url", "", "Grafana that alerts' links (/graph) open in Explore; empty: they answer from the query API")
+	f.StringVar(&cfg.Web.GrafanaDatasource, "web.grafana-datasource", "", "UID of the hub's datasource in --web.grafana-url")
 	f.StringVar(&cfg.AgentListenAddress, "agents.listen-address", cfg.AgentListenAddress, "HTTPS address for agents (mutual TLS); empty turns it off")
 	f.StringVar(&cfg.AgentTLS.CertFile, "agents.tls-cert-file", "", "certificate of the agent listener (PEM)")
 	f.StringVar(&cfg.AgentTLS.KeyFile, "agents.tls-key-file", "", "key of the agent listener (PEM)")
@@ -62,13 +78,35 @@ sample across a crash.`,
 	f.DurationVar(&cfg.Query.LookbackDelta, "query.lookback-delta", cfg.Query.LookbackDelta, "how far back an instant query looks for a sample")
 	f.DurationVar(&cfg.Query.Timeout, "query.timeout", cfg.Query.Timeout, "longest a query may run")
 	f.IntVar(&cfg.Query.MaxSamples, "query.max-samples", cfg.Query.MaxSamples, "most samples a query may load")
+	f.IntVar(&cfg.Query.MaxConcurrency, "query.max-concurrency", cfg.Query.MaxConcurrency, "queries run at once (users' and rules'); more wait their turn")
+	f.IntVar(&cfg.Query.RemoteReadSampleLimit, "storage.remote.read-sample-limit", cfg.Query.RemoteReadSampleLimit, "most samples one remote read request may return (0: no limit)")
+	f.IntVar(&cfg.Query.RemoteReadConcurrency, "storage.remote.read-concurrent-limit", cfg.Query.RemoteReadConcurrency, "remote read requests served at once")
 	f.StringArrayVar(&cfg.Alerting.RuleFiles, "rules.file", nil, "Prometheus rule files (globs) to evaluate besides the shipped packs; repeatable")
 	f.BoolVar(&cfg.NoShippedRules, "rules.no-shipped", false, "do not load the shipped rule packs")
 	f.DurationVar(&cfg.Alerting.EvaluationInterval, "rules.evaluation-interval", cfg.Alerting.EvaluationInterval, "how often rules are evaluated")
 	f.StringArrayVar(&cfg.Alerting.AlertmanagerURLs, "alertmanager.url", nil, "Alertmanager to send alerts to (http://host:port); repeatable")
-	f.StringVar(&cfg.Alerting.ExternalURL, "web.external-url", "", "URL alerts link back to; default the HTTP listen address")
 	f.StringToStringVar(&cfg.Alerting.ExternalLabels, "alerting.external-label", nil, "label added to every alert sent (name=value); repeatable")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "time allowed for a graceful shutdown")
 	cmd.AddCommand(newHubInstallCommand(), newHubTokenCommand(), newHubAcceptCommand())
 	return cmd
+}
+
+// reloadOnSIGHUP reloads the hub's rules on SIGHUP, as Prometheus does; a
+// bad file keeps the loaded rules.
+func reloadOnSIGHUP(ctx context.Context, h *hub.Hub, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := h.Reload(); err != nil {
+				logger.Error("reload failed; the loaded configuration stays", "err", err)
+			} else {
+				logger.Info("reloaded on SIGHUP")
+			}
+		}
+	}
 }

@@ -341,9 +341,10 @@ func (c *bucketClient) String() string {
 }
 
 // bucketCacheDir is where the bucket store keeps index-headers and meta.json
-// files: beside the TSDB folder, not in it.
+// files: in the TSDB folder, beside the shards, so that everything the hub
+// writes is under --storage.tsdb.path.
 func bucketCacheDir(tsdbDir string) string {
-	return filepath.Clean(tsdbDir) + "-bucket-cache"
+	return filepath.Join(tsdbDir, bucketCacheName)
 }
 
 // storeClients is what the fleet's proxy store reads on every query: every

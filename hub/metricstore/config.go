@@ -49,7 +49,7 @@ type Config struct {
 	BucketConfigFile string
 	// BucketSyncInterval is how often the bucket's block list is read again,
 	// so that queries read blocks shipped since (Flush syncs at once). The
-	// bucket store caches index-headers in the folder "<Dir>-bucket-cache".
+	// bucket store caches index-headers in the folder "<Dir>/bucket-cache".
 	BucketSyncInterval time.Duration
 	// MaxExemplars is how many exemplars the store keeps, over all shards:
 	// each shard's head keeps its share in a ring buffer (64 bytes an

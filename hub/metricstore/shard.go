@@ -48,7 +48,7 @@ func earlierTSDBs(dir string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if !e.IsDir() || e.Name() == shardsDir || !earlierLayout.MatchString(e.Name()) {
+		if !e.IsDir() || e.Name() == shardsDir || e.Name() == ShippedRulesDir || e.Name() == bucketCacheName || !earlierLayout.MatchString(e.Name()) {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(dir, e.Name(), "wal")); err == nil {
@@ -147,3 +147,10 @@ func (c *shardClient) TSDBInfos() []infopb.TSDBInfo {
 	}
 	return out
 }
+
+// Folders the hub keeps in Config.Dir beside the shards: the shipped rule
+// packs, written at every start, and the bucket store's cache.
+const (
+	ShippedRulesDir = "shipped-rules"
+	bucketCacheName = "bucket-cache"
+)

@@ -26,6 +26,17 @@ type Options struct {
 	Timeout time.Duration
 	// MaxSamples bounds the samples one query may load.
 	MaxSamples int
+	// MaxConcurrency bounds the queries run at once (users' and rules'
+	// alike); more wait their turn, within their timeout. Tracker, set,
+	// enforces it as Prometheus does, logging the queries in flight to a
+	// file so that one that crashed the process is reported at the next
+	// start.
+	MaxConcurrency int
+	Tracker        promql.QueryTracker
+	// RemoteReadSampleLimit bounds the samples one remote read request
+	// may return (0: no limit); RemoteReadConcurrency the remote reads
+	// served at once.
+	RemoteReadSampleLimit, RemoteReadConcurrency int
 	// Rules serves /rules and /alerts; nil serves empty lists.
 	Rules func(context.Context) promapi.RulesRetriever
 	// Alertmanagers serves /alertmanagers (the rules' notifier); nil
@@ -51,7 +62,8 @@ type Options struct {
 
 // DefaultOptions are Prometheus's defaults.
 func DefaultOptions() Options {
-	return Options{LookbackDelta: 5 * time.Minute, Timeout: 2 * time.Minute, MaxSamples: 50_000_000}
+	return Options{LookbackDelta: 5 * time.Minute, Timeout: 2 * time.Minute, MaxSamples: 50_000_000,
+		MaxConcurrency: 20, RemoteReadSampleLimit: 50_000_000, RemoteReadConcurrency: 10}
 }
 
 // NewEngine builds the PromQL engine the API and the rules share.
@@ -62,6 +74,7 @@ func NewEngine(opts Options) *promql.Engine {
 		MaxSamples:           opts.MaxSamples,
 		Timeout:              opts.Timeout,
 		LookbackDelta:        opts.LookbackDelta,
+		ActiveQueryTracker:   opts.Tracker,
 		FeatureRegistry:      opts.Features,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
@@ -115,7 +128,7 @@ func NewHandler(engine *promql.Engine, q storage.Queryable, opts Options) http.H
 		promapi.GlobalURLOptions{Scheme: "http"},
 		func(f http.HandlerFunc) http.HandlerFunc { return f },
 		tsdbAdmin{db}, "", false, opts.Logger, rules,
-		0, 1, 1<<20, // remote read: no sample limit, one at a time, 1 MiB frames
+		opts.RemoteReadSampleLimit, max(opts.RemoteReadConcurrency, 1), 1<<20, // 1 MiB frames, as Prometheus
 		false, nil, runtimeInfo(time.Now(), opts.Retention),
 		&promapi.PrometheusVersion{
 			Version: version.Version, Revision: version.Revision, Branch: version.Branch,

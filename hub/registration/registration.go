@@ -327,8 +327,19 @@ func Install(ctx context.Context, c client.Client, namespace string) error {
 }
 
 // Run runs the controller and the inventory poller until ctx ends.
+// Both are joined before it returns: the poller queries the store, which
+// the caller closes next.
 func (s *Service) Run(ctx context.Context) error {
-	go s.pollInventory(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		s.pollInventory(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-polled
+	}()
 	return s.mgr.Start(ctx)
 }
 

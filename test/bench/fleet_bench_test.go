@@ -160,7 +160,7 @@ func runFleet(b *testing.B, o fleetOptions, bin string) fleetRun {
 		"--agents.client-ca-file=" + ca.CertFile, "--agents.client-ca-key-file=" + ca.KeyFile,
 		"--control-plane.kubeconfig=" + cp.KubeconfigPath, "--storage.tsdb.path=" + filepath.Join(work, "tsdb"),
 		"--registration.heartbeat-period-seconds=" + strconv.Itoa(int(o.period.Seconds())),
-		"--registration.grace-periods=" + strconv.Itoa(o.gracePeriods),
+		"--registration.grace-periods=" + strconv.Itoa(o.gracePeriods), "--web.enable-pprof",
 	}, work)
 	if err != nil {
 		b.Fatal(err)

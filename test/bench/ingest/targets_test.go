@@ -84,7 +84,7 @@ func startHub(b *testing.B, bin string, p *pki) *target {
 	t := start(b, "hub", dir, bin, []string{"hub",
 		"--http.listen-address=" + httpAddr, "--agents.listen-address=" + agentAddr,
 		"--agents.tls-cert-file=" + p.serverCert, "--agents.tls-key-file=" + p.srvKey, "--agents.client-ca-file=" + p.ca.CertFile,
-		"--storage.tsdb.path=" + filepath.Join(dir, "tsdb"), "--rules.no-shipped", "--log.level=warn",
+		"--storage.tsdb.path=" + filepath.Join(dir, "tsdb"), "--rules.no-shipped", "--log.level=warn", "--web.enable-pprof",
 	}, "https://"+agentAddr+"/api/v1/write", "http://"+httpAddr, http.DefaultClient)
 	t.promAPI = true
 	return t
