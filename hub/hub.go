@@ -180,6 +180,7 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 			return err
 		}
 		agents := http.NewServeMux()
+		h.health(agents)
 		identify := ingest.ClusterFromRequest
 		if h.cfg.ControlPlaneKubeconfig != "" {
 			reg, err := h.registration(ctx, engine, store, agents)
@@ -301,6 +302,13 @@ func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *me
 
 func (h *Hub) operational(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{Registry: h.registry}))
+	h.health(mux)
+}
+
+// health serves /-/healthy and /-/ready; the agents' port serves them too,
+// without credentials, so that probes work when the users' port requires
+// authentication.
+func (h *Hub) health(mux *http.ServeMux) {
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Fleetpulse hub is Healthy.")
 	})

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -33,7 +34,8 @@ func TestWebConfigGuardsUsersPort(t *testing.T) {
 	writeFile(t, webConfig, fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  grafana: %s\n", certFile, keyFile, hash))
 
 	cfg := DefaultConfig()
-	cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", ""
+	cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile, cfg.AgentTLS.ClientCAFile = certFile, keyFile, ca.CertFile
 	cfg.Store.Dir = t.TempDir()
 	cfg.Web.ConfigFile = webConfig
 	h, _ := runHub(t, cfg)
@@ -67,6 +69,18 @@ func TestWebConfigGuardsUsersPort(t *testing.T) {
 	}
 	if code, body := get(client, base+"/api/v1/query?query=vector(42)", "grafana", "s3cret"); code != http.StatusOK || !strings.Contains(body, `"42"`) {
 		t.Errorf("GET /api/v1/query as the configured user = %d %q, want 200 with 42", code, body)
+	}
+	// Probes carry no credentials: the agents' port answers them.
+	for _, path := range []string{"/-/healthy", "/-/ready"} {
+		deadline := time.Now().Add(10 * time.Second)
+		code, body := get(client, "https://"+h.AgentAddr().String()+path, "", "")
+		for code != http.StatusOK && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			code, body = get(client, "https://"+h.AgentAddr().String()+path, "", "")
+		}
+		if code != http.StatusOK {
+			t.Errorf("GET %s on the agents' port without a certificate = %d %q, want 200", path, code, body)
+		}
 	}
 	if got := h.externalURL(); !strings.HasPrefix(got, "https://127.0.0.1:") {
 		t.Errorf("external URL = %q, want https://127.0.0.1:<port> under a TLS web config", got)

@@ -166,6 +166,7 @@ func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, tel *devTelemetry
 		fmt.Fprintf(w, "  %-10s %s\n             %s --kubeconfig %s %s\n", c.Name, c.APIServerURL, kubectl, c.KubeconfigPath, what)
 	}
 	fmt.Fprintf(w, "\n  telemetry  Prometheus datasource for Grafana: %s  (agents write to %s, one per cluster)\n", tel.HTTPURL, tel.AgentsURL)
+	fmt.Fprintf(w, "             open on loopback, without TLS or authentication, as a local fleet is; a deployed hub takes --web.config.file\n")
 	fmt.Fprintf(w, "             promtool query instant %s 'count by (cluster) (k8s_node_condition_status{k8s_node_condition_type=\"Ready\",k8s_node_condition_status=\"true\"})'\n", tel.HTTPURL)
 	if tel.AlertmanagerURL != "" {
 		fmt.Fprintf(w, "             Alertmanager: %s  (alerts of the shipped rule packs, by cluster)\n", tel.AlertmanagerURL)
