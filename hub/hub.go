@@ -182,6 +182,7 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		agents := http.NewServeMux()
 		h.health(agents)
 		identify := ingest.ClusterFromRequest
+		eventSeries := events.NewSeriesRecorder(store)
 		if h.cfg.ControlPlaneKubeconfig != "" {
 			reg, err := h.registration(ctx, engine, store, agents)
 			if err != nil {
@@ -197,12 +198,16 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 			}
 			reg.Routes(agents)
 			identify = reg.Identify
+			// What the hub keeps per cluster goes with the cluster.
+			for _, forget := range []func(string){evs.Forget, eventSeries.Forget, md.Forget, limiter.Forget} {
+				reg.OnDeregistered(forget)
+			}
 		}
 		agents.Handle("/api/v1/write", ingest.NewHandler(store, ingest.Options{
 			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry,
 			Identify: identify, Limits: limiter,
 		}))
-		agents.Handle("/v1/logs", events.NewIngestHandler(evs, events.NewSeriesRecorder(store), identify, h.cfg.MaxRequestBytes))
+		agents.Handle("/v1/logs", events.NewIngestHandler(evs, eventSeries, identify, h.cfg.MaxRequestBytes))
 		maxConns := agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards)
 		agentSrv, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, &h.agentAddr, serveErr, func(ln net.Listener, srv *http.Server) net.Listener {
 			// A connection holds one of maxConns from its accept: one that
