@@ -185,3 +185,30 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestEverythingUnderTSDBPath: the hub writes only under
+// --storage.tsdb.path (shipped rules, the query log, the shards), so that a
+// read-only root file system and one volume are enough.
+func TestEverythingUnderTSDBPath(t *testing.T) {
+	t.Parallel()
+	parent := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", ""
+	cfg.Store.Dir = filepath.Join(parent, "tsdb")
+	_, stop := runHub(t, cfg)
+	stop()
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "tsdb" {
+			t.Errorf("the hub wrote %s beside its --storage.tsdb.path", e.Name())
+		}
+	}
+	for _, want := range []string{"shipped-rules", "queries.active", "shards"} {
+		if _, err := os.Stat(filepath.Join(cfg.Store.Dir, want)); err != nil {
+			t.Errorf("%s under the tsdb path: %v", want, err)
+		}
+	}
+}
