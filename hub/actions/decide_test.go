@@ -1,6 +1,7 @@
 package actions
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -104,5 +105,96 @@ func TestDecide(t *testing.T) {
 	st, acts = step(dry, nil, fires("a"), three, t0)
 	if len(acts) != 0 || st[0].State != StateWouldTaint {
 		t.Errorf("dry run: %+v %+v", st, acts)
+	}
+}
+
+// TestSyncTaints: a rule owns exactly the taint it wants on a cluster; a
+// taint goes when its last owner lets it go (the rule's former key, a
+// resolved alert, a deleted rule), never one a person or another component
+// set, nor one another rule still holds.
+func TestSyncTaints(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	at := metav1.NewTime(t0.Add(-time.Hour))
+	taint := func(key string) fleetv1.Taint {
+		return fleetv1.Taint{Key: key, Effect: fleetv1.TaintNoSelect, TimeAdded: at}
+	}
+	wants := func(key string) *fleetv1.Taint {
+		t := fleetv1.Taint{Key: key, Effect: fleetv1.TaintNoSelect}
+		return &t
+	}
+	id := func(key string) taintID { return taintID{Key: key, Effect: fleetv1.TaintNoSelect} }
+	manual, unreachable := taint("example.com/maintenance"), taint(fleetv1.TaintUnreachable)
+	live := map[string]bool{"r": true, "other": true}
+	for _, tc := range []struct {
+		name       string
+		taints     []fleetv1.Taint
+		owners     owners
+		claim      claim
+		want       []string // keys, in order
+		wantOwners owners
+	}{
+		{"the wanted taint is added and owned; others stay",
+			[]fleetv1.Taint{manual, unreachable}, owners{},
+			claim{"r", wants("k1")}, []string{manual.Key, unreachable.Key, "k1"}, owners{"r": {id("k1")}}},
+		{"held: nothing changes",
+			[]fleetv1.Taint{manual, taint("k1")}, owners{"r": {id("k1")}},
+			claim{"r", wants("k1")}, []string{manual.Key, "k1"}, owners{"r": {id("k1")}}},
+		{"key changed: the former key's taint goes, the new one comes",
+			[]fleetv1.Taint{taint("k1"), manual}, owners{"r": {id("k1")}},
+			claim{"r", wants("k2")}, []string{manual.Key, "k2"}, owners{"r": {id("k2")}}},
+		{"no longer wanted (resolved, or the rule deleted): removed",
+			[]fleetv1.Taint{taint("k1"), manual}, owners{"r": {id("k1")}},
+			claim{"r", nil}, []string{manual.Key}, nil},
+		{"a taint another rule holds stays when one owner lets it go",
+			[]fleetv1.Taint{taint("k1")}, owners{"r": {id("k1")}, "other": {id("k1")}},
+			claim{"r", nil}, []string{"k1"}, owners{"other": {id("k1")}}},
+		{"a gone rule's taint goes on any rule's sync",
+			[]fleetv1.Taint{taint("k1"), taint("gone-key")}, owners{"r": {id("k1")}, "gone": {id("gone-key")}},
+			claim{"r", wants("k1")}, []string{"k1"}, owners{"r": {id("k1")}}},
+		{"a taint of the wanted key set by hand is adopted",
+			[]fleetv1.Taint{taint("k1")}, owners{},
+			claim{"r", wants("k1")}, []string{"k1"}, owners{"r": {id("k1")}}},
+		{"a taint of the rule's key it does not own is not removed",
+			[]fleetv1.Taint{taint("k1")}, owners{},
+			claim{"r", nil}, []string{"k1"}, nil},
+		{"the rule's ownership of a taint removed by hand is dropped, and the taint put back if wanted",
+			[]fleetv1.Taint{manual}, owners{"r": {id("k1")}, "other": {id("k9")}},
+			claim{"r", wants("k1")}, []string{manual.Key, "k1"}, owners{"r": {id("k1")}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, gotOwners := syncTaints(tc.taints, tc.owners, tc.claim, func(r string) bool { return live[r] }, t0)
+			var keys []string
+			for _, tt := range got {
+				keys = append(keys, tt.Key)
+			}
+			if !slices.Equal(keys, tc.want) {
+				t.Errorf("taints %v, want %v", keys, tc.want)
+			}
+			if !sameOwners(gotOwners, tc.wantOwners) {
+				t.Errorf("owners %v, want %v", gotOwners, tc.wantOwners)
+			}
+			for _, tt := range got {
+				if prev := slices.IndexFunc(tc.taints, func(p fleetv1.Taint) bool { return idOf(p) == idOf(tt) }); prev >= 0 {
+					if !tt.TimeAdded.Equal(&at) {
+						t.Errorf("%s: time added %v changed", tt.Key, tt.TimeAdded)
+					}
+				} else if !tt.TimeAdded.Time.Equal(t0) {
+					t.Errorf("%s: added at %v, want %v", tt.Key, tt.TimeAdded, t0)
+				}
+			}
+		})
+	}
+
+	// The annotation round-trips; one that cannot be read is no ownership,
+	// and says so.
+	ann := setOwners(nil, owners{"r": {id("k1")}})
+	if o, ok := parseOwners(ann); !ok || !sameOwners(o, owners{"r": {id("k1")}}) {
+		t.Errorf("annotation %v reads as %v (%t)", ann, o, ok)
+	}
+	if o, ok := parseOwners(map[string]string{AnnotationOwners: "{not json"}); ok || len(o) != 0 {
+		t.Errorf("an unreadable annotation reads as %v (%t), want nothing and false", o, ok)
+	}
+	if ann := setOwners(map[string]string{AnnotationOwners: "x", "keep": "y"}, nil); len(ann) != 1 || ann["keep"] != "y" {
+		t.Errorf("without owners the annotation stays: %v", ann)
 	}
 }
