@@ -15,8 +15,9 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 30m
 BENCH     ?= .
 BENCHTIME ?= 3x
+FUZZTIME  ?= 10s
 
-.PHONY: all build deps testbed s3server run down test bench lint fmt clean
+.PHONY: all build deps testbed s3server run down test fuzz bench lint fmt clean
 
 all: build
 
@@ -47,6 +48,10 @@ s3server:
 ## test: unit, integration and end-to-end tests (builds the test bed and the S3 server first)
 test: deps testbed s3server
 	$(GO) test -tags $(GOTAGS) -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## fuzz: every fuzz target of the repository for FUZZTIME each (default 10s); fails on a crasher, which Go writes to the package's testdata/fuzz
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) GOTAGS=$(GOTAGS) ./.ci/fuzz
 
 ## bench: the benchmarks, with their peers where they have one: the agent vs a contrib Collector (test/bench),
 ## the hub's ingest vs Prometheus and Thanos receive (built once into .cache/bench) and its dashboard queries (test/bench/ingest),
