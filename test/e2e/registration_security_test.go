@@ -58,7 +58,8 @@ func TestRegistrationSecurity(t *testing.T) {
 		c.Registration.GracePeriods = 3
 		c.Registration.InventoryInterval = time.Second
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Long enough for building the fleetpulse command on a busy machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
 	if err != nil {
