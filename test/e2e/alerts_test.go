@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestNotReadyNodeAlertReachesAlertmanager(t *testing.T) {
 	amURL := startAlertmanager(t)
 	cluster := testbed.StartClusters(t, "alerts", 1, testbed.ClusterOptions{Nodes: 2})[0]
 	ca := testbed.NewCA(t, "alerts-agents")
-	_, agentsURL := startHub(t, ca, func(c *hub.Config) {
+	httpURL, agentsURL := startHub(t, ca, func(c *hub.Config) {
 		c.Alerting.AlertmanagerURLs = []string{amURL}
 		c.Alerting.EvaluationInterval = time.Second
 		c.Alerting.ExternalLabels = map[string]string{"hub": "e2e"}
@@ -60,6 +61,14 @@ func TestNotReadyNodeAlertReachesAlertmanager(t *testing.T) {
 	if alerts[0].Labels["cluster"] != "cluster-a" || alerts[0].Labels["severity"] != "warning" || alerts[0].Labels["hub"] != "e2e" || alerts[0].Annotations["runbook_url"] == "" {
 		t.Errorf("alert at Alertmanager: %+v", alerts[0])
 	}
+	// The alert links back to the hub, absolutely, and the link answers.
+	if !strings.HasPrefix(alerts[0].GeneratorURL, httpURL+"/graph?") {
+		t.Errorf("alert's generator URL %q, want %s/graph?...", alerts[0].GeneratorURL, httpURL)
+	} else if resp, err := http.Get(alerts[0].GeneratorURL); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET the alert's generator URL %s: %v %v", alerts[0].GeneratorURL, err, resp)
+	} else {
+		resp.Body.Close()
+	}
 	if err := client.CoreV1().Nodes().Delete(context.Background(), lost.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +76,9 @@ func TestNotReadyNodeAlertReachesAlertmanager(t *testing.T) {
 }
 
 type amAlert struct {
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	GeneratorURL string            `json:"generatorURL"`
 }
 
 // waitAlerts polls Alertmanager's active FleetpulseNodesNotReady alerts until ok.
