@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/storage"
@@ -115,7 +116,7 @@ func quoteShort(s string) string {
 
 func metricOfV1(ls []labelpb.ZLabel) string {
 	for _, l := range ls {
-		if l.Name == labels.MetricName {
+		if l.Name == model.MetricNameLabel {
 			return quoteShort(l.Value)
 		}
 	}
@@ -124,7 +125,7 @@ func metricOfV1(ls []labelpb.ZLabel) string {
 
 func metricOfRefs(refs []uint32, symbols []string) string {
 	for j := 0; j+1 < len(refs); j += 2 {
-		if refs[j] < uint32(len(symbols)) && refs[j+1] < uint32(len(symbols)) && symbols[refs[j]] == labels.MetricName {
+		if refs[j] < uint32(len(symbols)) && refs[j+1] < uint32(len(symbols)) && symbols[refs[j]] == model.MetricNameLabel {
 			return quoteShort(symbols[refs[j+1]])
 		}
 	}
