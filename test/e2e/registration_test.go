@@ -243,8 +243,17 @@ func TestRegistrationGateway(t *testing.T) {
 	close(stop)
 	<-done
 
+	// A refused write counts against east's limits; that state goes with
+	// its registration.
+	if code := writeSpoofed(t, eastC, agentsURL+"/api/v1/write", strings.Repeat("x", 3<<10)); code != http.StatusBadRequest {
+		t.Errorf("a write with a 3 KiB label value = %d, want 400 (label_value_length)", code)
+	}
+	eastLimited := `fleetpulse_hub_ingest_limited_total{cluster="east",limit="label_value_length"}`
+	waitHubMetric(t, httpURL, eastLimited, true)
+
 	// Deleting east deregisters it: its certificate is refused, flagged so
-	// the agent stops, and its namespace goes.
+	// the agent stops, its namespace goes, and so does what the hub kept
+	// of it.
 	if err := kube.Delete(ctx, &fleetv1.ManagedCluster{ObjectMeta: metav1.ObjectMeta{Name: "east"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -273,6 +282,32 @@ func TestRegistrationGateway(t *testing.T) {
 			t.Fatalf("namespace east not deleted: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	waitHubMetric(t, httpURL, eastLimited, false)
+}
+
+// waitHubMetric waits until the hub's /metrics holds a line starting with
+// prefix, or holds none.
+func waitHubMetric(t *testing.T, httpURL, prefix string, present bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(httpURL + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			found := false
+			for _, line := range strings.Split(string(body), "\n") {
+				found = found || strings.HasPrefix(line, prefix)
+			}
+			if found == present {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hub's /metrics: line %s present = %v after 30s, want %v (%v)", prefix, !present, present, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
