@@ -187,6 +187,7 @@ func TestRegistrationSecurity(t *testing.T) {
 		second := startInProcessAgent(t, agentsURL, pin, prodAuto, "lost", "uid-lost", state)
 		newHash := ""
 		pollUntil(ctx, t, "the agent waiting for its new key's approval", func() (bool, string) {
+			second.mustWait(t)
 			newHash = joinKeyHash(state)
 			return newHash != "" && strings.Contains(second.logs.String(), "key_sha256="+newHash) &&
 				strings.Contains(second.logs.String(), "administrator must approve"), second.logs.String()
@@ -195,6 +196,7 @@ func TestRegistrationSecurity(t *testing.T) {
 		second.stop()
 		second = startInProcessAgent(t, agentsURL, pin, prodAuto, "lost", "uid-lost", state)
 		pollUntil(ctx, t, "the restarted agent waiting", func() (bool, string) {
+			second.mustWait(t)
 			return strings.Contains(second.logs.String(), "administrator must approve"), second.logs.String()
 		})
 		if !strings.Contains(second.logs.String(), "registering with the key of the unfinished join") {
@@ -611,6 +613,17 @@ func (p *inProcessAgent) started(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// mustWait fails the test if the agent's Start has returned.
+func (p *inProcessAgent) mustWait(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-p.joined:
+		p.joined <- err
+		t.Fatalf("the agent's join ended (%v), want it waiting:\n%s", err, p.logs)
+	default:
 	}
 }
 
