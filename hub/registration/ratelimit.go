@@ -11,9 +11,8 @@ import (
 	"k8s.io/utils/lru"
 )
 
-// sourceLimiter limits registration calls per source address: each call
-// costs the hub an apiserver read of a token, and guessing tokens must be
-// slow. Sources live in an LRU of bounded size, so a flood of addresses
+// sourceLimiter limits refused registration calls per source address:
+// guessing tokens must be slow. Sources live in an LRU of bounded size, so a flood of addresses
 // cannot grow it without limit; an evicted source starts again with a full
 // burst, which costs an attacker as many addresses as the bound to gain
 // one burst.
@@ -40,31 +39,44 @@ func newSourceLimiter(perSecond float64, burst, maxSources int) *sourceLimiter {
 	return &sourceLimiter{limit: rate.Limit(perSecond), burst: burst, sources: lru.New(maxSources)}
 }
 
-// allow takes one call of source at now. When the source is over its limit
-// it returns how long until it may call again, and whether this is the
-// bout's first refusal.
-func (l *sourceLimiter) allow(source string, now time.Time) (ok bool, wait time.Duration, first bool) {
+// check tells whether source may call at now, without taking anything:
+// only refused calls cost (fail), so that agents joining in numbers from
+// one address (a NAT, a benchmark) are never slowed, while guessing tokens
+// is. Over the limit it returns how long until the source may call again,
+// and whether this is the bout's first refusal.
+func (l *sourceLimiter) check(source string, now time.Time) (ok bool, wait time.Duration, first bool) {
 	if l == nil {
 		return true, 0, false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var st *sourceState
-	if v, found := l.sources.Get(source); found {
-		st = v.(*sourceState)
-	} else {
-		st = &sourceState{lim: rate.NewLimiter(l.limit, l.burst)}
-		l.sources.Add(source, st)
-	}
-	r := st.lim.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
+	st := l.state(source)
+	if tokens := st.lim.TokensAt(now); tokens < 1 {
 		first = !st.limited
 		st.limited = true
-		return false, d, first
+		return false, time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second)), first
 	}
 	st.limited = false
 	return true, 0, false
+}
+
+// fail charges source one refused call at now.
+func (l *sourceLimiter) fail(source string, now time.Time) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.state(source).lim.AllowN(now, 1)
+}
+
+func (l *sourceLimiter) state(source string) *sourceState {
+	if v, found := l.sources.Get(source); found {
+		return v.(*sourceState)
+	}
+	st := &sourceState{lim: rate.NewLimiter(l.limit, l.burst)}
+	l.sources.Add(source, st)
+	return st
 }
 
 // len is the number of sources tracked.

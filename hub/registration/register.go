@@ -45,6 +45,7 @@ func (s *Service) serveRegister(w http.ResponseWriter, r *http.Request) {
 	presented, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		s.count("register", "unauthorized")
+		s.limiter.fail(limitKey(a.source), time.Now())
 		a.event, a.outcome, a.reason = eventToken, outcomeRefused, "no bearer token"
 		s.record(ctx, slog.LevelInfo, a)
 		http.Error(w, "registration needs a bootstrap token: Authorization: Bearer <token>", http.StatusUnauthorized)
@@ -54,6 +55,7 @@ func (s *Service) serveRegister(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, ErrToken) {
 			s.count("register", "unauthorized")
+			s.limiter.fail(limitKey(a.source), time.Now())
 			a.event, a.outcome, a.tokenID, a.reason = eventToken, outcomeRefused, tokenIDOf(presented), err.Error()
 			s.record(ctx, slog.LevelWarn, a)
 			http.Error(w, msgBadToken, http.StatusUnauthorized)
@@ -235,13 +237,13 @@ func (s *Service) answer(w http.ResponseWriter, r *http.Request, mc *fleetv1.Man
 
 // allowSource applies the per-source limit; it answers 429 itself.
 func (s *Service) allowSource(w http.ResponseWriter, r *http.Request, a audit) bool {
-	ok, wait, first := s.limiter.allow(limitKey(a.source), time.Now())
+	ok, wait, first := s.limiter.check(limitKey(a.source), time.Now())
 	if ok {
 		return true
 	}
 	s.count("register", "rate_limited")
 	secs := max(int(math.Ceil(wait.Seconds())), 1)
-	msg := fmt.Sprintf("too many registration requests from %s: the hub allows %g per second per source address, in bursts of up to %d; retry after %ds",
+	msg := fmt.Sprintf("too many refused registration requests from %s: the hub allows %g per second per source address, in bursts of up to %d; retry after %ds",
 		a.source, s.cfg.RegisterRatePerSource, s.cfg.RegisterBurstPerSource, secs)
 	a.event, a.outcome, a.reason = eventRateLimit, outcomeRateLimited, msg
 	level := slog.LevelDebug // every refusal is counted; a bout is logged once

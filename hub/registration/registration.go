@@ -71,11 +71,12 @@ type Config struct {
 	// periodic Lease and status writes of thousands of clusters need more
 	// than a handful in flight.
 	Workers int
-	// RegisterRatePerSource and RegisterBurstPerSource limit registration
-	// calls per source address (an IPv6 source by its /64): each call costs
-	// an apiserver read of a token, and guessing tokens must be slow. A
-	// cluster waiting for acceptance polls every 5 s, so many clusters
-	// behind one NAT address need a higher rate. 0 means no limit.
+	// RegisterRatePerSource and RegisterBurstPerSource limit refused
+	// registration calls (bad or missing tokens) per source address (an
+	// IPv6 source by its /64): guessing tokens must be slow. A source over
+	// it is refused every call until its budget refills; calls that pass
+	// cost nothing, so clusters joining in numbers behind one NAT address
+	// are not slowed. 0 means no limit.
 	RegisterRatePerSource  float64
 	RegisterBurstPerSource int
 	// RegisterSources bounds the sources whose limits are tracked; the
