@@ -16,9 +16,13 @@
 // or an invalid, expired or revoked credential, 403 a credential of a
 // cluster that was deregistered or is no longer accepted (always with the
 // header X-Fleetpulse-Deregistered: true; the agent stops and drops its
-// credentials), 409 the name belongs to another cluster (final), 503 the hub
-// is not ready or the name is being registered or deregistered right now
-// (retry after Retry-After).
+// credentials), 409 the name belongs to another cluster or to a cluster set
+// the token may not register (final), 429 the source made too many refused
+// registration calls, 503 the hub is not ready or the name is being
+// registered or deregistered right now (429 and 503: retry after
+// Retry-After). A registration whose key differs from the one the cluster
+// registered with is answered as pending until an administrator approves
+// the new key.
 package agentapi
 
 import "time"
