@@ -76,11 +76,14 @@ func DefaultLimits() Limits {
 		// most one cluster may take of a hub sized for a fleet.
 		HeadSeries: 500_000,
 		// The agent sends one request per batch (a collection interval of
-		// 30 s, one request in flight): 50 per second with a burst of 100
-		// lets it empty a queue held through an outage at once, and stops
-		// a client that floods.
-		RequestRate:  50,
-		RequestBurst: 100,
+		// 30 s, one request in flight); a Prometheus server remote-writing
+		// a large cluster sends 2,000 samples per request over up to 50
+		// shards, a few hundred requests per second (test/bench/ingest's
+		// large-cluster shape: about 250). 1,000 per second in bursts of
+		// 2,000 leaves those room and stops a client that floods; lower it
+		// per cluster where the agent is all that writes.
+		RequestRate:  1000,
+		RequestBurst: 2000,
 	}
 }
 
