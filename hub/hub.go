@@ -189,7 +189,6 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 				h.shutdown(servers)
 				return err
 			}
-			reg.OnDeregistered(md.Forget)
 			controllersDone = make(chan error, 1)
 			go func() { controllersDone <- reg.Run(controllersCtx) }()
 			if !reg.WaitReady(ctx) {
