@@ -38,7 +38,7 @@ type devStateCluster struct {
 	PIDs       map[string]int `json:"pids"`
 }
 
-func newDevCommand() *cobra.Command {
+func newDevCommand(lf *logFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a local Fleetpulse fleet on real Kubernetes control planes",
@@ -50,7 +50,7 @@ executable; 'make build' puts both in bin/), each with a client certificate
 from the fleet's own CA. The Kubernetes binaries are built from the Go module
 proxy on first use and cached.`,
 	}
-	cmd.AddCommand(newDevUpCommand(), newDevDownCommand(), newDevBuildCommand())
+	cmd.AddCommand(newDevUpCommand(lf), newDevDownCommand(), newDevBuildCommand())
 	return cmd
 }
 
@@ -75,7 +75,7 @@ func newDevBuildCommand() *cobra.Command {
 	}
 }
 
-func newDevUpCommand() *cobra.Command {
+func newDevUpCommand(lf *logFlags) *cobra.Command {
 	opts := testbed.FleetOptions{Dir: defaultDevState, Clusters: 3, Nodes: 3}
 	hubHTTP, hubAgents := "127.0.0.1:9090", "127.0.0.1:8443"
 	cmd := &cobra.Command{
@@ -86,11 +86,18 @@ func newDevUpCommand() *cobra.Command {
 			// A closing terminal must not cut the fleet's teardown short.
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGHUP)
 			defer stop()
-			logger := slog.Default().With("component", "dev")
-			opts.Logger = logger
 			if err := clearStaleState(opts.Dir); err != nil {
 				return err
 			}
+			logs, err := openDevLoggers(lf, opts.Dir)
+			if err != nil {
+				return err
+			}
+			defer logs.close()
+			logger := logs.progress
+			opts.Logger = logs.quiet
+			slog.SetDefault(logs.quiet) // libraries that log through the default
+			logger.Info("starting the local fleet; full logs in " + logs.path)
 			bins, err := testbed.EnsureBinaries(ctx, testbed.BuildOptions{Logger: logger})
 			if err != nil {
 				return err
@@ -105,7 +112,7 @@ func newDevUpCommand() *cobra.Command {
 				fleet.Stop()
 				_ = os.RemoveAll(opts.Dir)
 			}()
-			tel, err := startDevTelemetry(fleet, opts.Dir, hubHTTP, hubAgents, logger)
+			tel, err := startDevTelemetry(fleet, opts.Dir, hubHTTP, hubAgents, logs.quiet)
 			if err != nil {
 				return err
 			}
@@ -113,7 +120,7 @@ func newDevUpCommand() *cobra.Command {
 			if err := writeDevState(opts.Dir, fleet, tel); err != nil {
 				return err
 			}
-			printFleet(cmd.OutOrStdout(), opts.Dir, fleet, tel, kubectlCommand(bins), time.Since(start))
+			printFleet(cmd.OutOrStdout(), opts.Dir, logs.path, fleet, tel, kubectlCommand(bins), time.Since(start))
 			return watchFleet(ctx, fleet, logger)
 		},
 	}
@@ -156,7 +163,7 @@ func kubectlCommand(bins *testbed.Binaries) string {
 	return bins.Kubectl
 }
 
-func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, tel *devTelemetry, kubectl string, took time.Duration) {
+func printFleet(w io.Writer, dir, logPath string, fleet *testbed.Fleet, tel *devTelemetry, kubectl string, took time.Duration) {
 	fmt.Fprintf(w, "\nFleetpulse local fleet is up (%s; state in %s):\n\n", took.Round(100*time.Millisecond), dir)
 	for _, c := range fleet.All() {
 		what := "get nodes"
@@ -171,6 +178,7 @@ func printFleet(w io.Writer, dir string, fleet *testbed.Fleet, tel *devTelemetry
 	if tel.AlertmanagerURL != "" {
 		fmt.Fprintf(w, "             Alertmanager: %s  (alerts of the shipped rule packs, by cluster)\n", tel.AlertmanagerURL)
 	}
+	fmt.Fprintf(w, "\n  logs       %s (the terminal shows warnings and errors only)\n", logPath)
 	fmt.Fprintf(w, "\nPress Ctrl-C (or run 'fleetpulse dev down') to stop and remove the fleet.\n")
 }
 

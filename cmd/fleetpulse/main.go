@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -49,21 +50,22 @@ control planes for development and demos.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := lf.logger()
+			h, err := lf.handler(os.Stderr)
 			if err != nil {
 				return err
 			}
-			slog.SetDefault(logger)
+			slog.SetDefault(slog.New(h))
 			return nil
 		},
 	}
 	root.PersistentFlags().StringVar(&lf.level, "log.level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&lf.format, "log.format", "logfmt", "log format: logfmt or json")
-	root.AddCommand(newHubCommand(), newDevCommand(), newAgentCommand(), newVersionCommand())
+	root.AddCommand(newHubCommand(), newDevCommand(&lf), newAgentCommand(), newVersionCommand())
 	return root
 }
 
-func (f logFlags) logger() (*slog.Logger, error) {
+// handler writes records of the flags' level and format to w.
+func (f logFlags) handler(w io.Writer) (slog.Handler, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.level)); err != nil {
 		return nil, fmt.Errorf("--log.level %q: want debug, info, warn or error", f.level)
@@ -71,9 +73,9 @@ func (f logFlags) logger() (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch strings.ToLower(f.format) {
 	case "logfmt":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.NewTextHandler(w, opts), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.NewJSONHandler(w, opts), nil
 	default:
 		return nil, fmt.Errorf("--log.format %q: want logfmt or json", f.format)
 	}

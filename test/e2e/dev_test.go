@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +40,10 @@ func TestDevUpDown(t *testing.T) {
 	up := exec.Command(bin, "dev", "up", "--clusters=2", "--nodes=2", "--state-dir="+state,
 		"--hub.http-address="+hubHTTP, "--hub.agents-address="+testbed.FreeAddr(t))
 	up.Dir = root
-	up.Stderr = testWriter{t}
+	// Everything dev up prints, on both streams, counts towards how far down
+	// its banner starts: a newcomer must not have to scroll for it.
+	var printed atomic.Int64
+	up.Stderr = countingWriter{testWriter{t}, &printed}
 	stdout, err := up.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +83,9 @@ banner:
 				t.Fatal("dev up ended before printing the fleet")
 			}
 			t.Log("dev up: " + l)
+			if n := printed.Add(1); strings.HasPrefix(l, "Fleetpulse local fleet is up") && n > 20 {
+				t.Errorf("dev up's banner starts on line %d of its output, want within the first 20", n)
+			}
 			banner.WriteString(l + "\n")
 			if m := kubectlLine.FindStringSubmatch(l); m != nil {
 				commands = append(commands, append([]string{m[1], "--kubeconfig", m[2]}, strings.Fields(m[3])...))
@@ -198,6 +207,17 @@ banner:
 }
 
 type testWriter struct{ t *testing.T }
+
+// countingWriter counts the lines written through it.
+type countingWriter struct {
+	w     io.Writer
+	lines *atomic.Int64
+}
+
+func (w countingWriter) Write(b []byte) (int, error) {
+	w.lines.Add(int64(bytes.Count(b, []byte("\n"))))
+	return w.w.Write(b)
+}
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
