@@ -24,6 +24,10 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&Placement{}, &PlacementList{},
 		&PlacementDecision{}, &PlacementDecisionList{},
 		&AlertTaint{}, &AlertTaintList{},
+		&Policy{}, &PolicyList{},
+		&PlacementBinding{}, &PlacementBindingList{},
+		&PolicySet{}, &PolicySetList{},
+		&AlertRemediation{}, &AlertRemediationList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
