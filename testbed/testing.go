@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -75,17 +75,17 @@ func StartClusters(t testing.TB, prefix string, n int, opts ClusterOptions) []*C
 }
 
 func dumpLogs(t testing.TB, c *Cluster) {
-	entries, err := os.ReadDir(c.Logs)
-	if err != nil {
-		return
+	t.Logf("cluster %s (last lines):\n%s", c.Name, c.LogTails(20))
+}
+
+// LogTails returns the last lines of every process's log, each under its
+// process's name, to explain a failure.
+func (c *Cluster) LogTails(lines int) string {
+	var b strings.Builder
+	for _, p := range c.procs {
+		fmt.Fprintf(&b, "--- %s\n%s\n", p.name, p.logTail(lines))
 	}
-	for _, e := range entries {
-		for _, p := range c.procs {
-			if p.name+".log" == e.Name() {
-				t.Logf("cluster %s, %s (last lines):\n%s", c.Name, p.name, p.logTail(20))
-			}
-		}
-	}
+	return b.String()
 }
 
 // testWriter sends log lines to the test's log.
