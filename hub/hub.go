@@ -281,20 +281,13 @@ func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *me
 	if err != nil {
 		return nil, err
 	}
-	query := func(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
-		q, err := engine.NewInstantQuery(ctx, store.Queryable(), nil, expr, ts)
-		if err != nil {
-			return nil, err
-		}
-		defer q.Close()
-		return q.Exec(ctx).Vector()
-	}
+	instant := query.InstantQueryFunc(engine, store.Queryable())
 	logger := h.logger.With("component", "registration")
 	// The API goes in first: the controller's caches need its types served.
 	if err := registration.InstallAt(ctx, restCfg, h.cfg.Registration.Namespace); err != nil {
 		return nil, fmt.Errorf("install the API on the control plane: %w", err)
 	}
-	reg, err := registration.New(h.cfg.Registration, restCfg, ca, query, store, logger, h.registry)
+	reg, err := registration.New(h.cfg.Registration, restCfg, ca, instant, store, logger, h.registry)
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ import (
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub/internal/conflict"
-	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/query"
 )
 
 // Condition reasons of a Placement's Satisfied condition.
@@ -74,12 +74,12 @@ func (c Config) Validate() error {
 // Setup adds the placement controller, with the default configuration, to
 // the hub's controller manager. query reads the hub's telemetry for PromQL
 // prioritizers (nil: they fail, and score nothing).
-func Setup(mgr manager.Manager, query registration.QueryFunc, logger *slog.Logger) error {
+func Setup(mgr manager.Manager, query query.QueryFunc, logger *slog.Logger) error {
 	return SetupWithConfig(mgr, DefaultConfig(), query, logger)
 }
 
 // SetupWithConfig is Setup with a configuration.
-func SetupWithConfig(mgr manager.Manager, cfg Config, query registration.QueryFunc, logger *slog.Logger) error {
+func SetupWithConfig(mgr manager.Manager, cfg Config, query query.QueryFunc, logger *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid placement configuration: %w", err)
 	}
@@ -132,7 +132,7 @@ type reconciler struct {
 	cfg      Config
 	client   client.Client // cached reads, direct writes
 	api      client.Reader // uncached reads, for the placement and its own decisions
-	query    registration.QueryFunc
+	query    query.QueryFunc
 	recorder events.EventRecorder
 	now      func() time.Time
 }

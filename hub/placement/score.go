@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
-	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/query"
 )
 
 // Built-in prioritizers.
@@ -247,7 +247,7 @@ func rewrite(e parser.Expr, d time.Duration) parser.Expr {
 // queryScores runs a PromQL prioritizer and returns one value per cluster
 // (the mean when the query returns several samples for a cluster); samples
 // without a cluster label are ignored.
-func queryScores(ctx context.Context, query registration.QueryFunc, s *fleetv1.PromQLScore, now time.Time) (map[string]float64, error) {
+func queryScores(ctx context.Context, query query.QueryFunc, s *fleetv1.PromQLScore, now time.Time) (map[string]float64, error) {
 	expr, err := withStaleness(s.Query, s.Staleness.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("parse query %q: %w", s.Query, err)

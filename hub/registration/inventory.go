@@ -6,16 +6,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/prometheus/promql"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 )
-
-// QueryFunc runs an instant PromQL query over the hub's own store.
-type QueryFunc func(ctx context.Context, expr string, ts time.Time) (promql.Vector, error)
 
 // clusterInventory is what a cluster's telemetry says about it: the agent
 // ships its inventory as series, and the hub reads them back rather than

@@ -39,6 +39,7 @@ import (
 	cpv1 "github.com/fleetpulse/fleetpulse/api/clusterinventory/v1alpha1"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub/events"
+	"github.com/fleetpulse/fleetpulse/hub/query"
 )
 
 // Config configures registration.
@@ -146,7 +147,7 @@ type Service struct {
 	ca        *CA
 	tracker   *tracker
 	inventory *inventories
-	query     QueryFunc
+	query     query.QueryFunc
 	store     events.Appenders
 
 	requests    *prometheus.CounterVec
@@ -160,7 +161,7 @@ type Service struct {
 
 // New builds registration over the hub's control plane. query reads the
 // hub's telemetry; store takes the heartbeat series. It starts nothing.
-func New(cfg Config, restCfg *rest.Config, ca *CA, query QueryFunc, store events.Appenders, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+func New(cfg Config, restCfg *rest.Config, ca *CA, query query.QueryFunc, store events.Appenders, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid registration configuration: %w", err)
 	}
@@ -232,7 +233,7 @@ func (s *Service) count(endpoint, result string) { s.requests.WithLabelValues(en
 func (s *Service) Manager() manager.Manager { return s.mgr }
 
 // Query runs PromQL over the hub's telemetry.
-func (s *Service) Query() QueryFunc { return s.query }
+func (s *Service) Query() query.QueryFunc { return s.query }
 
 // Identity is what the gateway's other endpoints (work sync) use to name the
 // calling cluster: the same checks as heartbeats, with the status to refuse
