@@ -5,24 +5,24 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
+	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub/actions"
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
-	"github.com/fleetpulse/fleetpulse/hub/registration"
-	"github.com/fleetpulse/fleetpulse/testbed"
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/controlplane"
 )
+
+func TestMain(m *testing.M) { controlplane.Main(m) }
 
 // alerts is an AlertSource whose active alerts the test sets; it ticks
 // "evaluated" every 100 ms, as the hub's rules do after each evaluation.
@@ -53,11 +53,8 @@ func (a *alerts) set(active ...alerting.Alert) {
 // A taint someone else set on the same cluster is never touched.
 func TestAlertTaintOwnsItsTaints(t *testing.T) {
 	t.Parallel()
-	cp := testbed.StartClusters(t, "alerttaint", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
+	cp := controlplane.Start(t)
 	ctx := context.Background()
-	if err := registration.InstallAt(ctx, cp.RESTConfig, "fleetpulse-system"); err != nil {
-		t.Fatal(err)
-	}
 	src := &alerts{tick: make(chan struct{})}
 	stop := make(chan struct{})
 	ticked := make(chan struct{})
@@ -79,20 +76,17 @@ func TestAlertTaintOwnsItsTaints(t *testing.T) {
 		}
 	}()
 	t.Cleanup(func() { close(stop); <-ticked })
-	startManager(t, cp, func(mgr ctrl.Manager) error {
-		return actions.Setup(mgr, src, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	cp.StartManager(t, func(mgr ctrl.Manager) error {
+		return actions.Setup(mgr, src, testutil.Logger(t, slog.LevelInfo))
 	})
-	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube := cp.Client
 	manual := fleetv1.Taint{Key: "example.com/maintenance", Effect: fleetv1.TaintNoSelect, TimeAdded: metav1.Unix(1_800_000_000, 0)}
 	for _, name := range []string{"c1", "c2", "c3"} {
 		mc := &fleetv1.ManagedCluster{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: fleetv1.ManagedClusterSpec{Accepted: true}}
 		if name == "c1" {
 			mc.Spec.Taints = []fleetv1.Taint{manual}
 		}
-		must(t, kube.Create(ctx, mc))
+		require.NoError(t, kube.Create(ctx, mc))
 	}
 
 	const oldKey, newKey = "fleetpulse.io/nodes-not-ready", "fleetpulse.io/degraded"
@@ -102,10 +96,10 @@ func TestAlertTaintOwnsItsTaints(t *testing.T) {
 			UntaintAfter: metav1.Duration{Duration: time.Minute}},
 	}
 	src.set(alerting.Alert{Name: "NodesNotReady", Firing: true, Value: 2, Labels: map[string]string{"alertname": "NodesNotReady", "cluster": "c1"}})
-	must(t, kube.Create(ctx, rule))
+	require.NoError(t, kube.Create(ctx, rule))
 	waitTaints(t, kube, "c1", manual.Key, oldKey)
 	waitTaints(t, kube, "c2")
-	must(t, kube.Get(ctx, client.ObjectKeyFromObject(rule), rule))
+	require.NoError(t, kube.Get(ctx, client.ObjectKeyFromObject(rule), rule))
 	if !slices.Contains(rule.Finalizers, actions.Finalizer) {
 		t.Errorf("AlertTaint finalizers %v, want %s: without it a deleted rule's taints would stay", rule.Finalizers, actions.Finalizer)
 	}
@@ -115,8 +109,8 @@ func TestAlertTaintOwnsItsTaints(t *testing.T) {
 	waitTaints(t, kube, "c1", manual.Key, newKey)
 
 	// Deleted while the alert still fires: the taint goes, then the rule.
-	must(t, kube.Delete(ctx, rule))
-	eventually(t, 10*time.Second, func() error {
+	require.NoError(t, kube.Delete(ctx, rule))
+	testutil.Eventually(t, 10*time.Second, func() error {
 		err := kube.Get(ctx, client.ObjectKeyFromObject(rule), &fleetv1.AlertTaint{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -125,7 +119,7 @@ func TestAlertTaintOwnsItsTaints(t *testing.T) {
 	})
 	waitTaints(t, kube, "c1", manual.Key)
 	mc := &fleetv1.ManagedCluster{}
-	must(t, kube.Get(ctx, client.ObjectKey{Name: "c1"}, mc))
+	require.NoError(t, kube.Get(ctx, client.ObjectKey{Name: "c1"}, mc))
 	if v, ok := mc.Annotations[actions.AnnotationOwners]; ok {
 		t.Errorf("c1 still records taint owners %s after the last one went", v)
 	}
@@ -137,7 +131,7 @@ func TestAlertTaintOwnsItsTaints(t *testing.T) {
 // waitTaints waits until the cluster's taints have exactly the keys given.
 func waitTaints(t *testing.T, kube client.Client, cluster string, keys ...string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		mc := &fleetv1.ManagedCluster{}
 		if err := kube.Get(context.Background(), client.ObjectKey{Name: cluster}, mc); err != nil {
 			return err
@@ -155,66 +149,11 @@ func waitTaints(t *testing.T, kube client.Client, cluster string, keys ...string
 
 func update(t *testing.T, kube client.Client, rule *fleetv1.AlertTaint, change func(*fleetv1.AlertTaint)) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if err := kube.Get(context.Background(), client.ObjectKeyFromObject(rule), rule); err != nil {
 			return err
 		}
 		change(rule)
 		return kube.Update(context.Background(), rule)
 	})
-}
-
-func startManager(t *testing.T, cp *testbed.Cluster, setup func(ctrl.Manager) error) {
-	t.Helper()
-	mgr, err := ctrl.NewManager(cp.RESTConfig, ctrl.Options{
-		Scheme:                 registration.Scheme(),
-		Logger:                 logr.FromSlogHandler(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := setup(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// eventually polls check until it succeeds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,13 +22,14 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub/placement"
-	"github.com/fleetpulse/fleetpulse/hub/registration"
-	"github.com/fleetpulse/fleetpulse/testbed"
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/controlplane"
 )
+
+func TestMain(m *testing.M) { controlplane.Main(m) }
 
 // scores is a QueryFunc over fixed per-cluster values that the test changes.
 type scores struct {
@@ -60,25 +61,19 @@ func (s *scores) query(_ context.Context, expr string, ts time.Time) (promql.Vec
 // hysteresis moving nothing; and a lead beyond it moving the decision.
 func TestPlacementOnControlPlane(t *testing.T) {
 	t.Parallel()
-	cp := testbed.StartClusters(t, "placement", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
+	cp := controlplane.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := registration.InstallAt(ctx, cp.RESTConfig, "fleetpulse-system"); err != nil {
-		t.Fatal(err)
-	}
 	sc := &scores{}
-	startManager(t, cp, func(mgr ctrl.Manager) error {
+	cp.StartManager(t, func(mgr ctrl.Manager) error {
 		return placement.SetupWithConfig(mgr, placement.Config{ScoreInterval: 200 * time.Millisecond, QueryTimeout: time.Second, Workers: 2},
-			sc.query, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+			sc.query, testutil.Logger(t, slog.LevelInfo))
 	})
-	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}))
-	must(t, kube.Create(ctx, &fleetv1.ClusterSet{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}))
+	kube := cp.Client
+	require.NoError(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}))
+	require.NoError(t, kube.Create(ctx, &fleetv1.ClusterSet{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}))
 	for i, env := range []string{"prod", "prod", "prod", "dev"} {
-		must(t, kube.Create(ctx, &fleetv1.ManagedCluster{
+		require.NoError(t, kube.Create(ctx, &fleetv1.ManagedCluster{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c%d", i+1), Labels: map[string]string{fleetv1.LabelClusterSet: "prod", "env": env}},
 			Spec:       fleetv1.ManagedClusterSpec{Accepted: true},
 		}))
@@ -91,14 +86,14 @@ func TestPlacementOnControlPlane(t *testing.T) {
 		Spec: fleetv1.PlacementSpec{ClusterSets: []string{"prod"}, NumberOfClusters: ptr.To[int32](2),
 			Predicates: []fleetv1.ClusterPredicate{{LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}}},
 	}
-	must(t, kube.Create(ctx, web))
-	must(t, kube.Get(ctx, client.ObjectKeyFromObject(web), web))
+	require.NoError(t, kube.Create(ctx, web))
+	require.NoError(t, kube.Get(ctx, client.ObjectKeyFromObject(web), web))
 	if r := web.Spec.Rescheduling; r.Hysteresis != 10 || r.MinInterval.Duration != time.Minute {
 		t.Errorf("rescheduling defaults %+v, want hysteresis 10 and minInterval 1m", r)
 	}
 	waitDecision(t, kube, "web", 5*time.Second, "c1", "c2")
 	d := &fleetv1.PlacementDecision{}
-	must(t, kube.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "web-decision-1"}, d))
+	require.NoError(t, kube.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "web-decision-1"}, d))
 	if d.Labels[fleetv1.LabelPlacement] != "web" || d.Labels[fleetv1.LabelDecisionGroupIndex] != "0" ||
 		d.Labels[fleetv1.LabelSIGMCPlacementKey] != "web" || d.Labels[fleetv1.LabelSIGMCDecisionIndex] != "0" {
 		t.Errorf("decision labels %v", d.Labels)
@@ -128,12 +123,12 @@ func TestPlacementOnControlPlane(t *testing.T) {
 	waitEvent(t, kube, "web", "ClusterSelected", "c3 selected")
 	// The taint going does not move it back: c3 still qualifies.
 	setTaints(t, kube, "c1")
-	consistently(t, 2*time.Second, func() error { return decisionIs(kube, "web", "c2", "c3") })
+	testutil.Consistently(t, 2*time.Second, func() error { return decisionIs(kube, "web", "c2", "c3") })
 
 	// Deleting the placement deletes its decisions: the garbage collector
 	// follows their owner references (checked at the end, since it picks up
 	// new resource types only every 30 s).
-	must(t, kube.Delete(ctx, web))
+	require.NoError(t, kube.Delete(ctx, web))
 	defer waitGone(t, kube, &fleetv1.PlacementDecision{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web-decision-1"}}, time.Minute)
 
 	// A PromQL score orders the clusters.
@@ -146,9 +141,9 @@ func TestPlacementOnControlPlane(t *testing.T) {
 				ScoreCoordinate: fleetv1.ScoreCoordinate{Type: placement.ScorePromQL, PromQL: &fleetv1.PromQLScore{Query: `fleet_score`}}, Weight: 1}}},
 			Rescheduling: fleetv1.Rescheduling{Hysteresis: 50, MinInterval: metav1.Duration{Duration: time.Second}}},
 	}
-	must(t, kube.Create(ctx, scored))
+	require.NoError(t, kube.Create(ctx, scored))
 	waitDecision(t, kube, "scored", 5*time.Second, "c2")
-	must(t, kube.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "scored-decision-1"}, d))
+	require.NoError(t, kube.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "scored-decision-1"}, d))
 	if got := d.Status.Decisions[0]; got.Score != 100 || got.Reason != placement.ReasonSelected {
 		t.Errorf("decision %+v, want c2 selected with score 100", got)
 	}
@@ -178,7 +173,7 @@ func TestPlacementOnControlPlane(t *testing.T) {
 	sc.mu.Lock()
 	before := sc.queries
 	sc.mu.Unlock()
-	consistently(t, 5*time.Second, func() error { return decisionIs(kube, "scored", "c2") })
+	testutil.Consistently(t, 5*time.Second, func() error { return decisionIs(kube, "scored", "c2") })
 	stopFlips()
 	flipped.Wait()
 	sc.mu.Lock()
@@ -186,7 +181,7 @@ func TestPlacementOnControlPlane(t *testing.T) {
 		t.Errorf("only %d queries while the scores flipped: the controller did not look", n)
 	}
 	sc.mu.Unlock()
-	must(t, kube.Get(ctx, client.ObjectKeyFromObject(scored), scored))
+	require.NoError(t, kube.Get(ctx, client.ObjectKeyFromObject(scored), scored))
 	if scored.Status.LastRescheduleTime != nil {
 		t.Errorf("lastRescheduleTime %s: scores within the hysteresis moved the decision", scored.Status.LastRescheduleTime)
 	}
@@ -208,7 +203,7 @@ func TestPlacementOnControlPlane(t *testing.T) {
 	spread.Spec.NumberOfClusters = ptr.To[int32](2)
 	spread.Spec.Rescheduling.Hysteresis = 1000
 	spread.Spec.SpreadPolicy.SpreadConstraints = []fleetv1.SpreadConstraint{{TopologyKey: "zone", TopologyKeyType: placement.TopologyKeyLabel, MaxSkew: 1}}
-	must(t, kube.Create(ctx, spread))
+	require.NoError(t, kube.Create(ctx, spread))
 	waitDecision(t, kube, "spread", 5*time.Second, "c2", "c3") // c1 outscores c2, but shares c3's zone
 	waitPlacement(t, kube, "spread", 5*time.Second, func(p *fleetv1.Placement) bool {
 		c := meta.FindStatusCondition(p.Status.Conditions, fleetv1.PlacementConditionSatisfy)
@@ -224,62 +219,28 @@ func TestPlacementOnControlPlane(t *testing.T) {
 		"metadata": map[string]any{"namespace": "apps", "name": "bare"},
 		"spec":     map[string]any{"numberOfClusters": int64(1)},
 	}}
-	must(t, kube.Create(ctx, u))
+	require.NoError(t, kube.Create(ctx, u))
 	bare := &fleetv1.Placement{}
-	must(t, kube.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "bare"}, bare))
+	require.NoError(t, kube.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "bare"}, bare))
 	if r := bare.Spec.Rescheduling; r.Hysteresis != 10 || r.MinInterval.Duration != time.Minute {
 		t.Errorf("rescheduling of a placement without it: %+v, want the defaults", r)
-	}
-}
-
-// startManager runs a controller manager on the control plane with the
-// controllers setup adds, until the test ends.
-func startManager(t *testing.T, cp *testbed.Cluster, setup func(ctrl.Manager) error) {
-	t.Helper()
-	mgr, err := ctrl.NewManager(cp.RESTConfig, ctrl.Options{
-		Scheme:                 registration.Scheme(),
-		Logger:                 logr.FromSlogHandler(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := setup(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
 func setTaints(t *testing.T, kube client.Client, cluster string, taints ...fleetv1.Taint) {
 	t.Helper()
 	mc := &fleetv1.ManagedCluster{}
-	must(t, kube.Get(context.Background(), client.ObjectKey{Name: cluster}, mc))
+	require.NoError(t, kube.Get(context.Background(), client.ObjectKey{Name: cluster}, mc))
 	mc.Spec.Taints = taints
-	must(t, kube.Update(context.Background(), mc))
+	require.NoError(t, kube.Update(context.Background(), mc))
 }
 
 func setLabel(t *testing.T, kube client.Client, cluster, key, value string) {
 	t.Helper()
 	mc := &fleetv1.ManagedCluster{}
-	must(t, kube.Get(context.Background(), client.ObjectKey{Name: cluster}, mc))
+	require.NoError(t, kube.Get(context.Background(), client.ObjectKey{Name: cluster}, mc))
 	mc.Labels[key] = value
-	must(t, kube.Update(context.Background(), mc))
+	require.NoError(t, kube.Update(context.Background(), mc))
 }
 
 // decisionIs checks a placement's decided clusters, over all its
@@ -303,12 +264,12 @@ func decisionIs(kube client.Client, placementName string, want ...string) error 
 
 func waitDecision(t *testing.T, kube client.Client, placementName string, within time.Duration, want ...string) {
 	t.Helper()
-	eventually(t, within, func() error { return decisionIs(kube, placementName, want...) })
+	testutil.Eventually(t, within, func() error { return decisionIs(kube, placementName, want...) })
 }
 
 func waitPlacement(t *testing.T, kube client.Client, name string, within time.Duration, ok func(*fleetv1.Placement) bool) {
 	t.Helper()
-	eventually(t, within, func() error {
+	testutil.Eventually(t, within, func() error {
 		p := &fleetv1.Placement{}
 		if err := kube.Get(context.Background(), client.ObjectKey{Namespace: "apps", Name: name}, p); err != nil {
 			return err
@@ -322,7 +283,7 @@ func waitPlacement(t *testing.T, kube client.Client, name string, within time.Du
 
 func waitEvent(t *testing.T, kube client.Client, regarding, reason string, notes ...string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		var list eventsv1.EventList
 		if err := kube.List(context.Background(), &list, client.InNamespace("apps")); err != nil {
 			return err
@@ -343,7 +304,7 @@ func waitEvent(t *testing.T, kube client.Client, regarding, reason string, notes
 
 func waitGone(t *testing.T, kube client.Client, obj client.Object, within time.Duration) {
 	t.Helper()
-	eventually(t, within, func() error {
+	testutil.Eventually(t, within, func() error {
 		err := kube.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -359,40 +320,4 @@ func containsAll(s string, subs []string) bool {
 		}
 	}
 	return true
-}
-
-// eventually polls check until it succeeds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// consistently polls check for the whole period and fails at its first
-// failure.
-func consistently(t *testing.T, period time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(period)
-	for time.Now().Before(deadline) {
-		if err := check(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
+	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -18,14 +18,15 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub/placement"
-	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/hub/workset"
-	"github.com/fleetpulse/fleetpulse/testbed"
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/controlplane"
 )
+
+func TestMain(m *testing.M) { controlplane.Main(m) }
 
 func configMap(value string) fleetv1.ManifestWorkSpec {
 	raw := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"app-config","namespace":"default"},"data":{"k":%q}}`, value)
@@ -39,13 +40,10 @@ func configMap(value string) fleetv1.ManifestWorkSpec {
 // its works.
 func TestManifestWorkSetOnControlPlane(t *testing.T) {
 	t.Parallel()
-	cp := testbed.StartClusters(t, "workset", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
+	cp := controlplane.Start(t)
 	ctx := context.Background()
-	if err := registration.InstallAt(ctx, cp.RESTConfig, "fleetpulse-system"); err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	startManager(t, cp, func(mgr ctrl.Manager) error {
+	logger := testutil.Logger(t, slog.LevelInfo)
+	cp.StartManager(t, func(mgr ctrl.Manager) error {
 		cfg := placement.DefaultConfig()
 		cfg.ScoreInterval = time.Second
 		if err := placement.SetupWithConfig(mgr, cfg, nil, logger.With("component", "placement")); err != nil {
@@ -53,21 +51,18 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 		}
 		return workset.Setup(mgr, logger.With("component", "workset"))
 	})
-	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}))
-	must(t, kube.Create(ctx, &fleetv1.ClusterSet{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}))
+	kube := cp.Client
+	require.NoError(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}))
+	require.NoError(t, kube.Create(ctx, &fleetv1.ClusterSet{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}))
 	for _, c := range []string{"c1", "c2", "c3"} {
-		must(t, kube.Create(ctx, &fleetv1.ManagedCluster{
+		require.NoError(t, kube.Create(ctx, &fleetv1.ManagedCluster{
 			ObjectMeta: metav1.ObjectMeta{Name: c, Labels: map[string]string{fleetv1.LabelClusterSet: "prod"}},
 			Spec:       fleetv1.ManagedClusterSpec{Accepted: true},
 		}))
 		// Registration makes an accepted cluster's namespace; it does not run here.
-		must(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c, Labels: map[string]string{fleetv1.LabelCluster: c}}}))
+		require.NoError(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c, Labels: map[string]string{fleetv1.LabelCluster: c}}}))
 	}
-	must(t, kube.Create(ctx, &fleetv1.Placement{
+	require.NoError(t, kube.Create(ctx, &fleetv1.Placement{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web"},
 		Spec:       fleetv1.PlacementSpec{ClusterSets: []string{"prod"}, NumberOfClusters: ptr.To[int32](2)},
 	}))
@@ -75,12 +70,12 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "app"},
 		Spec:       fleetv1.ManifestWorkSetSpec{ManifestWorkTemplate: configMap("v1"), PlacementRefs: []fleetv1.PlacementRef{{Name: "web"}}},
 	}
-	must(t, kube.Create(ctx, mws))
+	require.NoError(t, kube.Create(ctx, mws))
 
 	// One work per decided cluster, in its namespace, labelled with the set.
 	waitWorks(t, kube, map[string]string{"c1": "v1", "c2": "v1"})
 	w := &fleetv1.ManifestWork{}
-	must(t, kube.Get(ctx, client.ObjectKey{Namespace: "c1", Name: "app"}, w))
+	require.NoError(t, kube.Get(ctx, client.ObjectKey{Namespace: "c1", Name: "app"}, w))
 	if w.Labels[fleetv1.LabelManifestWorkSet] != "apps.app" || len(w.OwnerReferences) != 0 {
 		t.Errorf("work labels %v, owners %v; want the set's label and no owner", w.Labels, w.OwnerReferences)
 	}
@@ -105,7 +100,7 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 
 	// The decision moves off a tainted cluster, and the work with it.
 	mc := &fleetv1.ManagedCluster{}
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if err := kube.Get(ctx, client.ObjectKey{Name: "c1"}, mc); err != nil {
 			return err
 		}
@@ -119,7 +114,7 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 
 	// A progressive rollout of a new template, one cluster at a time: c3
 	// waits until c2's work is Available for the new generation.
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if err := kube.Get(ctx, client.ObjectKeyFromObject(mws), mws); err != nil {
 			return err
 		}
@@ -128,7 +123,7 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 		return kube.Update(ctx, mws) // the controller writes status meanwhile
 	})
 	waitWorks(t, kube, map[string]string{"c2": "v2", "c3": "v1"})
-	consistently(t, 2*time.Second, func() error { return worksAre(kube, map[string]string{"c2": "v2", "c3": "v1"}) })
+	testutil.Consistently(t, 2*time.Second, func() error { return worksAre(kube, map[string]string{"c2": "v2", "c3": "v1"}) })
 	waitSet(t, kube, func(s *fleetv1.ManifestWorkSet) error {
 		return checkConditions(s, fleetv1.WorkSummary{Total: 2, Applied: 2, Available: 2},
 			cond{workset.ConditionProgressing, metav1.ConditionTrue,
@@ -143,8 +138,8 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 	})
 
 	// Deleting the set deletes its works.
-	must(t, kube.Delete(ctx, mws))
-	eventually(t, 10*time.Second, func() error {
+	require.NoError(t, kube.Delete(ctx, mws))
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if err := worksAre(kube, map[string]string{}); err != nil {
 			return err
 		}
@@ -178,7 +173,7 @@ func checkConditions(s *fleetv1.ManifestWorkSet, summary fleetv1.WorkSummary, co
 // work and found it available.
 func markAvailable(t *testing.T, kube client.Client, cluster string) {
 	t.Helper()
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		w := &fleetv1.ManifestWork{}
 		if err := kube.Get(context.Background(), client.ObjectKey{Namespace: cluster, Name: "app"}, w); err != nil {
 			return err
@@ -220,86 +215,16 @@ func worksAre(kube client.Client, want map[string]string) error {
 
 func waitWorks(t *testing.T, kube client.Client, want map[string]string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error { return worksAre(kube, want) })
+	testutil.Eventually(t, 10*time.Second, func() error { return worksAre(kube, want) })
 }
 
 func waitSet(t *testing.T, kube client.Client, check func(*fleetv1.ManifestWorkSet) error) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		s := &fleetv1.ManifestWorkSet{}
 		if err := kube.Get(context.Background(), client.ObjectKey{Namespace: "apps", Name: "app"}, s); err != nil {
 			return err
 		}
 		return check(s)
 	})
-}
-
-// startManager runs a controller manager on the control plane with the
-// controllers setup adds, until the test ends.
-func startManager(t *testing.T, cp *testbed.Cluster, setup func(ctrl.Manager) error) {
-	t.Helper()
-	mgr, err := ctrl.NewManager(cp.RESTConfig, ctrl.Options{
-		Scheme:                 registration.Scheme(),
-		Logger:                 logr.FromSlogHandler(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := setup(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// eventually polls check until it succeeds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// consistently polls check for the whole period and fails at its first
-// failure.
-func consistently(t *testing.T, period time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(period)
-	for time.Now().Before(deadline) {
-		if err := check(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
