@@ -74,3 +74,6 @@ func (ca *CA) Sign(pub crypto.PublicKey, tmpl *x509.Certificate) (*x509.Certific
 	}
 	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
+
+// Cert returns the CA certificate.
+func (ca *CA) Cert() *x509.Certificate { return ca.cert }

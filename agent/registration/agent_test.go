@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"github.com/stretchr/testify/require"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
+	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 // TestJoinWaitsForAcceptance: pending answers are polled with the same
@@ -66,7 +68,7 @@ func TestJoinWaitsForAcceptance(t *testing.T) {
 	if cert.Subject.CommonName != "c1" {
 		t.Errorf("certificate names %q", cert.Subject.CommonName)
 	}
-	if ca, _ := os.ReadFile(p.CA); string(ca) != string(h.ca.pem) {
+	if ca, _ := os.ReadFile(p.CA); string(ca) != string(h.caPEM) {
 		t.Errorf("CA bundle not stored")
 	}
 	beats := h.heartbeats
@@ -120,8 +122,8 @@ func TestJoinRetriesUnreachableHub(t *testing.T) {
 func TestPinMismatchRefused(t *testing.T) {
 	t.Run("other CA", func(t *testing.T) {
 		h := newFakeHub(t)
-		other := newTestCA(t, "other")
-		a, _ := newTestAgent(t, h, t.TempDir(), func(c *Config) { c.CAHash = agentapi.CAHash(other.cert) })
+		other := testbed.NewCA(t, "other")
+		a, _ := newTestAgent(t, h, t.TempDir(), func(c *Config) { c.CAHash = agentapi.CAHash(other.Cert()) })
 		err := a.Start(context.Background())
 		var pm *PinMismatchError
 		if !errors.As(err, &pm) || !strings.Contains(err.Error(), "does not match --hub-ca-hash") {
@@ -138,7 +140,7 @@ func TestPinMismatchRefused(t *testing.T) {
 		// The server hands out the pinned CA but is not the hub.
 		h := newFakeHub(t)
 		impostor := newFakeHub(t)
-		impostor.ca.pem = h.ca.pem
+		impostor.caPEM = h.caPEM
 		a, _ := newTestAgent(t, h, t.TempDir(), func(c *Config) { c.Hub = impostor.srv.URL })
 		err := a.Start(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "does not verify against the pinned CA") {
@@ -155,7 +157,7 @@ func TestPinMismatchRefused(t *testing.T) {
 func TestJoinWithCAFile(t *testing.T) {
 	h := newFakeHub(t)
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	if err := os.WriteFile(caFile, h.ca.pem, 0o644); err != nil {
+	if err := os.WriteFile(caFile, h.caPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := newTestAgent(t, h, t.TempDir(), func(c *Config) { c.CAHash, c.CAFile = "", caFile })
@@ -164,8 +166,8 @@ func TestJoinWithCAFile(t *testing.T) {
 		t.Errorf("fetched the CA %d times although --hub-ca-file was given", n)
 	}
 
-	other := newTestCA(t, "other")
-	b, _ := newTestAgent(t, h, t.TempDir(), func(c *Config) { c.CAHash, c.CAFile = agentapi.CAHash(other.cert), caFile })
+	other := testbed.NewCA(t, "other")
+	b, _ := newTestAgent(t, h, t.TempDir(), func(c *Config) { c.CAHash, c.CAFile = agentapi.CAHash(other.Cert()), caFile })
 	var pm *PinMismatchError
 	if err := b.Start(context.Background()); !errors.As(err, &pm) {
 		t.Errorf("Start with a CA file that does not match the pin = %v", err)
@@ -292,13 +294,13 @@ func TestHeartbeatsCarryClusterHealthAndSurviveHubErrors(t *testing.T) {
 	cluster.mu.Unlock()
 	h.set(func(h *fakeHub) { h.heartbeatStatus, h.heartbeatMessage = http.StatusServiceUnavailable, "not ready" })
 	done, _ := run(t, a)
-	eventually(t, "failed heartbeats", func() bool { return a.Stats().Heartbeats(ResultError) >= 3 })
+	require.Eventually(t, func() bool { return a.Stats().Heartbeats(ResultError) >= 3 }, 20*time.Second, 5*time.Millisecond, "failed heartbeats")
 	h.set(func(h *fakeHub) { h.heartbeatStatus = 0 })
-	eventually(t, "a heartbeat reporting the cluster API down", func() bool {
+	require.Eventually(t, func() bool {
 		b := h.beats()
 		last := b[len(b)-1]
 		return last.req.ClusterAPIReachable == false && strings.Contains(last.req.ClusterAPIError, "connection refused") && a.Stats().Heartbeats(ResultOK) >= 2
-	})
+	}, 20*time.Second, 5*time.Millisecond, "a heartbeat reporting the cluster API down")
 	select {
 	case err := <-done:
 		t.Fatalf("Run ended on hub errors: %v", err)
@@ -314,7 +316,7 @@ func TestHeartbeat403StopsAndRemovesCredentials(t *testing.T) {
 	start(t, a)
 	a.period = 10 * time.Millisecond
 	done, _ := run(t, a)
-	eventually(t, "a heartbeat", func() bool { return a.Stats().Heartbeats(ResultOK) >= 2 })
+	require.Eventually(t, func() bool { return a.Stats().Heartbeats(ResultOK) >= 2 }, 20*time.Second, 5*time.Millisecond, "a heartbeat")
 	h.set(func(h *fakeHub) {
 		h.heartbeatStatus, h.heartbeatMessage, h.deregHeader = http.StatusForbidden, `deregistered: cluster "c1" is not registered with this hub`, true
 	})
@@ -358,7 +360,7 @@ func TestRenewalReplacesCredentials(t *testing.T) {
 	if string(newKey) == string(oldKey) || newCert.SerialNumber.String() == oldSerial {
 		t.Fatal("renewal did not replace the key and certificate")
 	}
-	if _, err := parseCredentials(newKey, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: newCert.Raw}), h.ca.pem); err != nil {
+	if _, err := parseCredentials(newKey, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: newCert.Raw}), h.caPEM); err != nil {
 		t.Fatalf("stored key and certificate do not pair: %v", err)
 	}
 	if fi, _ := os.Stat(p.Key); fi.Mode().Perm() != 0o600 {
@@ -389,7 +391,7 @@ func TestRunRenewsAtFourFifthsOfTheLifetime(t *testing.T) {
 	first := readCert(t, a.Paths().Cert)
 	a.period = 20 * time.Millisecond
 	run(t, a)
-	eventually(t, "a renewal", func() bool { return a.Stats().Renewals(ResultOK) >= 1 })
+	require.Eventually(t, func() bool { return a.Stats().Renewals(ResultOK) >= 1 }, 20*time.Second, 5*time.Millisecond, "a renewal")
 	renewedAt := time.Now()
 	lifetime := first.NotAfter.Sub(first.NotBefore)
 	if early := first.NotBefore.Add(lifetime * 3 / 4); renewedAt.Before(early) {
@@ -404,10 +406,10 @@ func TestRunRenewsAtFourFifthsOfTheLifetime(t *testing.T) {
 		cert, _ := x509.ParseCertificate(b.Bytes)
 		return cert.SerialNumber.String()
 	}
-	eventually(t, "a heartbeat with the renewed certificate", func() bool {
+	require.Eventually(t, func() bool {
 		b := h.beats()
 		return b[len(b)-1].serial != first.SerialNumber.String() && b[len(b)-1].serial == current()
-	})
+	}, 20*time.Second, 5*time.Millisecond, "a heartbeat with the renewed certificate")
 }
 
 func readCert(t *testing.T, path string) *x509.Certificate {

@@ -9,16 +9,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 // issue returns a key and certificate signed by ca, as the hub would.
-func issue(t *testing.T, ca *testCA, name string, ttl time.Duration) (keyPEM, certPEM []byte) {
+func issue(t *testing.T, ca *testbed.CA, name string, ttl time.Duration) (keyPEM, certPEM []byte) {
 	t.Helper()
 	k, err := newKeyAndCSR(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, _, err = ca.sign(k.key.Public().(*ecdsa.PublicKey), &x509.Certificate{
+	_, certPEM, err = ca.Sign(k.key.Public().(*ecdsa.PublicKey), &x509.Certificate{
 		Subject: pkix.Name{CommonName: name}, NotBefore: time.Now(), NotAfter: time.Now().Add(ttl),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
@@ -29,7 +31,7 @@ func issue(t *testing.T, ca *testCA, name string, ttl time.Duration) (keyPEM, ce
 }
 
 func TestCredentialsSaveLoadRemove(t *testing.T) {
-	ca := newTestCA(t, "ca")
+	ca := testbed.NewCA(t, "ca")
 	state := t.TempDir()
 	p := PathsIn(state)
 	if HasCredentials(state) {
@@ -40,7 +42,7 @@ func TestCredentialsSaveLoadRemove(t *testing.T) {
 	}
 	for i := range 3 {
 		key, cert := issue(t, ca, "c1", time.Hour)
-		if err := p.save(key, cert, ca.pem); err != nil {
+		if err := p.save(key, cert, ca.CertPEM()); err != nil {
 			t.Fatalf("save %d: %v", i, err)
 		}
 		got, err := p.load()
@@ -50,7 +52,7 @@ func TestCredentialsSaveLoadRemove(t *testing.T) {
 		if got.cert.Subject.CommonName != "c1" {
 			t.Errorf("loaded %q", got.cert.Subject.CommonName)
 		}
-		for path, want := range map[string][]byte{p.Key: key, p.Cert: cert, p.CA: ca.pem} {
+		for path, want := range map[string][]byte{p.Key: key, p.Cert: cert, p.CA: ca.CertPEM()} {
 			if b, _ := os.ReadFile(path); string(b) != string(want) {
 				t.Errorf("save %d: %s holds something else", i, filepath.Base(path))
 			}
@@ -82,10 +84,10 @@ func TestCredentialsSaveLoadRemove(t *testing.T) {
 }
 
 func TestCredentialsRefuseAMismatchedPair(t *testing.T) {
-	ca := newTestCA(t, "ca")
+	ca := testbed.NewCA(t, "ca")
 	key, _ := issue(t, ca, "c1", time.Hour)
 	_, cert := issue(t, ca, "c1", time.Hour)
-	_, err := parseCredentials(key, cert, ca.pem)
+	_, err := parseCredentials(key, cert, ca.CertPEM())
 	if err == nil {
 		t.Fatal("a certificate for another key was taken")
 	}

@@ -3,9 +3,6 @@ package registration
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -14,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,83 +19,15 @@ import (
 	"time"
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
+	"github.com/fleetpulse/fleetpulse/testbed"
 )
-
-// testCA signs the fake hub's serving certificate and agents' certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t testing.TB, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-var serials struct {
-	sync.Mutex
-	n int64
-}
-
-func nextSerial() *big.Int {
-	serials.Lock()
-	defer serials.Unlock()
-	serials.n++
-	return big.NewInt(serials.n + 100)
-}
-
-func (ca *testCA) sign(pub any, tmpl *x509.Certificate) ([]byte, *x509.Certificate, error) {
-	tmpl.SerialNumber = nextSerial()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, _ := x509.ParseCertificate(der)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), c, nil
-}
-
-func (ca *testCA) serverCert(t testing.TB) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, _, err := ca.sign(&key.PublicKey, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "hub"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(key)
-	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair
-}
 
 // fakeHub implements the agentapi contract over TLS, as the gateway does,
 // with knobs to refuse. Certificates it issued are remembered by serial;
 // forget() makes it refuse them with 401.
 type fakeHub struct {
-	ca    *testCA
+	ca    *testbed.CA
+	caPEM []byte // served as the hub's CA bundle
 	srv   *httptest.Server
 	token string
 
@@ -132,27 +59,27 @@ type beat struct {
 
 func newFakeHub(t *testing.T) *fakeHub {
 	t.Helper()
-	h := &fakeHub{ca: newTestCA(t, "fleetpulse-hub-ca"), token: "abcdef.0123456789abcdef", ttl: time.Hour, issued: map[string]bool{}}
+	ca := testbed.NewCA(t, "fleetpulse-hub-ca")
+	h := &fakeHub{ca: ca, caPEM: ca.CertPEM(), token: "abcdef.0123456789abcdef", ttl: time.Hour, issued: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.PathCA, func(w http.ResponseWriter, _ *http.Request) {
 		h.mu.Lock()
 		h.caFetches++
 		h.mu.Unlock()
-		_, _ = w.Write(h.ca.pem)
+		_, _ = w.Write(h.caPEM)
 	})
 	mux.HandleFunc("POST "+agentapi.PathRegister, h.register)
 	mux.HandleFunc("POST "+agentapi.PathHeartbeat, h.heartbeat)
 	mux.HandleFunc("POST "+agentapi.PathRenew, h.renew)
-	pool := x509.NewCertPool()
-	pool.AddCert(h.ca.cert)
 	h.srv = httptest.NewUnstartedServer(mux)
-	h.srv.TLS = &tls.Config{Certificates: []tls.Certificate{h.ca.serverCert(t)}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}
+	h.srv.TLS = ca.ServerTLS("hub")
+	h.srv.TLS.ClientAuth = tls.VerifyClientCertIfGiven // registration comes before a client certificate
 	h.srv.StartTLS()
 	t.Cleanup(h.srv.Close)
 	return h
 }
 
-func (h *fakeHub) pin() string { return agentapi.CAHash(h.ca.cert) }
+func (h *fakeHub) pin() string { return agentapi.CAHash(h.ca.Cert()) }
 
 func (h *fakeHub) set(f func(h *fakeHub)) {
 	h.mu.Lock()
@@ -211,7 +138,7 @@ func (h *fakeHub) register(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	resp.Accepted, resp.Certificate, resp.CABundle, resp.NotAfter = true, string(certPEM), string(h.ca.pem), cert.NotAfter
+	resp.Accepted, resp.Certificate, resp.CABundle, resp.NotAfter = true, string(certPEM), string(h.caPEM), cert.NotAfter
 	writeJSONTest(w, resp)
 }
 
@@ -270,7 +197,7 @@ func (h *fakeHub) renew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.renewals++
-	writeJSONTest(w, agentapi.RenewResponse{Certificate: string(certPEM), CABundle: string(h.ca.pem), NotAfter: cert.NotAfter})
+	writeJSONTest(w, agentapi.RenewResponse{Certificate: string(certPEM), CABundle: string(h.caPEM), NotAfter: cert.NotAfter})
 }
 
 func (h *fakeHub) signCSR(csrPEM, name string) ([]byte, *x509.Certificate, error) {
@@ -289,7 +216,7 @@ func (h *fakeHub) signCSR(csrPEM, name string) ([]byte, *x509.Certificate, error
 		return nil, nil, fmt.Errorf("csr names %q, want %q", csr.Subject.CommonName, name)
 	}
 	now := time.Now()
-	certPEM, cert, err := h.ca.sign(csr.PublicKey, &x509.Certificate{
+	cert, certPEM, err := h.ca.Sign(csr.PublicKey, &x509.Certificate{
 		Subject: pkix.Name{CommonName: name}, NotBefore: now, NotAfter: now.Add(h.ttl),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
@@ -348,18 +275,6 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // newTestAgent builds an agent against h with fast retries.

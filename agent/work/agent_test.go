@@ -2,8 +2,6 @@ package work
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -28,6 +26,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/agent/registration"
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -53,15 +52,7 @@ func startFakeHub(t *testing.T, ca *testbed.CA) *fakeHub {
 	mux.HandleFunc("PUT "+agentapi.PathWorks+"/{name}/status", h.status)
 	mux.HandleFunc("DELETE "+agentapi.PathWorks+"/{name}/finalizer", h.release)
 	srv := httptest.NewUnstartedServer(mux)
-	certFile, keyFile := ca.Server("hub")
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	caPEM, _ := os.ReadFile(ca.CertFile)
-	pool.AppendCertsFromPEM(caPEM)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.TLS = ca.ServerTLS("hub")
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	h.url = srv.URL
@@ -173,22 +164,6 @@ var (
 	deployGVR = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
 )
 
-// eventually polls cond every 100ms until it holds or the deadline passes.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, timeout, state)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 type runningAgent struct {
 	*Agent
 	cancel context.CancelFunc
@@ -199,9 +174,12 @@ type runningAgent struct {
 func (r *runningAgent) settle(t *testing.T, n int64) {
 	t.Helper()
 	want := r.sweeps.Load() + n
-	eventually(t, "periodic syncs", time.Minute, func() (bool, string) {
-		return r.sweeps.Load() >= want, fmt.Sprint(r.sweeps.Load())
-	})
+	testutil.Eventually(t, time.Minute, func() error {
+		if r.sweeps.Load() < want {
+			return fmt.Errorf("%v", r.sweeps.Load())
+		}
+		return nil
+	}, "periodic syncs")
 }
 
 func (r *runningAgent) stop() { r.cancel(); <-r.done }
@@ -242,7 +220,7 @@ func TestAgentAppliesWorks(t *testing.T) {
 		}
 	}
 	cfg := Config{Hub: hub.url, ClusterName: "c1", StateDir: state, RESTConfig: cluster.RESTConfig, SyncInterval: 2 * time.Second,
-		PollTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
+		PollTimeout: 5 * time.Second, Logger: testutil.Logger(t, slog.LevelInfo)}
 	dyn := dynamic.NewForConfigOrDie(cluster.RESTConfig)
 	ctx := context.Background()
 	get := func(gvr schema.GroupVersionResource, name string) (*unstructured.Unstructured, error) {
@@ -289,15 +267,18 @@ func TestAgentAppliesWorks(t *testing.T) {
 		}
 		return ""
 	}
-	eventually(t, "the work applied and available with 2 ready replicas", 90*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 90*time.Second, func() error {
 		st, _ := hub.statusOf("app")
 		ok := condition(st, "Applied") != nil && condition(st, "Applied").Status == "True" &&
 			condition(st, "Available") != nil && condition(st, "Available").Status == "True" &&
 			condition(st, "Progressing") != nil && condition(st, "Progressing").Reason == ReasonCompleted &&
 			feedbackOf(st, 1, "readyReplicas") == "2" && feedbackOf(st, 1, "image") == `"example.com/app:1"` &&
 			feedbackOf(st, 5, "key") == `"mine"`
-		return ok, fmt.Sprintf("%+v", st)
-	})
+		if !ok {
+			return fmt.Errorf("%+v", st)
+		}
+		return nil
+	}, "the work applied and available with 2 ready replicas")
 	settings, err := get(cmGVR, "settings")
 	if err != nil || settings.GetLabels()[LabelApplied] != "true" {
 		t.Fatalf("settings: %v %v", settings, err)
@@ -341,17 +322,19 @@ func TestAgentAppliesWorks(t *testing.T) {
 	work.Generation = 2
 	work.Spec.Workload.Manifests = manifests(append([]map[string]any{configMap("settings", "v2"), deploymentManifest("web", 3)}, others...)...)
 	hub.set(work)
-	eventually(t, "the edit applied: settings v2, 3 ready replicas, extra deleted", 90*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 90*time.Second, func() error {
 		cm, err := get(cmGVR, "settings")
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		v, _, _ := unstructured.NestedString(cm.Object, "data", "key")
 		_, err = get(cmGVR, "extra")
 		st, _ := hub.statusOf("app")
-		return v == "v2" && apierrors.IsNotFound(err) && feedbackOf(st, 1, "readyReplicas") == "3" && st.ObservedGeneration == 2,
-			fmt.Sprintf("settings %q, extra %v, status %+v", v, err, st)
-	})
+		if !(v == "v2" && apierrors.IsNotFound(err) && feedbackOf(st, 1, "readyReplicas") == "3" && st.ObservedGeneration == 2) {
+			return fmt.Errorf("settings %q, extra %v, status %+v", v, err, st)
+		}
+		return nil
+	}, "the edit applied: settings v2, 3 ready replicas, extra deleted")
 
 	// Drift: someone edits the ConfigMaps. A forced apply and Update put
 	// theirs back and say so; an apply without force meets a conflict and
@@ -380,13 +363,15 @@ func TestAgentAppliesWorks(t *testing.T) {
 		}
 		return ""
 	}
-	eventually(t, "drift corrected and reported", 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		st, _ := hub.statusOf("app")
 		c := condition(st, "Applied")
-		return valueOf("settings") == "v2" && valueOf("replaced") == "r" && st.LastDriftTime != nil && c != nil && c.Status == "False" &&
-				reason(st, 0) == ReasonDriftCorrected && reason(st, 4) == ReasonDriftCorrected && reason(st, 2) == ReasonApplyConflict,
-			fmt.Sprintf("%q %q %+v", valueOf("settings"), valueOf("replaced"), st)
-	})
+		if !(valueOf("settings") == "v2" && valueOf("replaced") == "r" && st.LastDriftTime != nil && c != nil && c.Status == "False" &&
+			reason(st, 0) == ReasonDriftCorrected && reason(st, 4) == ReasonDriftCorrected && reason(st, 2) == ReasonApplyConflict) {
+			return fmt.Errorf("%q %q %+v", valueOf("settings"), valueOf("replaced"), st)
+		}
+		return nil
+	}, "drift corrected and reported")
 	if v := valueOf("soft"); v != "tampered" {
 		t.Errorf("an apply without force overwrote a field another manager took: %q", v)
 	}
@@ -399,11 +384,14 @@ func TestAgentAppliesWorks(t *testing.T) {
 		ResourceIdentifier: fleetv1.ResourceIdentifier{Resource: "configmaps", Namespace: "default", Name: "soft"},
 		UpdateStrategy:     &fleetv1.UpdateStrategy{Type: fleetv1.UpdateServerSideApply, Force: true}})
 	hub.set(work)
-	eventually(t, "soft forced back", 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		st, _ := hub.statusOf("app")
 		c := condition(st, "Applied")
-		return valueOf("soft") == "s" && c != nil && c.Status == "True" && st.ObservedGeneration == 3, fmt.Sprintf("%+v", st)
-	})
+		if !(valueOf("soft") == "s" && c != nil && c.Status == "True" && st.ObservedGeneration == 3) {
+			return fmt.Errorf("%+v", st)
+		}
+		return nil
+	}, "soft forced back")
 	events, _ := dyn.Resource(eventsGVR).Namespace("default").List(ctx, metav1.ListOptions{})
 	if !slices.ContainsFunc(events.Items, func(e unstructured.Unstructured) bool {
 		r, _, _ := unstructured.NestedString(e.Object, "reason")
@@ -445,11 +433,14 @@ func TestAgentAppliesWorks(t *testing.T) {
 		Workload: fleetv1.ManifestsTemplate{Manifests: manifests(crd, widget)}}}
 	hub.set(work, kept, widgets)
 	widgetGVR := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
-	eventually(t, "the CRD's resource applied", 60*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, func() error {
 		_, err := get(widgetGVR, "w1")
 		st, _ := hub.statusOf("widgets")
-		return err == nil && condition(st, "Applied") != nil && condition(st, "Applied").Status == "True", fmt.Sprintf("%v %+v", err, st)
-	})
+		if !(err == nil && condition(st, "Applied") != nil && condition(st, "Applied").Status == "True") {
+			return fmt.Errorf("%v %+v", err, st)
+		}
+		return nil
+	}, "the CRD's resource applied")
 
 	// Deleting: kept is orphaned, app's and widgets' objects go; each work
 	// is released at the hub with its UID.
@@ -457,10 +448,12 @@ func TestAgentAppliesWorks(t *testing.T) {
 		w.Deleting = true
 	}
 	hub.set(work, kept, widgets)
-	eventually(t, "works released", 90*time.Second, func() (bool, string) {
-		return hub.releasedUID("app") == "uid-app" && hub.releasedUID("kept") == "uid-kept" && hub.releasedUID("widgets") == "uid-widgets",
-			fmt.Sprintf("%v", hub.released)
-	})
+	testutil.Eventually(t, 90*time.Second, func() error {
+		if !(hub.releasedUID("app") == "uid-app" && hub.releasedUID("kept") == "uid-kept" && hub.releasedUID("widgets") == "uid-widgets") {
+			return fmt.Errorf("%v", hub.released)
+		}
+		return nil
+	}, "works released")
 	for name, gvr := range map[string]schema.GroupVersionResource{"settings": cmGVR, "web": deployGVR, "w1": widgetGVR, "soft": cmGVR, "once": cmGVR, "replaced": cmGVR} {
 		if _, err := get(gvr, name); !apierrors.IsNotFound(err) {
 			t.Errorf("%s still there after its work was deleted: %v", name, err)
@@ -481,20 +474,19 @@ func TestAgentAppliesWorks(t *testing.T) {
 	gone := agentapi.WorkItem{Name: "gone", UID: "uid-gone", Generation: 1, Spec: fleetv1.ManifestWorkSpec{
 		Workload: fleetv1.ManifestsTemplate{Manifests: manifests(configMap("gone", "g"))}}}
 	hub.set(gone)
-	eventually(t, "work gone applied", 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		_, err := get(cmGVR, "gone")
-		return err == nil, fmt.Sprint(err)
-	})
+		if err != nil {
+			return err
+		}
+		return nil
+	}, "work gone applied")
 	hub.set()
-	eventually(t, "an unlisted work's objects removed", 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		_, err := get(cmGVR, "gone")
-		return apierrors.IsNotFound(err), fmt.Sprint(err)
-	})
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		return nil
+	}, "an unlisted work's objects removed")
 }
