@@ -99,3 +99,12 @@ type AlertRemediationList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []AlertRemediation `json:"items"`
 }
+
+// States of an AlertRemediationCluster.
+const (
+	RemediationStateFiring       = "Firing"
+	RemediationStateEnforcing    = "Enforcing"
+	RemediationStateResolved     = "Resolved"
+	RemediationStateHeld         = "Held"
+	RemediationStateWouldEnforce = "WouldEnforce"
+)

@@ -408,9 +408,13 @@ type PolicySetList struct {
 // objects.
 const (
 	// LabelRootPolicy on a replica names its root: "<namespace>.<name>".
-	LabelRootPolicy = "fleetpulse.io/root-policy"
+	LabelRootPolicy = "policy.fleetpulse.io/root-policy"
 	// LabelPolicyCluster on a replica names its cluster.
-	LabelPolicyCluster = "fleetpulse.io/cluster"
+	LabelPolicyCluster = "policy.fleetpulse.io/cluster"
+	// FinalizerPolicyPrune holds a replica whose policy prunes objects
+	// (pruneObjectBehavior other than None) until the cluster's agent has
+	// pruned them.
+	FinalizerPolicyPrune = "policy.fleetpulse.io/prune"
 	// AnnotationStandards, AnnotationCategories and AnnotationControls
 	// classify a policy for audits, as Open Cluster Management does.
 	AnnotationStandards  = "policy.open-cluster-management.io/standards"
