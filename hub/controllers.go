@@ -6,6 +6,7 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/hub/actions"
 	"github.com/fleetpulse/fleetpulse/hub/placement"
+	"github.com/fleetpulse/fleetpulse/hub/policy"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/hub/work"
 	"github.com/fleetpulse/fleetpulse/hub/workset"
@@ -27,6 +28,9 @@ func (h *Hub) setupControllers(reg *registration.Service, agents *http.ServeMux)
 	}
 	if err := workset.Setup(reg.Manager(), h.logger.With("component", "workset")); err != nil {
 		return fmt.Errorf("manifest work sets: %w", err)
+	}
+	if err := policy.Setup(reg.Manager(), h.logger.With("component", "policy")); err != nil {
+		return fmt.Errorf("policy propagation: %w", err)
 	}
 	return nil
 }
