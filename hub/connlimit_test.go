@@ -3,6 +3,7 @@ package hub
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -93,18 +95,18 @@ func TestAgentConnectionsAreLimited(t *testing.T) {
 // waitMetric polls the hub's /metrics until a line equals want.
 func waitMetric(t *testing.T, h *Hub, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		last = scrape(t, h)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		last, err := fetchMetrics(h)
+		if err != nil {
+			return err
+		}
 		for _, line := range strings.Split(last, "\n") {
 			if line == want {
-				return
+				return nil
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no metric line %q in /metrics:\n%s", want, grepLines(last, strings.Fields(want)[0]))
+		return fmt.Errorf("no metric line %q in /metrics:\n%s", want, grepLines(last, strings.Fields(want)[0]))
+	})
 }
 
 func grepLines(s, sub string) string {
@@ -119,14 +121,21 @@ func grepLines(s, sub string) string {
 
 func scrape(t *testing.T, h *Hub) string {
 	t.Helper()
-	resp, err := http.Get("http://" + h.Addr().String() + "/metrics")
+	body, err := fetchMetrics(h)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return body
+}
+
+// fetchMetrics returns the hub's /metrics page; it may run off the test's
+// goroutine.
+func fetchMetrics(h *Hub) (string, error) {
+	resp, err := http.Get("http://" + h.Addr().String() + "/metrics")
+	if err != nil {
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
+	return string(body), err
 }

@@ -76,6 +76,9 @@ func (h *Hub) Addr() *net.TCPAddr { return h.httpAddr.Load() }
 // AgentAddr returns the agent listener's address once bound, else nil.
 func (h *Hub) AgentAddr() *net.TCPAddr { return h.agentAddr.Load() }
 
+// Ready reports whether the hub serves every part, as /-/ready does.
+func (h *Hub) Ready() bool { return h.ready.Load() }
+
 // Run opens the store, serves until ctx is cancelled, then shuts down
 // gracefully within the configured timeout: servers first, then the
 // controllers and rule evaluation, which query the store, and the store

@@ -2,11 +2,14 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -61,13 +64,12 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for h.Addr() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("hub never listened")
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if h.Addr() == nil {
+			return errors.New("hub not listening")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	base := "http://" + h.Addr().String()
 	for path, want := range map[string]string{
 		"/-/healthy":                     "Healthy",

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
 )
 
 const probeRules = `groups:
@@ -58,19 +61,15 @@ func TestRuleOutputIsStoredPerCluster(t *testing.T) {
 	// survive (to the second: ALERTS_FOR_STATE stores whole seconds).
 	restart := time.Now()
 	api2, _ := startHub(t, cfg)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		got := pendingSince(t, api2)
-		if !got.IsZero() && restart.Sub(got) >= 2*time.Second {
-			return
+	testutil.Eventually(t, 15*time.Second, func() error {
+		if got := pendingSince(t, api2); got.IsZero() || restart.Sub(got) < 2*time.Second {
+			return fmt.Errorf("after restart the alert is pending since %s, %s before the restart; want the ~3s it had been pending restored", got, restart.Sub(got))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after restart the alert is pending since %s, %s before the restart; want the ~3s it had been pending restored", got, restart.Sub(got))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
+// startHub runs a hub and returns a Prometheus API client on it.
 func startHub(t *testing.T, cfg Config) (promv1.API, func()) {
 	t.Helper()
 	h, stop := runHub(t, cfg)
@@ -82,54 +81,32 @@ func startHub(t *testing.T, cfg Config) (promv1.API, func()) {
 }
 
 // runHub runs a hub until the test ends (or stop), once its listeners are
-// bound.
+// bound. The hub package's tests cannot use hubtest, which imports the hub.
 func runHub(t *testing.T, cfg Config) (h *Hub, stop func()) {
 	t.Helper()
 	h, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hub: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for h.Addr() == nil || (cfg.AgentListenAddress != "" && h.AgentAddr() == nil) {
-		if time.Now().After(deadline) {
-			t.Fatal("hub never listened")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	stop = testutil.Run(t, h.Run, func() bool {
+		return h.Addr() != nil && (cfg.AgentListenAddress == "" || h.AgentAddr() != nil)
+	})
 	return h, stop
 }
 
 // waitFor polls until query returns at least one series.
 func waitFor(t *testing.T, a promv1.API, query string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		v, _, err := a.Query(context.Background(), query, time.Now())
-		if err == nil {
-			if vec, ok := v.(model.Vector); ok && len(vec) > 0 {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no result within 15s (last: %v, %v)", query, v, err)
+		if vec, ok := v.(model.Vector); !ok || len(vec) == 0 {
+			return fmt.Errorf("%s = %v, want a series", query, v)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // pendingSince returns when ProbePending became active, zero if not listed.

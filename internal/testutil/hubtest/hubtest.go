@@ -8,7 +8,6 @@ package hubtest
 
 import (
 	"log/slog"
-	"net/http"
 	"testing"
 
 	"github.com/prometheus/client_golang/api"
@@ -71,15 +70,7 @@ func StartLogged(t testing.TB, cfg hub.Config, logger *slog.Logger) *Hub {
 	}
 	h := &Hub{Hub: hb, Config: cfg}
 	h.Stop = testutil.Run(t, hb.Run, func() bool {
-		if hb.Addr() == nil || (cfg.AgentListenAddress != "" && hb.AgentAddr() == nil) {
-			return false
-		}
-		resp, err := http.Get("http://" + hb.Addr().String() + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return hb.Ready() && hb.Addr() != nil && (cfg.AgentListenAddress == "" || hb.AgentAddr() != nil)
 	})
 	h.Config.HTTPListenAddress = hb.Addr().String()
 	h.HTTPURL = "http://" + h.Config.HTTPListenAddress
