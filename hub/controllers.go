@@ -32,5 +32,8 @@ func (h *Hub) setupControllers(reg *registration.Service, agents *http.ServeMux)
 	if err := policy.Setup(reg.Manager(), h.logger.With("component", "policy")); err != nil {
 		return fmt.Errorf("policy propagation: %w", err)
 	}
+	if err := actions.SetupAlertRemediation(reg.Manager(), h.alerts.Load(), h.logger.With("component", "alertremediation")); err != nil {
+		return fmt.Errorf("alert remediation: %w", err)
+	}
 	return nil
 }

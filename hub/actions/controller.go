@@ -108,7 +108,7 @@ func (r *alertTaints) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	prev := rule.Status.Clusters
-	next, acts, wake := decide(rule.Spec, prev, firingByCluster(rule.Spec, r.alerts.Active()), fleetOf(clusters.Items, rule), now)
+	next, acts, wake := decide(rule.Spec, prev, firingByCluster(rule.Spec.AlertName, rule.Spec.MatchLabels, r.alerts.Active()), fleetOf(clusters.Items, rule), now)
 	status := rule.Status.DeepCopy()
 	status.Clusters = next
 	status.TaintedClusters = 0

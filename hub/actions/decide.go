@@ -29,14 +29,14 @@ type firingAlert struct {
 
 // firingByCluster picks the rule's firing alerts and keys them by cluster;
 // alerts without a cluster label cannot taint anything and are skipped.
-func firingByCluster(spec fleetv1.AlertTaintSpec, active []alerting.Alert) map[string]firingAlert {
+func firingByCluster(alertName string, matchLabels map[string]string, active []alerting.Alert) map[string]firingAlert {
 	out := map[string]firingAlert{}
 	for _, a := range active {
-		if a.Name != spec.AlertName || !a.Firing {
+		if a.Name != alertName || !a.Firing {
 			continue
 		}
 		match := true
-		for k, v := range spec.MatchLabels {
+		for k, v := range matchLabels {
 			if a.Labels[k] != v {
 				match = false
 				break

@@ -27,7 +27,7 @@ func TestDecide(t *testing.T) {
 	}
 	three := fleetView{fit: map[string]bool{"a": true, "b": true, "c": true}}
 	step := func(s fleetv1.AlertTaintSpec, prev []fleetv1.AlertTaintCluster, active []alerting.Alert, fleet fleetView, at time.Time) ([]fleetv1.AlertTaintCluster, []action) {
-		next, acts, _ := decide(s, prev, firingByCluster(s, active), fleet, at)
+		next, acts, _ := decide(s, prev, firingByCluster(s.AlertName, s.MatchLabels, active), fleet, at)
 		return next, acts
 	}
 

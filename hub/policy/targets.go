@@ -127,7 +127,7 @@ func (r *reconciler) alertEnforced(ctx context.Context, root *fleetv1.Policy, ta
 		}
 		for _, c := range rule.Status.Clusters {
 			t, bound := targets[c.Cluster]
-			if !bound || c.State != fleetv1.RemediationStateEnforcing || t.enforce {
+			if !bound || (c.State != fleetv1.RemediationStateEnforcing && c.State != fleetv1.RemediationStateResolved) || t.enforce {
 				continue
 			}
 			targets[c.Cluster] = target{enforce: true, why: "alert remediation " + rule.Name}
