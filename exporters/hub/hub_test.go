@@ -2,17 +2,18 @@ package hub
 
 import (
 	"context"
-	"net/http"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
-	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	fleethub "github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -51,95 +52,49 @@ func TestMetricsReachHubOverRemoteWrite2(t *testing.T) {
 		`k8s_node_allocatable_memory_bytes{cluster="cluster-a", fleetpulse_cluster_set="prod", k8s_cluster_name="cluster-a", k8s_node_name="n1"} => 4096`,
 		`k8s_node_allocatable_memory_bytes{cluster="cluster-a", fleetpulse_cluster_set="prod", k8s_cluster_name="cluster-a", k8s_node_name="n2"} => 8192`,
 	}
-	api := promv1.NewAPI(mustClient(t, h.httpURL))
-	var got []string
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		v, _, err := api.Query(context.Background(), `{__name__=~"k8s_node_allocatable_memory_bytes|k8s_container_restarts_total"}`, now)
-		got = got[:0]
-		if vec, ok := v.(model.Vector); err == nil && ok {
-			for _, s := range vec {
-				got = append(got, s.Metric.String()+" => "+s.Value.String())
-			}
-			slices.Sort(got)
-			if slices.Equal(got, want) {
-				return
-			}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		v, _, err := h.run.API.Query(context.Background(), `{__name__=~"k8s_node_allocatable_memory_bytes|k8s_container_restarts_total"}`, now)
+		if err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("the hub holds\n %q\nwant\n %q", got, want)
+		var got []string
+		vec, _ := v.(model.Vector)
+		for _, s := range vec {
+			got = append(got, s.Metric.String()+" => "+s.Value.String())
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("the hub holds\n %q\nwant\n %q", got, want)
+		}
+		return nil
+	})
 }
 
-// testHub is a hub in this process, on fixed addresses and storage so that
-// Stop and Start bring back the same hub, as a restarted process would.
+// testHub is a hub in this process; Stop and Start bring back the same
+// hub (addresses and storage), as a restarted process would.
 type testHub struct {
-	t                  *testing.T
-	cfg                fleethub.Config
+	t   *testing.T
+	run *hubtest.Hub
+	// httpURL and agentsURL stay the same across restarts.
 	httpURL, agentsURL string
-	cancel             context.CancelFunc
-	done               chan error
 }
 
 // startTestHub starts a hub whose agent listener trusts ca's client
 // certificates, and stops it when the test ends.
 func startTestHub(t *testing.T, ca *testbed.CA) *testHub {
 	t.Helper()
-	cfg := fleethub.DefaultConfig()
-	cfg.HTTPListenAddress, cfg.AgentListenAddress = testbed.FreeAddr(t), testbed.FreeAddr(t)
-	cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("hub")
-	cfg.AgentTLS.ClientCAFile = ca.CertFile
-	cfg.Store.Dir = t.TempDir()
-	cfg.NoShippedRules = true
-	h := &testHub{t: t, cfg: cfg, httpURL: "http://" + cfg.HTTPListenAddress, agentsURL: "https://" + cfg.AgentListenAddress}
-	t.Cleanup(h.Stop)
-	h.Start()
-	return h
+	run := hubtest.Start(t, hubtest.Config(t, ca, func(c *fleethub.Config) { c.NoShippedRules = true }))
+	return &testHub{t: t, run: run, httpURL: run.HTTPURL, agentsURL: run.AgentsURL}
 }
 
-// Start runs the hub and returns once it answers ready.
+// Start runs the hub again and returns once it is ready.
 func (h *testHub) Start() {
 	h.t.Helper()
-	hub, err := fleethub.New(h.cfg, nil)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- hub.Run(ctx) }()
-	h.cancel, h.done = cancel, done
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			h.cancel = nil
-			h.t.Fatalf("hub stopped while starting: %v", err)
-		default:
-		}
-		if resp, err := http.Get(h.httpURL + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatal("hub not ready within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.run = hubtest.Start(h.t, h.run.Config)
 }
 
 // Stop shuts the hub down gracefully; stopping a stopped hub does nothing.
-func (h *testHub) Stop() {
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	h.cancel = nil
-	if err := <-h.done; err != nil {
-		h.t.Errorf("hub: %v", err)
-	}
-}
+func (h *testHub) Stop() { h.run.Stop() }
 
 // agentConfig points an exporter at the hub's agent listener with a client
 // certificate naming cluster.

@@ -27,6 +27,7 @@ import (
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
 	hubreg "github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -43,12 +44,13 @@ func TestAgentJoinsWithBootstrapToken(t *testing.T) {
 	cp := testbed.StartClusters(t, "agentjoin-hub", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
 	cluster := testbed.StartClusters(t, "agentjoin", 1, testbed.ClusterOptions{Nodes: 2})[0]
 	ca := testbed.NewCA(t, "agentjoin-agents")
-	httpURL, agentsURL := startHub(t, ca, func(c *hub.Config) {
+	hb := hubtest.Start(t, hubtest.Config(t, ca, func(c *hub.Config) {
 		c.ControlPlaneKubeconfig = cp.KubeconfigPath
 		c.AgentTLS.ClientCAKeyFile = ca.KeyFile
 		c.Registration.DefaultHeartbeatPeriodSeconds = 1
 		c.Registration.InventoryInterval = time.Second
-	})
+	}))
+	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: hubreg.Scheme()})

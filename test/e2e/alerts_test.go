@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -29,11 +30,12 @@ func TestNotReadyNodeAlertReachesAlertmanager(t *testing.T) {
 	amURL := startAlertmanager(t)
 	cluster := testbed.StartClusters(t, "alerts", 1, testbed.ClusterOptions{Nodes: 2})[0]
 	ca := testbed.NewCA(t, "alerts-agents")
-	httpURL, agentsURL := startHub(t, ca, func(c *hub.Config) {
+	hb := hubtest.Start(t, hubtest.Config(t, ca, func(c *hub.Config) {
 		c.Alerting.AlertmanagerURLs = []string{amURL}
 		c.Alerting.EvaluationInterval = time.Second
 		c.Alerting.ExternalLabels = map[string]string{"hub": "e2e"}
-	})
+	}))
+	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	cert, key := ca.Client("cluster-a")
 	agent := exec.Command(buildBinary(t, "fleetpulse-agent"),
 		"--hub="+agentsURL, "--hub-ca-file="+ca.CertFile, "--cert-file="+cert, "--key-file="+key,

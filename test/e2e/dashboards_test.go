@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/dashboards"
 	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -35,7 +36,8 @@ func TestDashboardsQueryLiveFleet(t *testing.T) {
 	}
 	clusters := testbed.StartClusters(t, "dash", 2, testbed.ClusterOptions{Nodes: 2})
 	ca := testbed.NewCA(t, "dash-agents")
-	httpURL, agentsURL := startHub(t, ca, func(c *hub.Config) { c.Alerting.EvaluationInterval = time.Second })
+	hb := hubtest.Start(t, hubtest.Config(t, ca, func(c *hub.Config) { c.Alerting.EvaluationInterval = time.Second }))
+	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	agentBin := buildBinary(t, "fleetpulse-agent")
 	for i, c := range clusters {
 		startAgent(t, agentBin, agentsURL, ca, fmt.Sprintf("cluster-%c", 'a'+i), c.KubeconfigPath)

@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -39,7 +39,8 @@ func TestAgentsReportToHub(t *testing.T) {
 	}
 
 	ca := testbed.NewCA(t, "fleet-agents")
-	httpURL, agentsURL := startHub(t, ca, nil)
+	hb := hubtest.Start(t, hubtest.Config(t, ca))
+	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	agentBin := buildBinary(t, "fleetpulse-agent")
 	for i, c := range clusters {
 		startAgent(t, agentBin, agentsURL, ca, fmt.Sprintf("cluster-%c", 'a'+i), c.KubeconfigPath)
@@ -95,48 +96,6 @@ func TestAgentsReportToHub(t *testing.T) {
 	if !strings.Contains(string(metrics), `fleetpulse_hub_events_total{cluster="cluster-b",kind="Pod",reason="BackOff",type="Warning"} 1`) {
 		t.Errorf("/metrics lacks the event count of cluster-b")
 	}
-}
-
-// startHub runs a hub in this process with a fresh store and an agent
-// listener that trusts ca, and stops it when the test ends.
-func startHub(t *testing.T, ca *testbed.CA, configure func(*hub.Config)) (httpURL, agentsURL string) {
-	t.Helper()
-	cfg := hub.DefaultConfig()
-	if configure != nil {
-		configure(&cfg)
-	}
-	cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("hub")
-	cfg.AgentTLS.ClientCAFile = ca.CertFile
-	cfg.Store.Dir = t.TempDir()
-	h, err := hub.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var runErr error
-	go func() { runErr = h.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if runErr != nil {
-			t.Errorf("hub: %v", runErr)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for h.Addr() == nil || h.AgentAddr() == nil {
-		select {
-		case <-done:
-			t.Fatalf("hub stopped: %v", runErr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("hub did not listen within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return "http://" + h.Addr().String(), "https://" + h.AgentAddr().String()
 }
 
 func containsAll(s string, subs []string) bool {

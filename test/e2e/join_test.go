@@ -18,6 +18,7 @@ import (
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -42,7 +43,7 @@ func TestAgentsJoinWithBootstrapToken(t *testing.T) {
 		}
 	}
 	ca := testbed.NewCA(t, "join-agents")
-	_, agentsURL := startHub(t, ca, func(c *hub.Config) {
+	hb := hubtest.Start(t, hubtest.Config(t, ca, func(c *hub.Config) {
 		c.ControlPlaneKubeconfig = cp.KubeconfigPath
 		c.AgentTLS.ClientCAKeyFile = ca.KeyFile
 		c.Registration.DefaultHeartbeatPeriodSeconds = int32(period / time.Second)
@@ -50,7 +51,8 @@ func TestAgentsJoinWithBootstrapToken(t *testing.T) {
 		c.Registration.InventoryInterval = time.Second
 		c.Alerting.AlertmanagerURLs = []string{amURL}
 		c.Alerting.EvaluationInterval = time.Second
-	})
+	}))
+	agentsURL := hb.AgentsURL
 	ctx := context.Background()
 	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -37,13 +38,14 @@ func TestTelemetryMovesWork(t *testing.T) {
 	cp := testbed.StartClusters(t, "movehub", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
 	clusters := testbed.StartClusters(t, "move", 3, testbed.ClusterOptions{Nodes: 2})
 	ca := testbed.NewCA(t, "move-agents")
-	httpURL, agentsURL := startHub(t, ca, func(c *hub.Config) {
+	hb := hubtest.Start(t, hubtest.Config(t, ca, func(c *hub.Config) {
 		c.ControlPlaneKubeconfig = cp.KubeconfigPath
 		c.AgentTLS.ClientCAKeyFile = ca.KeyFile
 		c.Registration.DefaultHeartbeatPeriodSeconds = 2
 		c.Registration.InventoryInterval = time.Second
 		c.Alerting.EvaluationInterval = evalInterval
-	})
+	}))
+	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	ctx := context.Background()
 	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -50,14 +51,16 @@ func TestRegistrationSecurity(t *testing.T) {
 	cp := testbed.StartClusters(t, "regsec", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
 	ca := testbed.NewCA(t, "regsec-agents")
 	const ns = "fleetreg-system"
-	httpURL, agentsURL, hubLogs := startLoggedHub(t, ca, func(c *hub.Config) {
+	hubLogs := &lockedBuffer{}
+	hb := hubtest.StartLogged(t, hubtest.Config(t, ca, func(c *hub.Config) {
 		c.ControlPlaneKubeconfig = cp.KubeconfigPath
 		c.AgentTLS.ClientCAKeyFile = ca.KeyFile
 		c.Registration.Namespace = ns
 		c.Registration.DefaultHeartbeatPeriodSeconds = 1
 		c.Registration.GracePeriods = 3
 		c.Registration.InventoryInterval = time.Second
-	})
+	}), slog.New(slog.NewJSONHandler(hubLogs, nil)))
+	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	// Long enough for building the fleetpulse command on a busy machine.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -423,39 +426,6 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// startLoggedHub is startHub keeping the hub's logs (JSON) for assertions.
-func startLoggedHub(t *testing.T, ca *testbed.CA, configure func(*hub.Config)) (httpURL, agentsURL string, logs *lockedBuffer) {
-	t.Helper()
-	cfg := hub.DefaultConfig()
-	configure(&cfg)
-	cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("hub")
-	cfg.AgentTLS.ClientCAFile = ca.CertFile
-	cfg.Store.Dir = t.TempDir()
-	logs = &lockedBuffer{}
-	h, err := hub.New(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hub: %v", err)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for h.Addr() == nil || h.AgentAddr() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("hub did not listen within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return "http://" + h.Addr().String(), "https://" + h.AgentAddr().String(), logs
 }
 
 // auditLines counts the hub's "registration audit" log lines holding every

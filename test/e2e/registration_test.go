@@ -36,6 +36,7 @@ import (
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -48,14 +49,15 @@ func TestRegistrationGateway(t *testing.T) {
 	t.Parallel()
 	cp := testbed.StartClusters(t, "reghub", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
 	ca := testbed.NewCA(t, "reg-agents")
-	httpURL, agentsURL := startHub(t, ca, func(c *hub.Config) {
+	hb := hubtest.Start(t, hubtest.Config(t, ca, func(c *hub.Config) {
 		c.ControlPlaneKubeconfig = cp.KubeconfigPath
 		c.AgentTLS.ClientCAKeyFile = ca.KeyFile
 		c.Registration.DefaultHeartbeatPeriodSeconds = 1
 		c.Registration.GracePeriods = 2
 		c.Registration.InventoryInterval = time.Second
 		c.Alerting.EvaluationInterval = time.Second
-	})
+	}))
+	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	ctx := context.Background()
 	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
 	if err != nil {

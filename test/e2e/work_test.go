@@ -28,6 +28,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub"
 	hubreg "github.com/fleetpulse/fleetpulse/hub/registration"
 	hubwork "github.com/fleetpulse/fleetpulse/hub/work"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -49,11 +50,12 @@ func TestManifestWork(t *testing.T) {
 	cp := testbed.StartClusters(t, "workhub", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
 	clusters := testbed.StartClusters(t, "work", 2, testbed.ClusterOptions{Nodes: 2})
 	ca := testbed.NewCA(t, "work-agents")
-	httpURL, agentsURL := startHub(t, ca, func(c *hub.Config) {
+	hb := hubtest.Start(t, hubtest.Config(t, ca, func(c *hub.Config) {
 		c.ControlPlaneKubeconfig = cp.KubeconfigPath
 		c.AgentTLS.ClientCAKeyFile = ca.KeyFile
 		c.Registration.DefaultHeartbeatPeriodSeconds = 2
-	})
+	}))
+	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: hubreg.Scheme()})

@@ -37,10 +37,10 @@ type Hub struct {
 }
 
 // Config returns the default configuration on loopback ports the system
-// picks, with the store in a test temp dir and without the shipped rule
-// packs. When ca is not nil the agent listener serves a certificate from ca
-// and accepts agents' client certificates from ca; otherwise there is none.
-func Config(t testing.TB, ca *testbed.CA) hub.Config {
+// picks, with the store in a test temp dir, changed by configure in order.
+// When ca is not nil the agent listener serves a certificate from ca and
+// accepts agents' client certificates from ca; otherwise there is none.
+func Config(t testing.TB, ca *testbed.CA, configure ...func(*hub.Config)) hub.Config {
 	t.Helper()
 	cfg := hub.DefaultConfig()
 	cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", ""
@@ -50,7 +50,9 @@ func Config(t testing.TB, ca *testbed.CA) hub.Config {
 		cfg.AgentTLS.ClientCAFile = ca.CertFile
 	}
 	cfg.Store.Dir = t.TempDir()
-	cfg.NoShippedRules = true
+	for _, c := range configure {
+		c(&cfg)
+	}
 	return cfg
 }
 
