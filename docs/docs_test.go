@@ -18,13 +18,27 @@ var (
 	narration = regexp.MustCompile(`(?i)\bissue (#|[0-9])|before issue`)
 )
 
+// markdownFiles are the repository's Markdown files, as paths relative to
+// this folder; hidden and generated folders are skipped.
 func markdownFiles(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob("*.md")
+	var out []string
+	err := filepath.WalkDir("..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != ".." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".md") {
+			out = append(out, path)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append([]string{"../README.md"}, files...)
+	return out
 }
 
 func TestREADMEIsAShortWayIn(t *testing.T) {
