@@ -29,6 +29,12 @@ func (c *controlPlaneFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.namespace, "registration.namespace", registration.DefaultConfig().Namespace, "namespace of bootstrap tokens")
 }
 
+// addKubeconfig adds only the kubeconfig flag, for verbs that do not touch
+// registration's namespace.
+func (c *controlPlaneFlags) addKubeconfig(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.kubeconfig, "control-plane.kubeconfig", os.Getenv("FLEETPULSE_CONTROL_PLANE_KUBECONFIG"), "kubeconfig of the hub's control plane (default $FLEETPULSE_CONTROL_PLANE_KUBECONFIG)")
+}
+
 func (c *controlPlaneFlags) client() (client.Client, error) {
 	if c.kubeconfig == "" {
 		return nil, fmt.Errorf("--control-plane.kubeconfig is required")
