@@ -69,7 +69,7 @@ func (s *Service) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	if approved {
 		s.record(ctx, slog.LevelInfo, approval)
 	}
-	now := time.Now()
+	now := s.now()
 	status := mc.Status.DeepCopy()
 	status.ObservedGeneration = mc.Generation
 	if !mc.Spec.Accepted {
@@ -316,7 +316,7 @@ func (s *Service) syncProfile(ctx context.Context, mc *fleetv1.ManagedCluster, s
 		}
 		meta.SetStatusCondition(&want.Conditions, metav1.Condition{Type: typ, Status: c.Status, Reason: c.Reason, Message: c.Message})
 	}
-	want.Properties = profileProperties(p.Status.Properties, status)
+	want.Properties = profileProperties(p.Status.Properties, status, s.now())
 	if equality.Semantic.DeepEqual(&p.Status, want) {
 		return nil
 	}
@@ -329,7 +329,7 @@ func (s *Service) syncProfile(ctx context.Context, mc *fleetv1.ManagedCluster, s
 
 // profileProperties lists the cluster's claims and inventory as properties,
 // keeping each one's observation time while its value holds.
-func profileProperties(old []cpv1.Property, st *fleetv1.ManagedClusterStatus) []cpv1.Property {
+func profileProperties(old []cpv1.Property, st *fleetv1.ManagedClusterStatus, observed time.Time) []cpv1.Property {
 	vals := map[string]string{}
 	for _, c := range st.ClusterClaims {
 		vals[c.Name] = c.Value
@@ -346,7 +346,7 @@ func profileProperties(old []cpv1.Property, st *fleetv1.ManagedClusterStatus) []
 	for _, p := range old {
 		prev[p.Name] = p
 	}
-	now := metav1.NewTime(time.Now().Truncate(time.Second))
+	now := metav1.NewTime(observed.Truncate(time.Second))
 	out := make([]cpv1.Property, 0, len(vals))
 	for name, v := range vals {
 		if p, ok := prev[name]; ok && p.Value == v {

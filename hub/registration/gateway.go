@@ -51,7 +51,7 @@ func (s *Service) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	s.tracker.beat(mc.Name, beat{At: now, ClusterAPIReachable: req.ClusterAPIReachable, ClusterAPIError: truncate(req.ClusterAPIError, 512),
 		AgentVersion: truncate(req.AgentVersion, 64), Claims: req.Claims})
 	s.recordHeartbeat(r, mc.Name, now, s.grace(mc), req.ClusterAPIReachable)

@@ -64,7 +64,7 @@ func (s *Service) pollInventory(ctx context.Context) {
 	t := time.NewTicker(s.cfg.InventoryInterval)
 	defer t.Stop()
 	for {
-		snap, err := s.readInventory(ctx, time.Now())
+		snap, err := s.readInventory(ctx, s.now())
 		if err != nil && strings.Contains(err.Error(), "No StoreAPIs available") {
 			snap, err = map[string]clusterInventory{}, nil // no cluster has written yet
 		}

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -149,6 +150,9 @@ type Service struct {
 	inventory *inventories
 	query     query.QueryFunc
 	store     events.Appenders
+	// clock is where the controller, the gateway and the inventory poller
+	// read the time; nil is the system clock (tests set a fake one).
+	clock clock.PassiveClock
 
 	requests    *prometheus.CounterVec
 	leaseWrites prometheus.Counter
@@ -227,6 +231,14 @@ func New(cfg Config, restCfg *rest.Config, ca *CA, query query.QueryFunc, store 
 }
 
 func (s *Service) count(endpoint, result string) { s.requests.WithLabelValues(endpoint, result).Inc() }
+
+// now is the time on the service's clock.
+func (s *Service) now() time.Time {
+	if s.clock == nil {
+		return time.Now()
+	}
+	return s.clock.Now()
+}
 
 // Manager is the controller manager on the hub's control plane, for the
 // hub's other controllers (placement, work, actions) to join before Run.
