@@ -45,7 +45,9 @@ func TestAvailabilityFollowsHeartbeats(t *testing.T) {
 			func() error {
 				return hasCondition(mc, fleetv1.ConditionAvailable, metav1.ConditionUnknown, fleetv1.ReasonHeartbeatMissed, "no heartbeat yet")
 			},
-			func() error { return taintsAre(mc, map[string]time.Time{maintenance.Key: manual, fleetv1.TaintUnreachable: t0}) },
+			func() error {
+				return taintsAre(mc, map[string]time.Time{maintenance.Key: manual, fleetv1.TaintUnreachable: t0})
+			},
 		)
 	})
 	ns := &corev1.Namespace{}
