@@ -3,8 +3,6 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,9 +34,9 @@ type hubUnderTest struct {
 	client func(cluster string) *http.Client
 }
 
-// startHub serves NewHandler over a store in a temp dir, with limits
+// startHandler serves NewHandler over a store in a temp dir, with limits
 // (nil: the defaults) and a 64 KiB request bound.
-func startHub(t *testing.T, cfg *limits.Config) *hubUnderTest {
+func startHandler(t *testing.T, cfg *limits.Config) *hubUnderTest {
 	t.Helper()
 	scfg := metricstore.DefaultConfig()
 	scfg.Dir = t.TempDir()
@@ -57,21 +55,11 @@ func startHub(t *testing.T, cfg *limits.Config) *hubUnderTest {
 	}
 	ca := testbed.NewCA(t, "agents")
 	srv := httptest.NewUnstartedServer(NewHandler(store, Options{MaxRequestBytes: 64 << 10, Registerer: reg, Limits: lim}))
-	pool := x509.NewCertPool()
-	caPEM, _ := os.ReadFile(ca.CertFile)
-	pool.AppendCertsFromPEM(caPEM)
-	srv.TLS = &tls.Config{ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.TLS = ca.ServerTLS("hub")
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return &hubUnderTest{store: store, dir: scfg.Dir, reg: reg, url: srv.URL, client: func(cn string) *http.Client {
-		tr := srv.Client().Transport.(*http.Transport).Clone()
-		certFile, keyFile := ca.Client(cn)
-		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr.TLSClientConfig.Certificates = []tls.Certificate{pair}
-		return &http.Client{Transport: tr}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS(cn)}}
 	}}
 }
 
@@ -169,7 +157,7 @@ func liveHeap() uint64 {
 // stored (no series, no WAL growth) and the live heap does not grow. Not
 // parallel: it measures the heap.
 func TestAmplificationIsRefused(t *testing.T) {
-	hub := startHub(t, nil)
+	hub := startHandler(t, nil)
 	now := time.Now()
 	big := strings.Repeat("x", 1<<20)
 	attack := func(exemplar bool) []byte {
@@ -245,7 +233,7 @@ clusters:
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := startHub(t, &cfg)
+	hub := startHandler(t, &cfg)
 	now := time.Now()
 	at := func(ts time.Time) []prompb.Sample { return []prompb.Sample{{Value: 1, Timestamp: ts.UnixMilli()}} }
 	many := func(prefix string, n, samples int) []prompb.TimeSeries {
@@ -346,7 +334,7 @@ clusters:
 // 413 for a chunked body past the bound.
 func TestRefusalsOfTheWire(t *testing.T) {
 	t.Parallel()
-	hub := startHub(t, nil)
+	hub := startHandler(t, nil)
 	if code, msg := hub.write(t, "cluster-a", []byte("{\"not\": \"remote write\"}"), map[string]string{"Content-Type": "application/json"}); code != http.StatusUnsupportedMediaType || !strings.Contains(msg, "application/json") {
 		t.Errorf("JSON: %d %q, want 415 naming the media type", code, msg)
 	}
@@ -368,7 +356,7 @@ func TestRefusalsOfTheWire(t *testing.T) {
 // stored.
 func TestPartlyBadRW1BatchKeepsItsGoodSamples(t *testing.T) {
 	t.Parallel()
-	hub := startHub(t, nil)
+	hub := startHandler(t, nil)
 	now := time.Now().Truncate(time.Second)
 	at := func(ts time.Time, v float64) []prompb.Sample {
 		return []prompb.Sample{{Value: v, Timestamp: ts.UnixMilli()}}
