@@ -2,6 +2,7 @@ package k8sinventory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -189,29 +191,20 @@ func TestMissingKubeconfigFailsStartNamingIt(t *testing.T) {
 // waitFor polls the sink's latest scrape until every series has its value.
 func waitFor(t *testing.T, sink *consumertest.MetricsSink, want map[string]float64) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var got map[string]float64
-	for time.Now().Before(deadline) {
+	testutil.Eventually(t, 60*time.Second, func() error {
 		all := sink.AllMetrics()
-		if len(all) > 0 {
-			got = flatten(all[len(all)-1])
-			ok := true
-			for k, v := range want {
-				if g, found := got[k]; !found || g != v {
-					ok = false
-				}
-			}
-			if ok {
-				return
+		if len(all) == 0 {
+			return errors.New("no scrape yet")
+		}
+		got := flatten(all[len(all)-1])
+		var wrong []error
+		for k, v := range want {
+			if g, found := got[k]; !found || g != v {
+				wrong = append(wrong, fmt.Errorf("%s = %v (present %v), want %v", k, g, found, v))
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	for k, v := range want {
-		g, found := got[k]
-		t.Errorf("%s = %v (present %v), want %v", k, g, found, v)
-	}
-	t.FailNow()
+		return errors.Join(wrong...)
+	})
 }
 
 // flatten keys each data point as name{point attrs} resource attrs, with
