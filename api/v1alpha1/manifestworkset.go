@@ -12,6 +12,7 @@ import (
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=mws,categories=fleetpulse
 // +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Revision",type=integer,JSONPath=`.status.currentRevision`
 // +kubebuilder:printcolumn:name="Placed",type=integer,JSONPath=`.status.summary.total`
 // +kubebuilder:printcolumn:name="Applied",type=integer,JSONPath=`.status.summary.applied`
 // +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.summary.available`
@@ -31,6 +32,12 @@ type ManifestWorkSetSpec struct {
 	ManifestWorkTemplate ManifestWorkSpec `json:"manifestWorkTemplate"`
 	// PlacementRefs are Placements in this namespace.
 	PlacementRefs []PlacementRef `json:"placementRefs"`
+	// RevisionHistoryLimit is how many revisions are kept (10 when unset).
+	// Revisions that a cluster still runs, and the last good one, are kept
+	// beyond it.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
 }
 
 // PlacementRef names a Placement and how to roll out to its decisions.
@@ -54,6 +61,17 @@ type RolloutStrategy struct {
 
 // ManifestWorkSetStatus summarises the works.
 type ManifestWorkSetStatus struct {
+	// ObservedGeneration is the generation of the spec the status is for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// CurrentRevision is the revision of the spec's template.
+	// +optional
+	CurrentRevision int64 `json:"currentRevision,omitempty"`
+	// Revisions counts, for each revision some decided cluster runs, how
+	// many do, newest first. Revision 0 counts works whose template is none
+	// of the kept revisions (edited by hand).
+	// +optional
+	Revisions []RevisionClusters `json:"revisions,omitempty"`
 	// +optional
 	Summary WorkSummary `json:"summary,omitempty"`
 	// Conditions: PlacementVerified, Progressing, Available.
@@ -69,6 +87,15 @@ type WorkSummary struct {
 	Applied   int32 `json:"applied"`
 	Available int32 `json:"available"`
 	Degraded  int32 `json:"degraded"`
+}
+
+// RevisionClusters counts the decided clusters whose work carries one
+// revision.
+type RevisionClusters struct {
+	Revision int64 `json:"revision"`
+	// Clusters run the revision; Available of them report it Available.
+	Clusters  int32 `json:"clusters"`
+	Available int32 `json:"available"`
 }
 
 // LabelManifestWorkSet marks the works a ManifestWorkSet owns.

@@ -21,6 +21,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&ClusterSet{}, &ClusterSetList{},
 		&ManifestWork{}, &ManifestWorkList{},
 		&ManifestWorkSet{}, &ManifestWorkSetList{},
+		&ManifestWorkSetRevision{}, &ManifestWorkSetRevisionList{},
 		&Placement{}, &PlacementList{},
 		&PlacementDecision{}, &PlacementDecisionList{},
 		&AlertTaint{}, &AlertTaintList{},

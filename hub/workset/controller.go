@@ -90,7 +90,8 @@ func ownerOf(_ context.Context, o client.Object) []reconcile.Request {
 
 type reconciler struct {
 	client client.Client // cached reads, direct writes
-	api    client.Reader // uncached reads, for the works
+	api    client.Reader // uncached reads, for the works and revisions
+	hashes hashCache
 }
 
 // byPlacement maps a Placement or PlacementDecision to the sets of its
@@ -140,12 +141,22 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, fmt.Errorf("list manifest works: %w", err)
 	}
 	if mws.DeletionTimestamp != nil {
+		r.hashes.forget(key)
 		return ctrl.Result{}, r.finalize(ctx, mws, list.Items)
 	}
 	if controllerutil.AddFinalizer(mws, Finalizer) {
 		if err := r.client.Update(ctx, mws); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
+	}
+
+	revs, err := r.listRevisions(ctx, mws)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	current, err := r.ensureRevision(ctx, mws, &revs)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 
 	obs := observation{refs: len(mws.Spec.PlacementRefs), states: map[string]workState{}}
@@ -177,9 +188,9 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.Info("manifest work deleted: cluster no longer decided", "cluster", ns)
 	}
 
-	template := &mws.Spec.ManifestWorkTemplate
+	hashes := r.hashes.hashes(key, have)
 	for c := range decided {
-		obs.states[c] = stateOf(have[c], template)
+		obs.states[c] = stateOf(have[c], hashes[c], current.Spec.TemplateHash)
 	}
 	requeue := time.Duration(0)
 	for i, ref := range mws.Spec.PlacementRefs {
@@ -191,7 +202,7 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			obs.strategyNote = ", " + ref.RolloutStrategy.Type
 		}
 		for _, c := range apply {
-			w, err := r.apply(ctx, mws, key, c, have[c])
+			w, err := r.apply(ctx, mws, key, c, have[c], current)
 			switch {
 			case apierrors.IsNotFound(err) && have[c] == nil:
 				obs.missingNS = append(obs.missingNS, c)
@@ -202,7 +213,8 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				errs = append(errs, err)
 			default:
 				have[c] = w
-				obs.states[c] = stateOf(w, template)
+				hashes[c] = current.Spec.TemplateHash
+				obs.states[c] = stateOf(w, hashes[c], current.Spec.TemplateHash)
 			}
 		}
 	}
@@ -213,8 +225,33 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			works = append(works, w)
 		}
 	}
+	// Works name the revision their template is; one whose label lags (it
+	// came back to an earlier template) is relabelled, which changes
+	// nothing the agent reads.
+	running := map[string]int64{}
+	for _, w := range works {
+		rev := revs.byHash(hashes[w.Namespace])
+		if rev == nil {
+			continue
+		}
+		running[w.Namespace] = rev.Spec.Revision
+		if err := r.label(ctx, w, rev); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	keep := map[int64]bool{current.Spec.Revision: true}
+	for _, n := range running {
+		keep[n] = true
+	}
+	if err := r.pruneRevisions(ctx, mws, &revs, keep); err != nil {
+		errs = append(errs, err)
+	}
+
 	obs.summary = summarise(works)
 	status := mws.Status.DeepCopy()
+	status.ObservedGeneration = mws.Generation
+	status.CurrentRevision = current.Spec.Revision
+	status.Revisions = countRevisions(works, running)
 	status.Summary = obs.summary
 	for _, c := range conditions(obs, mws.Generation) {
 		meta.SetStatusCondition(&status.Conditions, c)
@@ -270,12 +307,17 @@ func (r *reconciler) targets(ctx context.Context, mws *fleetv1.ManifestWorkSet, 
 var errConflict = errors.New("a manifest work of this name is not the set's")
 
 // apply creates a cluster's work from the template, or updates it to it.
-func (r *reconciler) apply(ctx context.Context, mws *fleetv1.ManifestWorkSet, key, cluster string, w *fleetv1.ManifestWork) (*fleetv1.ManifestWork, error) {
+func (r *reconciler) apply(ctx context.Context, mws *fleetv1.ManifestWorkSet, key, cluster string, w *fleetv1.ManifestWork,
+	rev *fleetv1.ManifestWorkSetRevision) (*fleetv1.ManifestWork, error) {
 	log := logf.FromContext(ctx)
 	if w == nil {
 		w = &fleetv1.ManifestWork{
-			ObjectMeta: metav1.ObjectMeta{Namespace: cluster, Name: mws.Name, Labels: map[string]string{fleetv1.LabelManifestWorkSet: key}},
-			Spec:       *mws.Spec.ManifestWorkTemplate.DeepCopy(),
+			ObjectMeta: metav1.ObjectMeta{Namespace: cluster, Name: mws.Name, Labels: map[string]string{
+				fleetv1.LabelManifestWorkSet: key,
+				fleetv1.LabelRevision:        strconv.FormatInt(rev.Spec.Revision, 10),
+				fleetv1.LabelTemplateHash:    rev.Spec.TemplateHash,
+			}},
+			Spec: *rev.Spec.ManifestWorkTemplate.DeepCopy(),
 		}
 		err := r.client.Create(ctx, w)
 		if apierrors.IsAlreadyExists(err) {
@@ -291,16 +333,38 @@ func (r *reconciler) apply(ctx context.Context, mws *fleetv1.ManifestWorkSet, ke
 		if err != nil {
 			return nil, fmt.Errorf("create manifest work %s/%s: %w", cluster, mws.Name, err)
 		}
-		log.Info("manifest work created", "cluster", cluster)
+		log.Info("manifest work created", "cluster", cluster, "revision", rev.Spec.Revision)
 		return w, nil
 	}
 	w = w.DeepCopy()
-	w.Spec = *mws.Spec.ManifestWorkTemplate.DeepCopy()
+	w.Spec = *rev.Spec.ManifestWorkTemplate.DeepCopy()
+	setRevisionLabels(w, rev)
 	if err := r.client.Update(ctx, w); err != nil {
 		return nil, fmt.Errorf("update manifest work %s/%s: %w", cluster, mws.Name, err)
 	}
-	log.Info("manifest work updated", "cluster", cluster, "generation", w.Generation)
+	log.Info("manifest work updated", "cluster", cluster, "revision", rev.Spec.Revision, "generation", w.Generation)
 	return w, nil
+}
+
+func setRevisionLabels(w *fleetv1.ManifestWork, rev *fleetv1.ManifestWorkSetRevision) {
+	if w.Labels == nil {
+		w.Labels = map[string]string{}
+	}
+	w.Labels[fleetv1.LabelRevision] = strconv.FormatInt(rev.Spec.Revision, 10)
+	w.Labels[fleetv1.LabelTemplateHash] = rev.Spec.TemplateHash
+}
+
+// label makes a work's revision labels name rev.
+func (r *reconciler) label(ctx context.Context, w *fleetv1.ManifestWork, rev *fleetv1.ManifestWorkSetRevision) error {
+	if w.Labels[fleetv1.LabelRevision] == strconv.FormatInt(rev.Spec.Revision, 10) && w.Labels[fleetv1.LabelTemplateHash] == rev.Spec.TemplateHash {
+		return nil
+	}
+	patch := client.MergeFrom(w.DeepCopy())
+	setRevisionLabels(w, rev)
+	if err := r.client.Patch(ctx, w, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("label manifest work %s/%s with revision %d: %w", w.Namespace, w.Name, rev.Spec.Revision, err)
+	}
+	return nil
 }
 
 // finalize deletes the set's works, then lets the set go. It does not wait

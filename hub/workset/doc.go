@@ -3,6 +3,17 @@
 // cluster's namespace, named as the ManifestWorkSet and labelled
 // work.fleetpulse.io/manifestworkset=<namespace>.<name>.
 //
+// Every change of the template is a revision: a ManifestWorkSetRevision
+// named <set>-<n>, numbered one past the latest, owned by the set, holding
+// the template, its hash and who changed it and why (the set's
+// fleetpulse.io/changed-by and fleetpulse.io/change-cause annotations, or
+// the field manager that wrote the spec). Works carry the labels
+// work.fleetpulse.io/revision and work.fleetpulse.io/template-hash; a work
+// runs the newest revision whose hash its template has. Revisions past
+// spec.revisionHistoryLimit (10) are deleted, oldest first, but never one a
+// cluster still runs. Status names the current revision and counts the
+// clusters per revision.
+//
 // A pass is level-triggered. It reads the decided clusters from the
 // Placements' PlacementDecisions (a cluster decided by several placementRefs
 // follows the first), deletes the works of clusters no longer decided, and

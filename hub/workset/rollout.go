@@ -1,8 +1,6 @@
 package workset
 
 import (
-	"encoding/json"
-	"reflect"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -42,14 +40,15 @@ const (
 	stateDeleting
 )
 
-// stateOf places a work in the rollout (nil: no work).
-func stateOf(w *fleetv1.ManifestWork, template *fleetv1.ManifestWorkSpec) workState {
+// stateOf places a work in the rollout (nil: no work), given its template's
+// hash and the hash of the template it should have.
+func stateOf(w *fleetv1.ManifestWork, hash, want string) workState {
 	switch {
 	case w == nil:
 		return stateMissing
 	case w.DeletionTimestamp != nil:
 		return stateDeleting
-	case !sameSpec(&w.Spec, template):
+	case hash != want:
 		return stateOutdated
 	case availableForGeneration(w):
 		return stateDone
@@ -66,24 +65,6 @@ func availableForGeneration(w *fleetv1.ManifestWork) bool {
 	}
 	c := meta.FindStatusCondition(w.Status.Conditions, fleetv1.WorkAvailable)
 	return c != nil && c.Status == metav1.ConditionTrue && (c.ObservedGeneration == 0 || c.ObservedGeneration == w.Generation)
-}
-
-// sameSpec compares specs as JSON values, so that manifests that differ
-// only in key order or spacing are equal.
-func sameSpec(a, b *fleetv1.ManifestWorkSpec) bool {
-	return reflect.DeepEqual(asJSON(a), asJSON(b))
-}
-
-func asJSON(v any) any {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil
-	}
-	var out any
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil
-	}
-	return out
 }
 
 // plan picks the clusters of one placementRef whose work to create or update

@@ -87,7 +87,7 @@ func TestStateOf(t *testing.T) {
 		{name: "available, condition without generation", work: work(same, 2, 2, metav1.ConditionTrue, 0), want: stateDone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := stateOf(tc.work, template); got != tc.want {
+			if got := stateOf(tc.work, hashOf(tc.work), templateHash(template)); got != tc.want {
 				t.Errorf("stateOf = %d, want %d", got, tc.want)
 			}
 		})
@@ -103,13 +103,20 @@ func TestStateOf(t *testing.T) {
 	} {
 		w := work(same, 2, 2, tc.avail, 2)
 		w.Status.Conditions = append(w.Status.Conditions, metav1.Condition{Type: fleetv1.WorkProgressing, Status: tc.progressing, ObservedGeneration: 2})
-		if got := stateOf(w, template); got != tc.want {
+		if got := stateOf(w, hashOf(w), templateHash(template)); got != tc.want {
 			t.Errorf("stateOf a work Available %s, Progressing %s = %d, want %d", tc.avail, tc.progressing, got, tc.want)
 		}
 	}
 	deleting := work(same, 1, 1, metav1.ConditionTrue, 1)
 	deleting.DeletionTimestamp = &metav1.Time{}
-	if got := stateOf(deleting, template); got != stateDeleting {
+	if got := stateOf(deleting, hashOf(deleting), templateHash(template)); got != stateDeleting {
 		t.Errorf("stateOf a deleting work = %d", got)
 	}
+}
+
+func hashOf(w *fleetv1.ManifestWork) string {
+	if w == nil {
+		return ""
+	}
+	return templateHash(&w.Spec)
 }

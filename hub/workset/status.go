@@ -2,6 +2,7 @@ package workset
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -43,6 +44,31 @@ func summarise(works []*fleetv1.ManifestWork) fleetv1.WorkSummary {
 		}
 	}
 	return s
+}
+
+// countRevisions counts the works by the revision they run (running: by
+// cluster; a cluster missing from it runs no kept revision, counted as 0),
+// newest first.
+func countRevisions(works []*fleetv1.ManifestWork, running map[string]int64) []fleetv1.RevisionClusters {
+	by := map[int64]*fleetv1.RevisionClusters{}
+	for _, w := range works {
+		n := running[w.Namespace]
+		c := by[n]
+		if c == nil {
+			c = &fleetv1.RevisionClusters{Revision: n}
+			by[n] = c
+		}
+		c.Clusters++
+		if availableForGeneration(w) {
+			c.Available++
+		}
+	}
+	out := make([]fleetv1.RevisionClusters, 0, len(by))
+	for _, c := range by {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Revision > out[j].Revision })
+	return out
 }
 
 // observation is what a pass saw and did, for the conditions.
