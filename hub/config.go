@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/limits"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
@@ -56,15 +57,14 @@ type Config struct {
 	// on: agents register with a bootstrap token, get certificates signed by
 	// AgentTLS.ClientCAKeyFile, and only registered, accepted clusters may
 	// send telemetry. Empty, a client certificate's name alone identifies
-	// a cluster (static certificates). InCluster uses the pod's service
-	// account: the hub runs on its control plane (deploy/hub).
+	// a cluster (static certificates). controlplane.InCluster uses the
+	// pod's service account: the hub runs on its control plane (deploy/hub).
 	ControlPlaneKubeconfig string
+	// ControlPlane configures the control plane's client when one is set.
+	ControlPlane controlplane.Config
 	// Registration configures registration when a control plane is set.
 	Registration registration.Config
 }
-
-// InCluster, as ControlPlaneKubeconfig, names the cluster the hub runs in.
-const InCluster = "in-cluster"
 
 // TLSConfig names PEM files. ClientCAKeyFile is the client CA's key, which
 // registration signs agents' certificates with.
@@ -86,6 +86,7 @@ func DefaultConfig() Config {
 		Query:                 query.DefaultOptions(),
 		Alerting:              alerting.Config{EvaluationInterval: 15 * time.Second},
 		ShutdownTimeout:       30 * time.Second,
+		ControlPlane:          controlplane.DefaultConfig(),
 		Registration:          registration.DefaultConfig(),
 	}
 }
@@ -136,6 +137,9 @@ func (c Config) Validate() error {
 		}
 		if c.AgentTLS.ClientCAKeyFile == "" {
 			errs = append(errs, errors.New("registration needs the agents' client CA key (--agents.client-ca-key-file) to sign agents' certificates"))
+		}
+		if err := c.ControlPlane.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 		if err := c.Registration.Validate(); err != nil {
 			errs = append(errs, err)

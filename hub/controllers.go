@@ -1,39 +1,66 @@
 package hub
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
 	"github.com/fleetpulse/fleetpulse/hub/actions"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/placement"
 	"github.com/fleetpulse/fleetpulse/hub/policy"
+	"github.com/fleetpulse/fleetpulse/hub/query"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/hub/work"
 	"github.com/fleetpulse/fleetpulse/hub/workset"
 )
 
-// setupControllers adds the hub's control-plane controllers beside
-// registration's, on its manager, and their gateway endpoints to the
-// agents' mux. Each line is one controller package.
-func (h *Hub) setupControllers(reg *registration.Service, agents *http.ServeMux) error {
-	_ = agents
-	if err := actions.Setup(reg.Manager(), h.alerts.Load(), h.logger.With("component", "alerttaint")); err != nil {
-		return fmt.Errorf("alert taints: %w", err)
+// controlPlane installs the API on the hub's control plane and sets up the
+// hub's controllers on its manager, and their gateway endpoints on the
+// agents' mux; the caller runs the manager and waits for its caches, so the
+// hub is not ready before it can tell registered clusters apart. Each
+// Setup is one controller package.
+func (h *Hub) controlPlane(ctx context.Context, instant query.QueryFunc, store *metricstore.Store, agents *http.ServeMux) (
+	*controlplane.ControlPlane, *registration.Service, error) {
+	restCfg, err := controlplane.RESTConfig(h.cfg.ControlPlaneKubeconfig)
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := work.Setup(reg.Manager(), reg.Identity, agents, h.logger.With("component", "work"), h.registry); err != nil {
-		return fmt.Errorf("work distribution: %w", err)
+	ca, err := registration.LoadCA(h.cfg.AgentTLS.ClientCAFile, h.cfg.AgentTLS.ClientCAKeyFile)
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := placement.Setup(reg.Manager(), reg.Query(), h.logger.With("component", "placement")); err != nil {
-		return fmt.Errorf("placement: %w", err)
+	// The API goes in first: the manager's caches need its types served.
+	if err := controlplane.InstallAt(ctx, restCfg, h.cfg.Registration.Namespace); err != nil {
+		return nil, nil, fmt.Errorf("install the API on the control plane: %w", err)
 	}
-	if err := workset.Setup(reg.Manager(), h.logger.With("component", "workset")); err != nil {
-		return fmt.Errorf("manifest work sets: %w", err)
+	cp, err := controlplane.New(restCfg, h.cfg.ControlPlane, h.logger.With("component", "controlplane"), registration.CacheByObject(h.cfg.Registration))
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := policy.Setup(reg.Manager(), h.logger.With("component", "policy")); err != nil {
-		return fmt.Errorf("policy propagation: %w", err)
+	mgr := cp.Manager()
+	reg, err := registration.Setup(mgr, h.cfg.Registration, ca, instant, store, h.logger.With("component", "registration"), h.registry)
+	if err != nil {
+		return nil, nil, fmt.Errorf("registration: %w", err)
 	}
-	if err := actions.SetupAlertRemediation(reg.Manager(), h.alerts.Load(), h.logger.With("component", "alertremediation")); err != nil {
-		return fmt.Errorf("alert remediation: %w", err)
+	if err := actions.Setup(mgr, h.alerts.Load(), h.logger.With("component", "alerttaint")); err != nil {
+		return nil, nil, fmt.Errorf("alert taints: %w", err)
 	}
-	return nil
+	if err := work.Setup(mgr, reg.Identity, agents, h.logger.With("component", "work"), h.registry); err != nil {
+		return nil, nil, fmt.Errorf("work distribution: %w", err)
+	}
+	if err := placement.Setup(mgr, instant, h.logger.With("component", "placement")); err != nil {
+		return nil, nil, fmt.Errorf("placement: %w", err)
+	}
+	if err := workset.Setup(mgr, h.logger.With("component", "workset")); err != nil {
+		return nil, nil, fmt.Errorf("manifest work sets: %w", err)
+	}
+	if err := policy.Setup(mgr, h.logger.With("component", "policy")); err != nil {
+		return nil, nil, fmt.Errorf("policy propagation: %w", err)
+	}
+	if err := actions.SetupAlertRemediation(mgr, h.alerts.Load(), h.logger.With("component", "alertremediation")); err != nil {
+		return nil, nil, fmt.Errorf("alert remediation: %w", err)
+	}
+	return cp, reg, nil
 }

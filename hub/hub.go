@@ -14,9 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -32,7 +29,6 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/metadata"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
-	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/rules"
 )
 
@@ -187,16 +183,16 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		identify := ingest.ClusterFromRequest
 		eventSeries := events.NewSeriesRecorder(store)
 		if h.cfg.ControlPlaneKubeconfig != "" {
-			reg, err := h.registration(ctx, engine, store, agents)
+			cp, reg, err := h.controlPlane(ctx, query.InstantQueryFunc(engine, store.Queryable()), store, agents)
 			if err != nil {
 				h.shutdown(servers)
 				return err
 			}
 			controllersDone = make(chan error, 1)
-			go func() { controllersDone <- reg.Run(controllersCtx) }()
-			if !reg.WaitReady(ctx) {
+			go func() { controllersDone <- cp.Run(controllersCtx) }()
+			if !cp.WaitReady(ctx) {
 				h.shutdown(servers)
-				return errors.New("registration caches did not sync")
+				return errors.New("control-plane caches did not sync")
 			}
 			reg.Routes(agents)
 			identify = reg.Identify
@@ -271,35 +267,6 @@ func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerti
 	return alerting.New(cfg, engine, store.Queryable(), store.RoutingAppendable(), h.logger.With("component", "alerting"), h.registry)
 }
 
-// registration installs the API on the hub's control plane and starts the
-// ManagedCluster controller and the others on its manager; the caller runs
-// them and waits for their caches, so the hub is not ready before it can
-// tell registered clusters apart.
-func (h *Hub) registration(ctx context.Context, engine *promql.Engine, store *metricstore.Store, agents *http.ServeMux) (*registration.Service, error) {
-	restCfg, err := controlPlaneConfig(h.cfg.ControlPlaneKubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := registration.LoadCA(h.cfg.AgentTLS.ClientCAFile, h.cfg.AgentTLS.ClientCAKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	instant := query.InstantQueryFunc(engine, store.Queryable())
-	logger := h.logger.With("component", "registration")
-	// The API goes in first: the controller's caches need its types served.
-	if err := registration.InstallAt(ctx, restCfg, h.cfg.Registration.Namespace); err != nil {
-		return nil, fmt.Errorf("install the API on the control plane: %w", err)
-	}
-	reg, err := registration.New(h.cfg.Registration, restCfg, ca, instant, store, logger, h.registry)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.setupControllers(reg, agents); err != nil {
-		return nil, err
-	}
-	return reg, nil
-}
-
 func (h *Hub) operational(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{Registry: h.registry}))
 	h.health(mux)
@@ -327,23 +294,6 @@ const agentIdleTimeout = 5 * time.Minute
 
 // userReadHeaderTimeout bounds the request headers of users' clients.
 const userReadHeaderTimeout = 30 * time.Second
-
-// controlPlaneConfig loads the control plane's kubeconfig, or the pod's
-// service account for InCluster.
-func controlPlaneConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == InCluster {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("control plane %q (the pod's service account): %w", InCluster, err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("control-plane kubeconfig: %w", err)
-	}
-	return cfg, nil
-}
 
 // serve listens on addr (with TLS when given, and the listener wrapped by
 // wrap when given) and serves in the background.

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
@@ -106,7 +107,7 @@ func startDevTelemetry(fleet *testbed.Fleet, dir, httpAddr, agentsAddr string, l
 
 // devToken creates the bootstrap token the fleet's agents join with.
 func devToken(ctx context.Context, hubCP *testbed.Cluster, namespace string) (string, error) {
-	c, err := client.New(hubCP.RESTConfig, client.Options{Scheme: registration.Scheme()})
+	c, err := client.New(hubCP.RESTConfig, client.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		return "", fmt.Errorf("hub control-plane client: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
 )
 
@@ -43,7 +44,7 @@ func (c *controlPlaneFlags) client() (client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control-plane kubeconfig: %w", err)
 	}
-	return client.New(cfg, client.Options{Scheme: registration.Scheme()})
+	return client.New(cfg, client.Options{Scheme: controlplane.Scheme()})
 }
 
 func newHubInstallCommand() *cobra.Command {
@@ -61,7 +62,7 @@ installing ahead of it. Idempotent.`,
 			if err != nil {
 				return err
 			}
-			if err := registration.Install(cmd.Context(), c, cp.namespace); err != nil {
+			if err := controlplane.Install(cmd.Context(), c, cp.namespace); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "Fleetpulse API installed")

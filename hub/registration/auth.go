@@ -63,3 +63,15 @@ func refuse(w http.ResponseWriter, status int, err error) {
 	}
 	http.Error(w, err.Error(), status)
 }
+
+// Identity is what the gateway's other endpoints (work sync) use to name the
+// calling cluster: the same checks as heartbeats, with the status to refuse
+// with; the refusal writer flags deregistration.
+func (s *Service) Identity(w http.ResponseWriter, r *http.Request) (cluster string, ok bool) {
+	mc, status, err := s.identify(r.Context(), r)
+	if err != nil {
+		refuse(w, status, err)
+		return "", false
+	}
+	return mc.Name, true
+}

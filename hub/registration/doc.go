@@ -3,5 +3,7 @@
 // register, heartbeat and renew their certificates at, the certificate
 // authority that signs agents' client certificates, and the ManagedCluster
 // controller that turns acceptance, heartbeats and telemetry into the
-// cluster's namespace, conditions, taints, Lease and ClusterProfile.
+// cluster's namespace, conditions, taints, Lease and ClusterProfile. Its
+// controllers are one set among the hub's on the control plane's manager
+// (hub/controlplane), which Setup adds them to.
 package registration

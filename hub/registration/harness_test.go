@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	hubcp "github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/internal/testutil"
 	"github.com/fleetpulse/fleetpulse/internal/testutil/controlplane"
 )
@@ -64,7 +65,9 @@ func startHarness(t *testing.T) *harness {
 	cfg.InventoryInterval = 100 * time.Millisecond
 	cfg.Workers = 2
 	h := &harness{t: t, kube: cp.Client, clock: clocktesting.NewFakeClock(t0), store: &fakeStore{}}
-	s, err := New(cfg, cp.RESTConfig, nil, h.store.query, nil, testutil.Logger(t, slog.LevelWarn), prometheus.NewRegistry())
+	plane, err := hubcp.New(cp.RESTConfig, hubcp.DefaultConfig(), testutil.Logger(t, slog.LevelWarn), CacheByObject(cfg))
+	require.NoError(t, err)
+	s, err := Setup(plane.Manager(), cfg, nil, h.store.query, nil, testutil.Logger(t, slog.LevelWarn), prometheus.NewRegistry())
 	require.NoError(t, err)
 	s.clock = h.clock
 	s.OnDeregistered(func(cluster string) {
@@ -75,10 +78,10 @@ func startHarness(t *testing.T) *harness {
 		}
 	})
 	h.s = s
-	testutil.Run(t, s.Run, func() bool {
+	testutil.Run(t, plane.Run, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		return s.WaitReady(ctx)
+		return plane.WaitReady(ctx)
 	})
 	return h
 }

@@ -12,6 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 )
 
 // TestTokenUsageUnderConcurrentRegistrations counts every registration of a
@@ -22,7 +24,7 @@ func TestTokenUsageUnderConcurrentRegistrations(t *testing.T) {
 	// Every read takes a while, as an apiserver's does, so that writes of
 	// registrations counted one by one would conflict.
 	var writes atomic.Int64
-	c := fake.NewClientBuilder().WithScheme(Scheme()).WithInterceptorFuncs(interceptor.Funcs{
+	c := fake.NewClientBuilder().WithScheme(controlplane.Scheme()).WithInterceptorFuncs(interceptor.Funcs{
 		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 			time.Sleep(2 * time.Millisecond)
 			return c.Get(ctx, key, obj, opts...)

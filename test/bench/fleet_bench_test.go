@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/test/bench/fleetsim"
 	"github.com/fleetpulse/fleetpulse/testbed"
@@ -233,7 +234,7 @@ func runFleet(b *testing.B, o fleetOptions, bin string) fleetRun {
 
 	restCfg := rest.CopyConfig(cp.RESTConfig)
 	restCfg.QPS, restCfg.Burst = 100, 200
-	kube, err := client.New(restCfg, client.Options{Scheme: registration.Scheme()})
+	kube, err := client.New(restCfg, client.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		b.Fatal(err)
 	}

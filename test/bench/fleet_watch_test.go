@@ -19,7 +19,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
-	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 )
 
 // availability follows every ManagedCluster's Available condition through
@@ -42,7 +42,7 @@ func watchAvailability(b *testing.B, ctx context.Context, cfg *rest.Config) *ava
 	ctrllog.SetLogger(logr.Discard()) // the watch's own logs are not wanted
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = 200, 400
-	c, err := cache.New(cfg, cache.Options{Scheme: registration.Scheme()})
+	c, err := cache.New(cfg, cache.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		b.Fatal(err)
 	}

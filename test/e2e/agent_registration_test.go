@@ -26,6 +26,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	hubreg "github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
@@ -53,7 +54,7 @@ func TestAgentJoinsWithBootstrapToken(t *testing.T) {
 	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: hubreg.Scheme()})
+	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
-	hubreg "github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -75,7 +75,7 @@ func TestDeployManifests(t *testing.T) {
 	}
 	t.Cleanup(func() { hubProc.Stop(30 * time.Second) })
 	hubLog := func() string { b, _ := os.ReadFile(filepath.Join(work, "hub.log")); return string(b) }
-	admin, err := client.New(cp.RESTConfig, client.Options{Scheme: hubreg.Scheme()})
+	admin, err := client.New(cp.RESTConfig, client.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
@@ -54,7 +55,7 @@ func TestAgentsJoinWithBootstrapToken(t *testing.T) {
 	}))
 	agentsURL := hb.AgentsURL
 	ctx := context.Background()
-	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
+	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

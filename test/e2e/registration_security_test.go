@@ -33,6 +33,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
@@ -64,7 +65,7 @@ func TestRegistrationSecurity(t *testing.T) {
 	// Long enough for building the fleetpulse command on a busy machine.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
+	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,11 +354,15 @@ func TestRegistrationDeregisteredHook(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cfg := registration.DefaultConfig()
-	if err := registration.InstallAt(ctx, cp.RESTConfig, cfg.Namespace); err != nil {
+	if err := controlplane.InstallAt(ctx, cp.RESTConfig, cfg.Namespace); err != nil {
 		t.Fatal(err)
 	}
 	noTelemetry := func(context.Context, string, time.Time) (promql.Vector, error) { return nil, nil }
-	svc, err := registration.New(cfg, cp.RESTConfig, ca, noTelemetry, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	plane, err := controlplane.New(cp.RESTConfig, controlplane.DefaultConfig(), nil, registration.CacheByObject(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := registration.Setup(plane.Manager(), cfg, ca, noTelemetry, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,17 +370,17 @@ func TestRegistrationDeregisteredHook(t *testing.T) {
 	svc.OnDeregistered(func(cluster string) { heard <- cluster })
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx) }()
+	go func() { done <- plane.Run(runCtx) }()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("registration: %v", err)
 		}
 	})
-	if !svc.WaitReady(ctx) {
-		t.Fatal("registration's caches did not sync")
+	if !plane.WaitReady(ctx) {
+		t.Fatal("the control plane's caches did not sync")
 	}
-	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
+	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

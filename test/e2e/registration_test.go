@@ -35,6 +35,7 @@ import (
 	cpv1 "github.com/fleetpulse/fleetpulse/api/clusterinventory/v1alpha1"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
@@ -59,7 +60,7 @@ func TestRegistrationGateway(t *testing.T) {
 	}))
 	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
 	ctx := context.Background()
-	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: registration.Scheme()})
+	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
