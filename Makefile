@@ -17,7 +17,7 @@ BENCH     ?= .
 BENCHTIME ?= 3x
 FUZZTIME  ?= 10s
 
-.PHONY: all build deps testbed s3server run down test fuzz bench lint fmt clean
+.PHONY: all build deps testbed s3server run down test fuzz bench lint fmt generate clean
 
 all: build
 
@@ -70,6 +70,11 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## generate: the Collector components' metadata code (type, stability, own telemetry, lifecycle tests) from each
+## metadata.yaml, with mdatagen v0.142.0 (a tool of the root module, like the Collector it matches)
+generate:
+	$(GO) generate ./receiver/... ./processors/... ./exporters/...
 
 ## clean: remove built binaries and the test-bed cache
 clean:

@@ -273,6 +273,7 @@ require (
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/collector v0.142.0 // indirect
 	go.opentelemetry.io/collector/client v1.48.0 // indirect
+	go.opentelemetry.io/collector/cmd/mdatagen v0.142.0 // indirect
 	go.opentelemetry.io/collector/component/componentstatus v0.142.0 // indirect
 	go.opentelemetry.io/collector/config/configauth v1.48.0 // indirect
 	go.opentelemetry.io/collector/config/configcompression v1.48.0 // indirect
@@ -292,6 +293,7 @@ require (
 	go.opentelemetry.io/collector/extension/extensioncapabilities v0.142.0 // indirect
 	go.opentelemetry.io/collector/extension/extensionmiddleware v0.142.0 // indirect
 	go.opentelemetry.io/collector/featuregate v1.48.0 // indirect
+	go.opentelemetry.io/collector/filter v0.142.0 // indirect
 	go.opentelemetry.io/collector/internal/fanoutconsumer v0.142.0 // indirect
 	go.opentelemetry.io/collector/internal/memorylimiter v0.142.0 // indirect
 	go.opentelemetry.io/collector/internal/sharedcomponent v0.142.0 // indirect
@@ -380,3 +382,5 @@ replace (
 
 // dskit's memberlist fork, as Mimir and Loki use it.
 replace github.com/hashicorp/memberlist => github.com/grafana/memberlist v0.3.1-0.20260515134459-1798cf41aca7
+
+tool go.opentelemetry.io/collector/cmd/mdatagen

@@ -1,3 +1,5 @@
+//go:generate go tool mdatagen metadata.yaml
+
 // Package hub is the Fleetpulse agent's exporter to the hub (type fleetpulse_hub).
 // Metrics go as Prometheus remote write (protobuf, snappy): 1.0 by default,
 // or 2.0 with protocol: rw2 (a symbol table, each series' type, unit and

@@ -23,6 +23,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
+
+	"github.com/fleetpulse/fleetpulse/exporters/hub/internal/metadata"
 )
 
 // hubExporter sends one signal to the hub.
@@ -40,22 +42,17 @@ type hubExporter struct {
 }
 
 func newHubExporter(cfg *Config, set exporter.Settings) (*hubExporter, error) {
-	unwritten, err := set.MeterProvider.Meter(scopeName).Int64Counter("fleetpulse.hub_exporter.unwritten_samples",
-		metric.WithUnit("{sample}"),
-		metric.WithDescription("Samples a remote-write 2.0 receiver acknowledged (2xx) but did not count as written in its X-Prometheus-Remote-Write-*-Written headers"))
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
-		return nil, fmt.Errorf("create unwritten samples counter: %w", err)
+		return nil, fmt.Errorf("create the exporter's telemetry: %w", err)
 	}
 	return &hubExporter{
 		cfg:       cfg,
 		settings:  set.TelemetrySettings,
 		userAgent: "fleetpulse-agent/" + set.BuildInfo.Version,
-		unwritten: unwritten,
+		unwritten: tb.HubExporterUnwrittenSamples,
 	}, nil
 }
-
-// scopeName is the instrumentation scope of the exporter's own metrics.
-const scopeName = "github.com/fleetpulse/fleetpulse/exporters/hub"
 
 // The request headers of each remote-write version, as its specification
 // gives them.

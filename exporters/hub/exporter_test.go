@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/fleetpulse/fleetpulse/exporters/hub/internal/metadata"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -177,7 +178,7 @@ func testStatusDecidesRetry(t *testing.T, protocol string, status int, retryable
 	cfg.Protocol = protocol
 	cfg.QueueConfig.GetOrInsertDefault().WaitForResult = true
 	cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 10*time.Millisecond, 10*time.Millisecond
-	exp, err := NewFactory().CreateMetrics(context.Background(), exportertest.NewNopSettings(typeStr), cfg)
+	exp, err := NewFactory().CreateMetrics(context.Background(), exportertest.NewNopSettings(metadata.Type), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,10 +267,10 @@ func startAgentExporter(t *testing.T, dir string, configure func(*Config)) *agen
 	q := cfg.QueueConfig.GetOrInsertDefault()
 	q.StorageID = &storageID
 	cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 100*time.Millisecond, time.Second
-	set := exportertest.NewNopSettings(typeStr)
+	set := exportertest.NewNopSettings(metadata.Type)
 	// The disk queue is keyed by the exporter's ID: a restarted agent has the
 	// same one (the nop settings would pick a random name).
-	set.ID = component.NewID(typeStr)
+	set.ID = component.NewID(metadata.Type)
 	core, logs := observer.New(zapcore.WarnLevel)
 	set.Logger = zap.New(core)
 	if os.Getenv("FLEETPULSE_TEST_LOG") != "" {

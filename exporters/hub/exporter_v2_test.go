@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/fleetpulse/fleetpulse/exporters/hub/internal/metadata"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -148,7 +149,7 @@ func TestRemoteWrite2Answers(t *testing.T) {
 			cfg.Protocol = ProtocolRW2
 			cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
 			cfg.BackOffConfig.Enabled = false
-			set := exportertest.NewNopSettings(typeStr)
+			set := exportertest.NewNopSettings(metadata.Type)
 			core, logs := observer.New(zapcore.WarnLevel)
 			set.Logger = zap.New(core)
 			reader := sdkmetric.NewManualReader()

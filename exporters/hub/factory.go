@@ -7,18 +7,17 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
-)
 
-// typeStr is the exporter's name in configuration.
-var typeStr = component.MustNewType("fleetpulse_hub")
+	"github.com/fleetpulse/fleetpulse/exporters/hub/internal/metadata"
+)
 
 // NewFactory returns the factory of the fleetpulse_hub exporter.
 func NewFactory() exporter.Factory {
 	return exporter.NewFactory(
-		typeStr,
+		metadata.Type,
 		func() component.Config { return createDefaultConfig() },
-		exporter.WithMetrics(createMetrics, component.StabilityLevelAlpha),
-		exporter.WithLogs(createLogs, component.StabilityLevelAlpha),
+		exporter.WithMetrics(createMetrics, metadata.MetricsStability),
+		exporter.WithLogs(createLogs, metadata.LogsStability),
 	)
 }
 

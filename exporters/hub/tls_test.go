@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 
+	"github.com/fleetpulse/fleetpulse/exporters/hub/internal/metadata"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -57,7 +58,7 @@ func TestLogsReachOTLPReceiverOverMutualTLS(t *testing.T) {
 		}
 		cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
 		cfg.BackOffConfig.Enabled = false
-		set := exportertest.NewNopSettings(typeStr)
+		set := exportertest.NewNopSettings(metadata.Type)
 		exp, err := NewFactory().CreateLogs(context.Background(), set, cfg)
 		if err != nil {
 			t.Fatal(err)

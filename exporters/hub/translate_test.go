@@ -24,6 +24,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/fleetpulse/fleetpulse/exporters/hub/internal/metadata"
 )
 
 // t0 is a point timestamp with sub-millisecond digits, which are dropped.
@@ -498,7 +500,7 @@ func startUnqueued(t *testing.T, cfg *Config) (exporter.Metrics, *observer.Obser
 	t.Helper()
 	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
 	cfg.BackOffConfig.Enabled = false
-	set := exportertest.NewNopSettings(typeStr)
+	set := exportertest.NewNopSettings(metadata.Type)
 	core, logs := observer.New(zapcore.WarnLevel)
 	set.Logger = zap.New(core)
 	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)

@@ -1,3 +1,5 @@
+//go:generate go tool mdatagen metadata.yaml
+
 // Package clusteridentity is the processor (type cluster_identity) that stamps
 // the cluster's registered name, and its cluster set when it has one, on every
 // resource the agent sends, replacing whatever a workload put there: the hub

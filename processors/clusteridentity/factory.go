@@ -7,17 +7,17 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processorhelper"
-)
 
-var typeStr = component.MustNewType("cluster_identity")
+	"github.com/fleetpulse/fleetpulse/processors/clusteridentity/internal/metadata"
+)
 
 // NewFactory returns the factory of the cluster_identity processor.
 func NewFactory() processor.Factory {
 	return processor.NewFactory(
-		typeStr,
+		metadata.Type,
 		func() component.Config { return &Config{} },
-		processor.WithMetrics(createMetrics, component.StabilityLevelAlpha),
-		processor.WithLogs(createLogs, component.StabilityLevelAlpha),
+		processor.WithMetrics(createMetrics, metadata.MetricsStability),
+		processor.WithLogs(createLogs, metadata.LogsStability),
 	)
 }
 

@@ -10,17 +10,19 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/processor/processortest"
+
+	"github.com/fleetpulse/fleetpulse/processors/clusteridentity/internal/metadata"
 )
 
 func TestStampsAndOverridesIdentity(t *testing.T) {
 	cfg := &Config{ClusterName: "cluster-1", ClusterSet: "prod"}
 	msink, lsink := new(consumertest.MetricsSink), new(consumertest.LogsSink)
 	f := NewFactory()
-	mp, err := f.CreateMetrics(context.Background(), processortest.NewNopSettings(typeStr), cfg, msink)
+	mp, err := f.CreateMetrics(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, msink)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lp, err := f.CreateLogs(context.Background(), processortest.NewNopSettings(typeStr), cfg, lsink)
+	lp, err := f.CreateLogs(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, lsink)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+//go:generate go tool mdatagen metadata.yaml
+
 // Package serieslimit is the processor (type series_limit) that bounds what
 // an agent sends: metric names must pass an allowlist and a denylist, and
 // each metric may have at most max_series_per_metric distinct series. Over

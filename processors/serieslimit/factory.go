@@ -7,21 +7,21 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processorhelper"
-)
 
-var typeStr = component.MustNewType("series_limit")
+	"github.com/fleetpulse/fleetpulse/processors/serieslimit/internal/metadata"
+)
 
 // NewFactory returns the factory of the series_limit processor.
 func NewFactory() processor.Factory {
 	return processor.NewFactory(
-		typeStr,
+		metadata.Type,
 		func() component.Config { return createDefaultConfig() },
-		processor.WithMetrics(createMetrics, component.StabilityLevelAlpha),
+		processor.WithMetrics(createMetrics, metadata.MetricsStability),
 	)
 }
 
 func createMetrics(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Metrics) (processor.Metrics, error) {
-	l, err := newLimiter(cfg.(*Config), set.TelemetrySettings.MeterProvider.Meter("github.com/fleetpulse/fleetpulse/processors/serieslimit"))
+	l, err := newLimiter(cfg.(*Config), set.TelemetrySettings)
 	if err != nil {
 		return nil, err
 	}

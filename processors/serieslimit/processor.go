@@ -2,16 +2,20 @@ package serieslimit
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/fleetpulse/fleetpulse/processors/serieslimit/internal/metadata"
 )
 
 // Reasons a point is dropped, as the reason attribute of the dropped counter.
@@ -31,15 +35,14 @@ type limiter struct {
 	names  map[string]bool                 // allow decision per metric name
 }
 
-func newLimiter(cfg *Config, meter metric.Meter) (*limiter, error) {
-	dropped, err := meter.Int64Counter("fleetpulse.series_limit.dropped_points",
-		metric.WithUnit("{point}"), metric.WithDescription("Data points dropped by the series_limit processor, by reason"))
+func newLimiter(cfg *Config, set component.TelemetrySettings) (*limiter, error) {
+	tb, err := metadata.NewTelemetryBuilder(set)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create the processor's telemetry: %w", err)
 	}
 	return &limiter{
 		cfg: cfg, include: compileAll(cfg.Include), exclude: compileAll(cfg.Exclude),
-		dropped: dropped, now: time.Now,
+		dropped: tb.SeriesLimitDroppedPoints, now: time.Now,
 		series: map[string]map[uint64]time.Time{}, names: map[string]bool{},
 	}, nil
 }

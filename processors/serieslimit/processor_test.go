@@ -13,11 +13,13 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/fleetpulse/fleetpulse/processors/serieslimit/internal/metadata"
 )
 
 func TestAllowlistAndCap(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
-	set := processortest.NewNopSettings(typeStr)
+	set := processortest.NewNopSettings(metadata.Type)
 	set.TelemetrySettings.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	cfg := &Config{Include: []string{"k8s\\..*"}, Exclude: []string{"k8s\\.pod\\..*"}, MaxSeriesPerMetric: 3, SeriesTTL: time.Minute}
 	sink := new(consumertest.MetricsSink)
@@ -60,7 +62,7 @@ func TestAllowlistAndCap(t *testing.T) {
 }
 
 func TestQuietSeriesFreeTheirSlot(t *testing.T) {
-	l, err := newLimiter(&Config{MaxSeriesPerMetric: 1, SeriesTTL: time.Minute}, sdkmetric.NewMeterProvider().Meter("t"))
+	l, err := newLimiter(&Config{MaxSeriesPerMetric: 1, SeriesTTL: time.Minute}, componenttest.NewNopTelemetrySettings())
 	if err != nil {
 		t.Fatal(err)
 	}

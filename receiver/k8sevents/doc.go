@@ -1,3 +1,5 @@
+//go:generate go tool mdatagen metadata.yaml
+
 // Package k8sevents is the Fleetpulse agent's Kubernetes events receiver
 // (type k8s_events): it watches core/v1 Events and emits each new occurrence
 // once as an OpenTelemetry log record with Kubernetes attributes.

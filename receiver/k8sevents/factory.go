@@ -6,16 +6,16 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
-)
 
-var typeStr = component.MustNewType("k8s_events")
+	"github.com/fleetpulse/fleetpulse/receiver/k8sevents/internal/metadata"
+)
 
 // NewFactory returns the factory of the k8s_events receiver.
 func NewFactory() receiver.Factory {
 	return receiver.NewFactory(
-		typeStr,
+		metadata.Type,
 		func() component.Config { return createDefaultConfig() },
-		receiver.WithLogs(createLogs, component.StabilityLevelAlpha),
+		receiver.WithLogs(createLogs, metadata.LogsStability),
 	)
 }
 

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/fleetpulse/fleetpulse/receiver/internal/kubeapi"
+	"github.com/fleetpulse/fleetpulse/receiver/k8sevents/internal/metadata"
 )
 
 const (
@@ -56,19 +57,14 @@ type eventsReceiver struct {
 }
 
 func newReceiver(cfg *Config, set receiver.Settings, next consumer.Logs) (*eventsReceiver, error) {
-	meter := set.TelemetrySettings.MeterProvider.Meter("github.com/fleetpulse/fleetpulse/receiver/k8sevents")
-	sentCtr, err := meter.Int64Counter("fleetpulse.k8s_events.sent", metric.WithUnit("{event}"), metric.WithDescription("Kubernetes events sent as log records"))
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
-		return nil, err
-	}
-	droppedCtr, err := meter.Int64Counter("fleetpulse.k8s_events.dropped", metric.WithUnit("{event}"), metric.WithDescription("Kubernetes events dropped by the rate bound"))
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create the receiver's telemetry: %w", err)
 	}
 	return &eventsReceiver{
 		cfg: cfg, set: set, next: next,
 		limiter: rate.NewLimiter(rate.Limit(cfg.MaxPerSecond), cfg.Burst),
-		sentCtr: sentCtr, droppedCtr: droppedCtr,
+		sentCtr: tb.K8sEventsSent, droppedCtr: tb.K8sEventsDropped,
 		seen: map[types.UID]string{}, atSet: map[string]bool{},
 	}, nil
 }

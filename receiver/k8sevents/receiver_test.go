@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/fleetpulse/fleetpulse/receiver/internal/kubeapi"
+	"github.com/fleetpulse/fleetpulse/receiver/k8sevents/internal/metadata"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -138,8 +139,8 @@ func testConfig(kubeconfig string) *Config {
 
 func start(t *testing.T, cfg *Config, host testHost, sink *consumertest.LogsSink) *eventsReceiver {
 	t.Helper()
-	set := receivertest.NewNopSettings(typeStr)
-	set.ID = component.NewID(typeStr) // storage is keyed by the receiver's ID
+	set := receivertest.NewNopSettings(metadata.Type)
+	set.ID = component.NewID(metadata.Type) // storage is keyed by the receiver's ID
 	r, err := newReceiver(cfg, set, sink)
 	if err != nil {
 		t.Fatal(err)

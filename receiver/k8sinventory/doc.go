@@ -1,3 +1,5 @@
+//go:generate go tool mdatagen metadata.yaml
+
 // Package k8sinventory is the Fleetpulse agent's Kubernetes inventory receiver
 // (type k8s_inventory). It watches nodes, namespaces, pods and workloads with
 // client-go shared informers and, every collection interval, emits the

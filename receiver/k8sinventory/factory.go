@@ -8,17 +8,16 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/scraper"
 	"go.opentelemetry.io/collector/scraper/scraperhelper"
-)
 
-// typeStr is the receiver's name in configuration.
-var typeStr = component.MustNewType("k8s_inventory")
+	"github.com/fleetpulse/fleetpulse/receiver/k8sinventory/internal/metadata"
+)
 
 // NewFactory returns the factory of the k8s_inventory receiver.
 func NewFactory() receiver.Factory {
 	return receiver.NewFactory(
-		typeStr,
+		metadata.Type,
 		func() component.Config { return createDefaultConfig() },
-		receiver.WithMetrics(createMetrics, component.StabilityLevelAlpha),
+		receiver.WithMetrics(createMetrics, metadata.MetricsStability),
 	)
 }
 
@@ -29,5 +28,5 @@ func createMetrics(_ context.Context, set receiver.Settings, cfg component.Confi
 	if err != nil {
 		return nil, err
 	}
-	return scraperhelper.NewMetricsController(&c.ControllerConfig, set, next, scraperhelper.AddScraper(typeStr, sc))
+	return scraperhelper.NewMetricsController(&c.ControllerConfig, set, next, scraperhelper.AddScraper(metadata.Type, sc))
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/fleetpulse/fleetpulse/receiver/k8sinventory/internal/metadata"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -41,7 +42,7 @@ func TestRequestsRestartsAndWaiting(t *testing.T) {
 	cfg.AuthType, cfg.Kubeconfig = AuthKubeconfig, c.KubeconfigPath
 	cfg.CollectionInterval = 200 * time.Millisecond
 	sink := new(consumertest.MetricsSink)
-	rcv, err := NewFactory().CreateMetrics(ctx, receivertest.NewNopSettings(typeStr), cfg, sink)
+	rcv, err := NewFactory().CreateMetrics(ctx, receivertest.NewNopSettings(metadata.Type), cfg, sink)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fleetpulse/fleetpulse/internal/testutil"
+	"github.com/fleetpulse/fleetpulse/receiver/k8sinventory/internal/metadata"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -43,7 +44,7 @@ func TestInventoryFollowsTheCluster(t *testing.T) {
 	cfg.AuthType, cfg.Kubeconfig = AuthKubeconfig, c.KubeconfigPath
 	cfg.CollectionInterval = 200 * time.Millisecond
 	sink := new(consumertest.MetricsSink)
-	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(typeStr), cfg, sink)
+	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestUnreachableAPIServerIsNotFatal(t *testing.T) {
 	cfg.InitialSyncTimeout = 100 * time.Millisecond
 	cfg.CollectionInterval = 50 * time.Millisecond
 	sink := new(consumertest.MetricsSink)
-	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(typeStr), cfg, sink)
+	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestMissingKubeconfigFailsStartNamingIt(t *testing.T) {
 	t.Parallel()
 	cfg := createDefaultConfig()
 	cfg.AuthType, cfg.Kubeconfig = AuthKubeconfig, "/nonexistent/kubeconfig"
-	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(typeStr), cfg, new(consumertest.MetricsSink))
+	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, new(consumertest.MetricsSink))
 	if err != nil {
 		t.Fatal(err)
 	}
