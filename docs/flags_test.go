@@ -25,6 +25,8 @@ var (
 	helpDefault = regexp.MustCompile(`\(default (.+)\)$`)
 	// rowFlag is a flag named in the first cell of a Markdown table row.
 	rowFlag = regexp.MustCompile("^\\|\\s*`--([a-z0-9][a-z0-9.-]*)`")
+	// rowPackage is a package path named in the first cell of a table row.
+	rowPackage = regexp.MustCompile("^\\|\\s*`([a-z0-9][a-z0-9/._-]*)`\\s*\\|")
 )
 
 // hubFlags builds the fleetpulse command and returns the flags that
@@ -65,12 +67,12 @@ func hubFlags(t *testing.T) []hubFlag {
 	return flags
 }
 
-// flagRows returns the rows of docs/operations.md's tables that name a
-// flag in their first cell, by flag, within the section that starts at
+// tableRows returns the rows of a Markdown file's tables whose first cell
+// first matches, by its first submatch, within the section that starts at
 // heading (up to the next heading of the same level).
-func flagRows(t *testing.T, heading string) map[string]string {
+func tableRows(t *testing.T, file, heading string, first *regexp.Regexp) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile("operations.md")
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +89,12 @@ func flagRows(t *testing.T, heading string) map[string]string {
 				break
 			}
 		}
-		if m := rowFlag.FindStringSubmatch(l); in && m != nil {
+		if m := first.FindStringSubmatch(l); in && m != nil {
 			rows[m[1]] = l
 		}
 	}
 	if !in {
-		t.Fatalf("operations.md has no heading %q", heading)
+		t.Fatalf("%s has no heading %q", file, heading)
 	}
 	return rows
 }
@@ -105,7 +107,7 @@ const hubFlagsHeading = "## Hub flags"
 // names, and no row for a flag the hub does not have.
 func TestHubFlagsAreDocumented(t *testing.T) {
 	flags := hubFlags(t)
-	rows := flagRows(t, hubFlagsHeading)
+	rows := tableRows(t, "operations.md", hubFlagsHeading, rowFlag)
 	has := map[string]bool{}
 	for _, f := range flags {
 		has[f.name] = true
@@ -120,6 +122,46 @@ func TestHubFlagsAreDocumented(t *testing.T) {
 	for name := range rows {
 		if !has[name] {
 			t.Errorf("docs/operations.md documents --%s, which fleetpulse hub --help does not list", name)
+		}
+	}
+}
+
+// packagesHeading is the section of architecture.md that lists the packages.
+const packagesHeading = "## Packages"
+
+// TestPackagesAreDocumented requires a row in architecture.md's package
+// table for every package `go list ./...` finds in the product module, and
+// no row for a package that does not exist.
+func TestPackagesAreDocumented(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH to list the packages with")
+	}
+	run := func(args ...string) string {
+		cmd := exec.Command(goTool, args...)
+		cmd.Dir = ".."
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go %s: %v", strings.Join(args, " "), err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	module := run("list", "-m")
+	rows := tableRows(t, "architecture.md", packagesHeading, rowPackage)
+	has := map[string]bool{}
+	for _, path := range strings.Fields(run("list", "-tags", "slicelabels", "./...")) {
+		pkg := strings.TrimPrefix(strings.TrimPrefix(path, module), "/")
+		if pkg == "" {
+			pkg = "."
+		}
+		has[pkg] = true
+		if _, ok := rows[pkg]; !ok {
+			t.Errorf("package %s is not in docs/architecture.md (a row of %q)", pkg, packagesHeading)
+		}
+	}
+	for pkg := range rows {
+		if !has[pkg] {
+			t.Errorf("docs/architecture.md lists package %s, which go list ./... does not find", pkg)
 		}
 	}
 }
