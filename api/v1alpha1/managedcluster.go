@@ -44,7 +44,8 @@ type ManagedClusterSpec struct {
 	Taints []Taint `json:"taints,omitempty"`
 
 	// HeartbeatPeriodSeconds is how often the agent heartbeats. The cluster
-	// goes Unknown after a grace period of four periods without one.
+	// goes Unknown after a grace period (--registration.grace-periods, 3 by default)
+	// of periods without one.
 	// +optional
 	// +kubebuilder:default=30
 	// +kubebuilder:validation:Minimum=1

@@ -20,8 +20,8 @@ func newHubCommand() *cobra.Command {
 		Long: `Run the Fleetpulse hub.
 
 Agents write over mutual TLS to --agents.listen-address (remote write at
-/api/v1/write); each cluster's series go to its own TSDB, named by the agent's
-client certificate, and read back labelled cluster="<name>". Users' tools use
+/api/v1/write); each cluster's series are stamped cluster="<name>" from the
+agent's client certificate and stored in the TSDB shard its name hashes to. Users' tools use
 --http.listen-address: the Prometheus HTTP API at /api/v1 (a Grafana Prometheus
 datasource, promtool, client_golang), /metrics, /-/healthy and /-/ready.
 SIGINT or SIGTERM shut it down gracefully; the WAL keeps every acknowledged
