@@ -44,5 +44,7 @@
 //     (gauge: 1, 0, -1 pending; policy, namespace, severity),
 //     fleetpulse.policy.transitions (changes of verdict; policy, namespace,
 //     compliant) and fleetpulse.policy.evaluation.duration (seconds per
-//     policy evaluation).
+//     policy evaluation). policy and namespace name the root policy (from a
+//     replica's label policy.fleetpulse.io/root-policy), so that a policy's
+//     series read the same on every cluster.
 package policy

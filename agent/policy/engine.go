@@ -308,11 +308,23 @@ func (e *Engine) verdicts() []verdict {
 		if sev == "" {
 			sev = string(fleetv1.SeverityMedium)
 		}
-		out = append(out, verdict{policy: st.policy.Name, namespace: st.policy.Namespace, severity: sev, state: st.verdict})
+		ns, name := rootOf(st.policy)
+		out = append(out, verdict{policy: name, namespace: ns, severity: sev, state: st.verdict})
 	}
 	return out
 }
 
 func enforces(p *fleetv1.Policy) bool {
 	return strings.EqualFold(string(p.Spec.RemediationAction), string(fleetv1.RemediationEnforce))
+}
+
+// rootOf names the root policy a replica stands for (its label
+// policy.fleetpulse.io/root-policy, "<namespace>.<name>"; namespaces have
+// no dots), so that metrics read the same on every cluster; a policy
+// without the label stands for itself.
+func rootOf(p *fleetv1.Policy) (namespace, name string) {
+	if ns, n, ok := strings.Cut(p.Labels[fleetv1.LabelRootPolicy], "."); ok && ns != "" && n != "" {
+		return ns, n
+	}
+	return p.Namespace, p.Name
 }

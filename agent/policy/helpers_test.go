@@ -127,12 +127,14 @@ func tmpl(t *testing.T, ct fleetv1.ComplianceType, y string) fleetv1.ObjectTempl
 	return fleetv1.ObjectTemplate{ComplianceType: ct, ObjectDefinition: runtime.RawExtension{Raw: j}}
 }
 
-// newPolicy is a policy in namespace "cluster1" (a replica's namespace on
-// the hub), evaluated again only on changes so that tests see watches at
-// work.
+// newPolicy is a replica as the hub makes it, in namespace "cluster1" (the
+// cluster's namespace on the hub) and named "policies.<name>" for root
+// policy <name> of namespace "policies", evaluated again only on changes so
+// that tests see watches at work.
 func newPolicy(name string, action fleetv1.RemediationAction, templates ...fleetv1.ObjectTemplate) *fleetv1.Policy {
 	return &fleetv1.Policy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "cluster1", Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "cluster1", Name: "policies." + name,
+			Labels: map[string]string{fleetv1.LabelRootPolicy: "policies." + name}},
 		Spec: fleetv1.PolicySpec{RemediationAction: action, Severity: fleetv1.SeverityHigh, ObjectTemplates: templates,
 			EvaluationInterval: fleetv1.EvaluationInterval{Compliant: "never", NonCompliant: "never"}},
 	}
@@ -143,7 +145,7 @@ func (e *env) waitStatus(t *testing.T, name string, check func(*fleetv1.PolicySt
 	t.Helper()
 	var st *fleetv1.PolicyStatus
 	testutil.Eventually(t, within, func() error {
-		st = e.sink.Status("cluster1", name)
+		st = e.sink.Status("cluster1", "policies."+name)
 		if st == nil {
 			return fmt.Errorf("policy %s: no status yet", name)
 		}

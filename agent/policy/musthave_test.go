@@ -69,7 +69,7 @@ subjects: [{kind: Group, name: team, apiGroup: rbac.authorization.k8s.io}]`))
 		if err != nil {
 			t.Fatalf("enforce did not create the NetworkPolicy in %s: %v", ns, err)
 		}
-		if got := np.GetAnnotations()[template.AnnotationCreatedBy]; got != "cluster1/baseline" {
+		if got := np.GetAnnotations()[template.AnnotationCreatedBy]; got != "cluster1/policies.baseline" {
 			t.Errorf("NetworkPolicy in %s: created-by %q", ns, got)
 		}
 		rb, err := e.get(rbGVR, ns, "team-view")

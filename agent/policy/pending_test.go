@@ -121,8 +121,8 @@ func TestWatchesFollowTheTemplates(t *testing.T) {
 	p.Spec.ObjectTemplates = []fleetv1.ObjectTemplate{cm}
 	e.source.Set(p)
 	testutil.Eventually(t, within, watched("configmaps"))
-	e.source.Remove("cluster1", "watching")
+	e.source.Remove("cluster1", "policies.watching")
 	testutil.Consistently(t, 0, watched("configmaps"))
-	e.source.Remove("cluster1", "also-cm")
+	e.source.Remove("cluster1", "policies.also-cm")
 	testutil.Eventually(t, within, watched())
 }

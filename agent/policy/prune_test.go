@@ -30,9 +30,9 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e.source.MarkDeleting("cluster1", "pruning")
+	e.source.MarkDeleting("cluster1", "policies.pruning")
 	testutil.Eventually(t, within, func() error {
-		if !e.sink.IsPruned("cluster1", "pruning") {
+		if !e.sink.IsPruned("cluster1", "policies.pruning") {
 			return fmt.Errorf("not reported pruned")
 		}
 		return nil

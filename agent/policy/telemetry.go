@@ -74,6 +74,7 @@ func gaugeValue(s fleetv1.ComplianceState) int64 {
 }
 
 func (t *telemetry) transition(ctx context.Context, p *fleetv1.Policy, to fleetv1.ComplianceState) {
-	t.transitions.Add(ctx, 1, metric.WithAttributes(attribute.String("policy", p.Name),
-		attribute.String("namespace", p.Namespace), attribute.String("compliant", string(to))))
+	ns, name := rootOf(p)
+	t.transitions.Add(ctx, 1, metric.WithAttributes(attribute.String("policy", name),
+		attribute.String("namespace", ns), attribute.String("compliant", string(to))))
 }
