@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,9 +46,10 @@ type state struct {
 
 	// The worker's (one at a time per key).
 	status     *fleetv1.PolicyStatus
-	reported   []byte // the last status reported, LastEvaluated aside
+	reported   *fleetv1.PolicyStatus // the last status reported
 	reportedAt time.Time
 	pruned     bool
+	templates  []parsed
 }
 
 // New checks the configuration and builds an Engine; it starts nothing.
@@ -208,7 +208,7 @@ func (e *Engine) process(ctx context.Context, key string) error {
 	}
 
 	start := time.Now()
-	templates := e.evaluate(ctx, p)
+	templates := e.evaluate(ctx, p, &st.templates)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -236,8 +236,8 @@ func (e *Engine) process(ctx context.Context, key string) error {
 
 // evaluate evaluates every template of a policy, and enforces them if the
 // policy says so.
-func (e *Engine) evaluate(ctx context.Context, p *fleetv1.Policy) []fleetv1.TemplateStatus {
-	runs, ints := e.plan(ctx, p)
+func (e *Engine) evaluate(ctx context.Context, p *fleetv1.Policy, cache *[]parsed) []fleetv1.TemplateStatus {
+	runs, ints := e.plan(ctx, p, parse(p, cache))
 	e.watches.use(keyOf(p), ints)
 	rd := cacheReader{w: e.watches, timeout: e.cfg.ListTimeout}
 	e.scope(ctx, p, runs, rd)
@@ -255,22 +255,24 @@ func (e *Engine) evaluate(ctx context.Context, p *fleetv1.Policy) []fleetv1.Temp
 // report hands the status to the sink when it changed, LastEvaluated
 // aside, or when the last report is an evaluation interval old.
 func (e *Engine) report(ctx context.Context, p *fleetv1.Policy, st *state, status *fleetv1.PolicyStatus, interval time.Duration, periodic bool) error {
-	bare := *status
-	bare.LastEvaluated = nil
-	raw, err := json.Marshal(&bare)
-	if err != nil {
-		return err
-	}
 	now := e.now()
 	stale := periodic && now.Sub(st.reportedAt) >= interval*9/10
-	if string(raw) == string(st.reported) && !stale {
+	if !stale && st.reported != nil && sameStatus(st.reported, status) {
 		return nil
 	}
-	if err := e.cfg.Sink.Report(ctx, refOf(p), status.DeepCopy()); err != nil {
+	out := status.DeepCopy()
+	if err := e.cfg.Sink.Report(ctx, refOf(p), out); err != nil {
 		return fmt.Errorf("report status of policy %s: %w", keyOf(p), err)
 	}
-	st.reported, st.reportedAt = raw, now
+	st.reported, st.reportedAt = status, now
 	return nil
+}
+
+// sameStatus compares two statuses but for LastEvaluated.
+func sameStatus(a, b *fleetv1.PolicyStatus) bool {
+	x, y := *a, *b
+	x.LastEvaluated, y.LastEvaluated = nil, nil
+	return reflect.DeepEqual(&x, &y)
 }
 
 // interval is when the policy is evaluated next, if it is.

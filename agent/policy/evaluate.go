@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -34,23 +35,59 @@ type result struct {
 	created bool
 }
 
-// plan parses a policy's templates and maps their kinds, and returns what
-// the policy reads. A template that cannot be evaluated is marked pending
-// with the reason; the others are not held back by it.
-func (e *Engine) plan(ctx context.Context, p *fleetv1.Policy) ([]*run, []interest) {
-	runs := make([]*run, len(p.Spec.ObjectTemplates))
+// parsed is a template as parsed before, reused while its definition is
+// the same: parsing is most of an evaluation's cost otherwise.
+type parsed struct {
+	ot   fleetv1.ObjectTemplate
+	tmpl *template.Template
+	err  error
+}
+
+func (a *parsed) same(ot *fleetv1.ObjectTemplate) bool {
+	return a.ot.ComplianceType == ot.ComplianceType && a.ot.RecordDiff == ot.RecordDiff && bytes.Equal(a.ot.ObjectDefinition.Raw, ot.ObjectDefinition.Raw) &&
+		a.ot.ObjectDefinition.Raw != nil
+}
+
+// parse parses a policy's templates, reusing those of cache (which it
+// updates; nil: none) that did not change.
+func parse(p *fleetv1.Policy, cache *[]parsed) []parsed {
+	var old []parsed
+	if cache != nil {
+		old = *cache
+	}
+	out := make([]parsed, len(p.Spec.ObjectTemplates))
+	for i := range p.Spec.ObjectTemplates {
+		ot := &p.Spec.ObjectTemplates[i]
+		if i < len(old) && old[i].same(ot) {
+			out[i] = old[i]
+			continue
+		}
+		t, err := template.Parse(*ot)
+		out[i] = parsed{ot: *ot, tmpl: t, err: err}
+	}
+	if cache != nil {
+		*cache = out
+	}
+	return out
+}
+
+// plan maps the kinds of a policy's parsed templates, and returns what the
+// policy reads. A template that cannot be evaluated is marked pending with
+// the reason; the others are not held back by it.
+func (e *Engine) plan(ctx context.Context, p *fleetv1.Policy, templates []parsed) ([]*run, []interest) {
+	runs := make([]*run, len(templates))
 	var ints []interest
 	var selErr error
 	if p.Spec.NamespaceSelector != nil {
 		_, selErr = parseSelector(p.Spec.NamespaceSelector)
 	}
 	selecting := false
-	for i, ot := range p.Spec.ObjectTemplates {
+	for i, pt := range templates {
 		r := &run{index: i}
 		runs[i] = r
-		t, err := template.Parse(ot)
-		if err != nil {
-			r.pending = "invalid object template: " + err.Error()
+		t := pt.tmpl
+		if pt.err != nil {
+			r.pending = "invalid object template: " + pt.err.Error()
 			continue
 		}
 		r.tmpl = t

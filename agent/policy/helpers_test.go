@@ -40,6 +40,7 @@ var (
 	npGVR = schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"}
 	rqGVR = schema.GroupVersionResource{Version: "v1", Resource: "resourcequotas"}
 	rbGVR = schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"}
+	nsGVR = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 )
 
 // env is a running engine on the shared cluster, with its source, sink and
@@ -82,7 +83,6 @@ func (e *env) namespace(t *testing.T, name string, labels map[string]string) {
 	ns.SetKind("Namespace")
 	ns.SetName(name)
 	ns.SetLabels(labels)
-	nsGVR := schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 	if _, err := e.dyn.Resource(nsGVR).Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func (e *env) get(gvr schema.GroupVersionResource, namespace, name string) (*uns
 	return e.dyn.Resource(gvr).Namespace(namespace).Get(context.Background(), name, metav1.GetOptions{})
 }
 
-func object(t *testing.T, y string) *unstructured.Unstructured {
+func object(t testing.TB, y string) *unstructured.Unstructured {
 	t.Helper()
 	j, err := yaml.YAMLToJSON([]byte(y))
 	if err != nil {
@@ -118,7 +118,7 @@ func object(t *testing.T, y string) *unstructured.Unstructured {
 }
 
 // tmpl is an object template from YAML.
-func tmpl(t *testing.T, ct fleetv1.ComplianceType, y string) fleetv1.ObjectTemplate {
+func tmpl(t testing.TB, ct fleetv1.ComplianceType, y string) fleetv1.ObjectTemplate {
 	t.Helper()
 	j, err := yaml.YAMLToJSON([]byte(y))
 	if err != nil {

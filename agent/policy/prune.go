@@ -27,7 +27,7 @@ func (e *Engine) Prune(ctx context.Context, p *fleetv1.Policy) error {
 	if !enforces(p) || (behavior != fleetv1.PruneDeleteIfCreated && behavior != fleetv1.PruneDeleteAll) {
 		return nil
 	}
-	runs, _ := e.plan(ctx, p)
+	runs, _ := e.plan(ctx, p, parse(p, nil))
 	rd := apiReader{dyn: e.dyn}
 	e.scope(ctx, p, runs, rd)
 	var errs []error

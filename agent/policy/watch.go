@@ -39,7 +39,8 @@ type watches struct {
 	mu        sync.Mutex
 	ctx       context.Context // the engine's run; informers stop with it
 	informers map[schema.GroupVersionResource]*informer
-	users     map[string][]interest // policy key → what it reads
+	users     map[string][]interest               // policy key → what it reads
+	refs      map[schema.GroupVersionResource]int // policies reading each resource
 }
 
 // informer is one resource's cache and what its lists went through.
@@ -56,7 +57,8 @@ type informer struct {
 
 func newWatches(dyn dynamic.Interface, log *slog.Logger, enqueue func(string)) *watches {
 	return &watches{dyn: dyn, log: log, enqueue: enqueue,
-		informers: map[schema.GroupVersionResource]*informer{}, users: map[string][]interest{}}
+		informers: map[schema.GroupVersionResource]*informer{}, users: map[string][]interest{},
+		refs: map[schema.GroupVersionResource]int{}}
 }
 
 // start lets informers run under ctx from now on.
@@ -71,29 +73,49 @@ func (w *watches) start(ctx context.Context) {
 func (w *watches) use(key string, ints []interest) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(ints) == 0 {
-		delete(w.users, key)
-	} else {
-		w.users[key] = ints
-	}
-	needed := map[schema.GroupVersionResource]bool{}
-	for _, list := range w.users {
-		for _, in := range list {
-			needed[in.gvr] = true
+	gvrs := resourcesOf(ints)
+	if old := w.users[key]; !slices.Equal(old, ints) {
+		// Count the new first, so that a resource in both never drops to
+		// zero on the way.
+		for _, gvr := range gvrs {
+			w.refs[gvr]++
+		}
+		for _, gvr := range resourcesOf(old) {
+			if w.refs[gvr]--; w.refs[gvr] > 0 {
+				continue
+			}
+			delete(w.refs, gvr)
+			if inf := w.informers[gvr]; inf != nil {
+				inf.cancel()
+				delete(w.informers, gvr)
+				w.log.Debug("stopped watching", "resource", gvr.String())
+			}
+		}
+		if len(ints) == 0 {
+			delete(w.users, key)
+		} else {
+			w.users[key] = ints
 		}
 	}
-	for gvr := range needed {
-		if _, ok := w.informers[gvr]; !ok && w.ctx != nil {
+	if w.ctx == nil {
+		return
+	}
+	for _, gvr := range gvrs {
+		if _, ok := w.informers[gvr]; !ok {
 			w.informers[gvr] = w.startInformer(gvr)
 		}
 	}
-	for gvr, inf := range w.informers {
-		if !needed[gvr] {
-			inf.cancel()
-			delete(w.informers, gvr)
-			w.log.Debug("stopped watching", "resource", gvr.String())
+}
+
+// resourcesOf returns the resources of ints, each once.
+func resourcesOf(ints []interest) []schema.GroupVersionResource {
+	var out []schema.GroupVersionResource
+	for _, in := range ints {
+		if !slices.Contains(out, in.gvr) {
+			out = append(out, in.gvr)
 		}
 	}
+	return out
 }
 
 // release forgets a policy.
@@ -213,6 +235,11 @@ func (w *watches) cache(ctx context.Context, gvr schema.GroupVersionResource, ti
 	w.mu.Unlock()
 	if inf == nil {
 		return nil, fmt.Errorf("%s is not watched", gvr.Resource)
+	}
+	select {
+	case <-inf.synced:
+		return inf.inf.GetIndexer(), nil
+	default:
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()

@@ -27,10 +27,13 @@ func (t *Template) Compare(existing *unstructured.Unstructured) (diffs []Diff, w
 		}
 		return c.diffs, t.replaced(existing)
 	}
-	merged := c.compareSubset(t, existing)
-	if len(c.diffs) == 0 || t.Type == fleetv1.MustNotHave {
+	// Most objects comply: find out cheaply before building the write.
+	if t.Type == fleetv1.MustNotHave || t.Matches(existing) {
+		c.compareSubset(t, existing)
 		return c.diffs, nil
 	}
+	c.merge = true
+	merged := c.compareSubset(t, existing)
 	return c.diffs, merged
 }
 
@@ -69,22 +72,34 @@ func (t *Template) SameAs(a, b *unstructured.Unstructured) bool {
 // apiVersion, kind, name, namespace, the template's labels and annotations,
 // and each of the template's fields merged into the object's.
 func (c *comparer) compareSubset(t *Template, existing *unstructured.Unstructured) *unstructured.Unstructured {
-	out := map[string]any{"apiVersion": t.Object.GetAPIVersion(), "kind": t.Object.GetKind()}
-	md := map[string]any{"name": existing.GetName()}
-	if ns := existing.GetNamespace(); ns != "" {
-		md["namespace"] = ns
-	}
 	for _, f := range []string{"annotations", "labels"} {
 		if want, ok := t.meta(f); ok {
 			got := metaMap(existing, f)
 			c.subset(root("metadata").key(f), without(want, f), without(got, f), got != nil)
-			md[f] = runtime.DeepCopyJSONValue(want)
 		}
 	}
-	out["metadata"] = md
+	var out map[string]any
+	if c.merge {
+		md := map[string]any{"name": existing.GetName()}
+		if ns := existing.GetNamespace(); ns != "" {
+			md["namespace"] = ns
+		}
+		for _, f := range []string{"annotations", "labels"} {
+			if want, ok := t.meta(f); ok {
+				md[f] = runtime.DeepCopyJSONValue(want)
+			}
+		}
+		out = map[string]any{"apiVersion": t.Object.GetAPIVersion(), "kind": t.Object.GetKind(), "metadata": md}
+	}
 	for _, f := range t.fields() {
 		got, ok := existing.Object[f]
-		out[f] = runtime.DeepCopyJSONValue(c.subset(root(f), t.Object.Object[f], got, ok))
+		merged := c.subset(root(f), t.Object.Object[f], got, ok)
+		if c.merge {
+			out[f] = runtime.DeepCopyJSONValue(merged)
+		}
+	}
+	if !c.merge {
+		return nil
 	}
 	return &unstructured.Unstructured{Object: out}
 }
@@ -160,6 +175,9 @@ func toStrings(m map[string]any) map[string]string {
 type comparer struct {
 	secret bool
 	quiet  bool
+	// merge: build the merged values (musthave's write); otherwise subset
+	// returns nil.
+	merge  bool
 	failed bool
 	diffs  []Diff
 }
@@ -190,6 +208,22 @@ func (c *comparer) subset(p path, want, got any, present bool) any {
 			c.add(p, want, got)
 			return want
 		}
+		if c.quiet {
+			for k, wv := range w {
+				gv, ok := g[k]
+				if c.subset(p.key(k), wv, gv, ok); c.failed {
+					return nil
+				}
+			}
+			return nil
+		}
+		if !c.merge {
+			for _, k := range sortedKeys(w) {
+				gv, ok := g[k]
+				c.subset(p.key(k), w[k], gv, ok)
+			}
+			return nil
+		}
 		merged := make(map[string]any, len(g)+len(w))
 		for k, v := range g {
 			merged[k] = v
@@ -218,7 +252,10 @@ func (c *comparer) subset(p path, want, got any, present bool) any {
 // name, anything else by a counterpart that carries it. The merged list is
 // got with matched named items merged and missing items appended.
 func (c *comparer) subsetList(p path, want, got []any) []any {
-	merged := slices.Clone(got)
+	var merged []any
+	if c.merge {
+		merged = slices.Clone(got)
+	}
 	used := make([]bool, len(got))
 	for _, item := range want {
 		if name, ok := itemName(item); ok {
@@ -229,7 +266,9 @@ func (c *comparer) subsetList(p path, want, got []any) []any {
 				continue
 			}
 			used[j] = true
-			merged[j] = c.subset(p.named(name), item, got[j], true)
+			if m := c.subset(p.named(name), item, got[j], true); c.merge {
+				merged[j] = m
+			}
 			continue
 		}
 		j := -1
@@ -245,6 +284,9 @@ func (c *comparer) subsetList(p path, want, got []any) []any {
 			continue
 		}
 		used[j] = true
+	}
+	if !c.merge {
+		return nil
 	}
 	return merged
 }

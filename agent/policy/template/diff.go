@@ -76,29 +76,50 @@ func render(v any, redact bool) string {
 	return string(b)
 }
 
-// path is a field path, built as the comparison descends.
-type path []string
+// path is a field path, built as the comparison descends. Children
+// extend their parent's backing array without copying it: a path lives
+// only while its field is compared (a difference renders it at once), so
+// siblings may reuse the same slots.
+type path []segment
+
+type segment struct {
+	kind  byte // 'f' field, 'k' map key, 'n' named item, 'i' item position
+	name  string
+	index int
+}
 
 var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-func root(field string) path { return path{field} }
-
-func (p path) key(k string) path {
-	if plainKey.MatchString(k) {
-		return append(p[:len(p):len(p)], "."+k)
-	}
-	return append(p[:len(p):len(p)], "["+strconv.Quote(k)+"]")
+func root(field string) path {
+	return append(make(path, 0, 8), segment{kind: 'f', name: field})
 }
 
-func (p path) named(name string) path {
-	return append(p[:len(p):len(p)], "[name="+name+"]")
-}
+func (p path) key(k string) path { return append(p, segment{kind: 'k', name: k}) }
 
-func (p path) index(i int) path {
-	return append(p[:len(p):len(p)], "["+strconv.Itoa(i)+"]")
-}
+func (p path) named(name string) path { return append(p, segment{kind: 'n', name: name}) }
+
+func (p path) index(i int) path { return append(p, segment{kind: 'i', index: i}) }
 
 // under reports whether the path is field or below it.
-func (p path) under(field string) bool { return len(p) > 0 && p[0] == field }
+func (p path) under(field string) bool { return len(p) > 0 && p[0].kind == 'f' && p[0].name == field }
 
-func (p path) String() string { return strings.Join(p, "") }
+func (p path) String() string {
+	var b strings.Builder
+	for _, s := range p {
+		switch s.kind {
+		case 'f':
+			b.WriteString(s.name)
+		case 'k':
+			if plainKey.MatchString(s.name) {
+				b.WriteString("." + s.name)
+			} else {
+				b.WriteString("[" + strconv.Quote(s.name) + "]")
+			}
+		case 'n':
+			b.WriteString("[name=" + s.name + "]")
+		case 'i':
+			b.WriteString("[" + strconv.Itoa(s.index) + "]")
+		}
+	}
+	return b.String()
+}
