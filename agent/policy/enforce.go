@@ -74,6 +74,13 @@ func (e *Engine) actOnce(ctx context.Context, p *fleetv1.Policy, r *run, rs *res
 			rs.Compliant, rs.Reason, rs.created = true, ReasonCreated, true
 		}
 	case template.Apply:
+		if retry {
+			// The apply carries the object's lists merged with the
+			// template's: merge into the object as it is now, not as the
+			// cache last saw it, so as not to drop an item just added.
+			e.again(ctx, p, r, rs)
+			return
+		}
 		var after *unstructured.Unstructured
 		after, err = ri.Apply(ctx, rs.Name, rs.Write, metav1.ApplyOptions{FieldManager: e.cfg.FieldManager, Force: true})
 		if err == nil {
