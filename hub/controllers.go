@@ -3,10 +3,12 @@ package hub
 import (
 	"context"
 	"fmt"
-	"net/http"
+
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/fleetpulse/fleetpulse/hub/actions"
 	"github.com/fleetpulse/fleetpulse/hub/controlplane"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/placement"
 	"github.com/fleetpulse/fleetpulse/hub/policy"
@@ -16,12 +18,10 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/workset"
 )
 
-// controlPlane installs the API on the hub's control plane and sets up the
-// hub's controllers on its manager, and their gateway endpoints on the
-// agents' mux; the caller runs the manager and waits for its caches, so the
-// hub is not ready before it can tell registered clusters apart. Each
-// Setup is one controller package.
-func (h *Hub) controlPlane(ctx context.Context, instant query.QueryFunc, store *metricstore.Store, agents *http.ServeMux) (
+// controlPlane installs the API on the hub's control plane and builds its
+// manager with registration on it, whose authenticator the agents' gateway
+// needs before the other controllers add their endpoints to it.
+func (h *Hub) controlPlane(ctx context.Context, instant query.QueryFunc, store *metricstore.Store) (
 	*controlplane.ControlPlane, *registration.Service, error) {
 	restCfg, err := controlplane.RESTConfig(h.cfg.ControlPlaneKubeconfig)
 	if err != nil {
@@ -39,28 +39,36 @@ func (h *Hub) controlPlane(ctx context.Context, instant query.QueryFunc, store *
 	if err != nil {
 		return nil, nil, err
 	}
-	mgr := cp.Manager()
-	reg, err := registration.Setup(mgr, h.cfg.Registration, ca, instant, store, h.logger.With("component", "registration"), h.registry)
+	reg, err := registration.Setup(cp.Manager(), h.cfg.Registration, ca, instant, store, h.logger.With("component", "registration"), h.registry)
 	if err != nil {
 		return nil, nil, fmt.Errorf("registration: %w", err)
 	}
+	return cp, reg, nil
+}
+
+// setupControllers adds the hub's other controller sets to the control
+// plane's manager, beside registration, and their endpoints to the agents'
+// gateway; the caller runs the manager and waits for its caches, so the
+// hub is not ready before it can tell registered clusters apart. Each
+// Setup is one controller package.
+func (h *Hub) setupControllers(mgr manager.Manager, instant query.QueryFunc, agents *gateway.Gateway) error {
 	if err := actions.Setup(mgr, h.alerts.Load(), h.logger.With("component", "alerttaint")); err != nil {
-		return nil, nil, fmt.Errorf("alert taints: %w", err)
+		return fmt.Errorf("alert taints: %w", err)
 	}
-	if err := work.Setup(mgr, reg.Identity, agents, h.logger.With("component", "work"), h.registry); err != nil {
-		return nil, nil, fmt.Errorf("work distribution: %w", err)
+	if err := work.Setup(mgr, agents, h.logger.With("component", "work"), h.registry); err != nil {
+		return fmt.Errorf("work distribution: %w", err)
 	}
 	if err := placement.Setup(mgr, instant, h.logger.With("component", "placement")); err != nil {
-		return nil, nil, fmt.Errorf("placement: %w", err)
+		return fmt.Errorf("placement: %w", err)
 	}
 	if err := workset.Setup(mgr, h.logger.With("component", "workset")); err != nil {
-		return nil, nil, fmt.Errorf("manifest work sets: %w", err)
+		return fmt.Errorf("manifest work sets: %w", err)
 	}
 	if err := policy.Setup(mgr, h.logger.With("component", "policy")); err != nil {
-		return nil, nil, fmt.Errorf("policy propagation: %w", err)
+		return fmt.Errorf("policy propagation: %w", err)
 	}
 	if err := actions.SetupAlertRemediation(mgr, h.alerts.Load(), h.logger.With("component", "alertremediation")); err != nil {
-		return nil, nil, fmt.Errorf("alert remediation: %w", err)
+		return fmt.Errorf("alert remediation: %w", err)
 	}
-	return cp, reg, nil
+	return nil
 }

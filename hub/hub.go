@@ -3,13 +3,11 @@ package hub
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -23,12 +21,15 @@ import (
 	"github.com/prometheus/prometheus/util/features"
 
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/events"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/ingest"
 	"github.com/fleetpulse/fleetpulse/hub/limits"
 	"github.com/fleetpulse/fleetpulse/hub/metadata"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
+	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/rules"
 )
 
@@ -54,6 +55,8 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// Lines logged with an agent request's context name its request ID.
+	logger = slog.New(gateway.LogHandler(logger.Handler()))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -172,21 +175,42 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 			}
 		}
 	}()
+	var agentAddr *net.TCPAddr
 	if h.cfg.AgentListenAddress != "" {
-		tlsCfg, err := h.agentTLS()
+		tlsCfg, err := gateway.TLSConfig(h.cfg.AgentTLS.CertFile, h.cfg.AgentTLS.KeyFile, h.cfg.AgentTLS.ClientCAFile)
 		if err != nil {
 			h.shutdown(servers)
 			return err
 		}
-		agents := http.NewServeMux()
-		h.health(agents)
-		identify := ingest.ClusterFromRequest
-		eventSeries := events.NewSeriesRecorder(store)
+		instant := query.InstantQueryFunc(engine, store.Queryable())
+		// Without registration a static certificate's name is the cluster.
+		var auth gateway.Authenticator = gateway.CommonName
+		var cp *controlplane.ControlPlane
+		var reg *registration.Service
 		if h.cfg.ControlPlaneKubeconfig != "" {
-			cp, reg, err := h.controlPlane(ctx, query.InstantQueryFunc(engine, store.Queryable()), store, agents)
-			if err != nil {
+			if cp, reg, err = h.controlPlane(ctx, instant, store); err != nil {
 				h.shutdown(servers)
 				return err
+			}
+			auth = reg
+		}
+		agents := gateway.New(gateway.Options{Authenticator: auth, Ready: h.ready.Load, Limits: limiter,
+			Logger: h.logger.With("component", "gateway"), Registerer: h.registry})
+		h.probes(agents)
+		agents.Handle("/api/v1/write", ingest.NewHandler(store, ingest.Options{
+			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry, Limits: limiter,
+		}), gateway.RateLimited())
+		eventSeries := events.NewSeriesRecorder(store)
+		agents.Handle("/v1/logs", events.NewIngestHandler(evs, eventSeries, h.cfg.MaxRequestBytes))
+		if cp != nil {
+			reg.Routes(agents)
+			if err := h.setupControllers(cp.Manager(), instant, agents); err != nil {
+				h.shutdown(servers)
+				return err
+			}
+			// What the hub keeps per cluster goes with the cluster.
+			for _, forget := range []func(string){evs.Forget, eventSeries.Forget, md.Forget, limiter.Forget, agents.Forget} {
+				reg.OnDeregistered(forget)
 			}
 			controllersDone = make(chan error, 1)
 			go func() { controllersDone <- cp.Run(controllersCtx) }()
@@ -194,20 +218,9 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 				h.shutdown(servers)
 				return errors.New("control-plane caches did not sync")
 			}
-			reg.Routes(agents)
-			identify = reg.Identify
-			// What the hub keeps per cluster goes with the cluster.
-			for _, forget := range []func(string){evs.Forget, eventSeries.Forget, md.Forget, limiter.Forget} {
-				reg.OnDeregistered(forget)
-			}
 		}
-		agents.Handle("/api/v1/write", ingest.NewHandler(store, ingest.Options{
-			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry,
-			Identify: identify, Limits: limiter,
-		}))
-		agents.Handle("/v1/logs", events.NewIngestHandler(evs, eventSeries, identify, h.cfg.MaxRequestBytes))
 		maxConns := agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards)
-		agentSrv, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, &h.agentAddr, serveErr, func(ln net.Listener, srv *http.Server) net.Listener {
+		agentSrv, addr, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, serveErr, func(ln net.Listener, srv *http.Server) net.Listener {
 			// A connection holds one of maxConns from its accept: one that
 			// does not complete its handshake and headers in time is closed,
 			// and one an agent leaves idle longer than any heartbeat period
@@ -220,8 +233,13 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 			return err
 		}
 		servers = append(servers, agentSrv)
+		agentAddr = addr
 	}
 	h.ready.Store(true)
+	// Published once ready: the gateway answers 503 until then.
+	if agentAddr != nil {
+		h.agentAddr.Store(agentAddr)
+	}
 	h.logger.Info("hub ready", "http", h.Addr(), "external_url", h.externalURL(), "web_config", h.cfg.Web.ConfigFile != "",
 		"agents", h.AgentAddr(), "agent_connection_limit", agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards))
 	if h.cfg.Web.ConfigFile == "" && !isLoopback(usersLn.Addr()) {
@@ -272,20 +290,30 @@ func (h *Hub) operational(mux *http.ServeMux) {
 	h.health(mux)
 }
 
-// health serves /-/healthy and /-/ready; the agents' port serves them too,
-// without credentials, so that probes work when the users' port requires
-// authentication.
+// health serves /-/healthy and /-/ready on the users' port.
 func (h *Hub) health(mux *http.ServeMux) {
-	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Fleetpulse hub is Healthy.")
-	})
-	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !h.ready.Load() {
-			http.Error(w, "Fleetpulse hub is not ready.", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "Fleetpulse hub is Ready.")
-	})
+	mux.HandleFunc("GET /-/healthy", h.healthy)
+	mux.HandleFunc("GET /-/ready", h.readiness)
+}
+
+// probes serves /-/healthy and /-/ready on the agents' port too, without
+// credentials and before the hub is ready, so that probes work when the
+// users' port requires authentication.
+func (h *Hub) probes(agents *gateway.Gateway) {
+	agents.HandleFunc("GET /-/healthy", h.healthy, gateway.Probe())
+	agents.HandleFunc("GET /-/ready", h.readiness, gateway.Probe())
+}
+
+func (h *Hub) healthy(w http.ResponseWriter, _ *http.Request) {
+	fmt.Fprintln(w, "Fleetpulse hub is Healthy.")
+}
+
+func (h *Hub) readiness(w http.ResponseWriter, _ *http.Request) {
+	if !h.ready.Load() {
+		http.Error(w, "Fleetpulse hub is not ready.", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "Fleetpulse hub is Ready.")
 }
 
 // agentIdleTimeout closes an agent connection left idle this long: longer
@@ -296,14 +324,15 @@ const agentIdleTimeout = 5 * time.Minute
 const userReadHeaderTimeout = 30 * time.Second
 
 // serve listens on addr (with TLS when given, and the listener wrapped by
-// wrap when given) and serves in the background.
-func (h *Hub) serve(addr string, tlsCfg *tls.Config, handler http.Handler, bound *atomic.Pointer[net.TCPAddr], errs chan<- error,
-	wrap func(net.Listener, *http.Server) net.Listener) (*http.Server, error) {
+// wrap when given) and serves in the background; it returns the server and
+// the address it bound.
+func (h *Hub) serve(addr string, tlsCfg *tls.Config, handler http.Handler, errs chan<- error,
+	wrap func(net.Listener, *http.Server) net.Listener) (*http.Server, *net.TCPAddr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %q: %w", addr, err)
+		return nil, nil, fmt.Errorf("listen on %q: %w", addr, err)
 	}
-	bound.Store(ln.Addr().(*net.TCPAddr))
+	bound := ln.Addr().(*net.TCPAddr)
 	srv := &http.Server{Handler: handler, TLSConfig: tlsCfg, ErrorLog: slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn)}
 	if wrap != nil {
 		ln = wrap(ln, srv)
@@ -316,7 +345,7 @@ func (h *Hub) serve(addr string, tlsCfg *tls.Config, handler http.Handler, bound
 			errs <- fmt.Errorf("serve %s: %w", addr, err)
 		}
 	}()
-	return srv, nil
+	return srv, bound, nil
 }
 
 func (h *Hub) shutdown(servers []*http.Server) error {
@@ -329,28 +358,4 @@ func (h *Hub) shutdown(servers []*http.Server) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// agentTLS asks agents for a client certificate and verifies it when given;
-// handlers refuse unauthenticated calls with 401, which says more than a
-// failed handshake.
-func (h *Hub) agentTLS() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(h.cfg.AgentTLS.CertFile, h.cfg.AgentTLS.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load agent listener certificate: %w", err)
-	}
-	caPEM, err := os.ReadFile(h.cfg.AgentTLS.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("read agent client CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("agent client CA %q holds no PEM certificate", h.cfg.AgentTLS.ClientCAFile)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 )
 
 // FuzzIngest posts arbitrary bodies to the ingest handler: it must never
@@ -26,9 +28,10 @@ func FuzzIngest(f *testing.F) {
 	f.Add([]byte{0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}) // a length past the end
 
 	store := NewStore(100, nil, WithMaxEventsPerRequest(50))
-	h := NewIngestHandler(store, NewSeriesRecorder(okAppenders{}), func(*http.Request) (string, int, error) { return "east", 0, nil }, 1<<20)
+	h := NewIngestHandler(store, NewSeriesRecorder(okAppenders{}), 1<<20)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/v1/logs", bytes.NewReader(body))
+		req = req.WithContext(gateway.NewContext(req.Context(), gateway.Identity{Cluster: "east"}))
 		req.Header.Set("Content-Type", "application/x-protobuf")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)

@@ -10,30 +10,30 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 )
 
-// IdentifyFunc names the calling cluster, or gives the status to refuse with.
-type IdentifyFunc func(*http.Request) (cluster string, status int, err error)
-
-// NewIngestHandler takes OTLP/HTTP protobuf logs from agents into the store
-// and, with a recorder, counts them into the cluster's series first: a request
+// NewIngestHandler takes OTLP/HTTP protobuf logs from agents, on the
+// agents' gateway (the calling cluster is the request's gateway.Identity),
+// into the store and, with a recorder, counts them into the cluster's series first: a request
 // that cannot be counted is refused with 503 (429 when the cluster counts a
 // series too often, see MaxAhead) and stores nothing, so the agent's retry
 // neither loses nor doubles events. A request over the store's events per
 // request, or whose encoding would decode into far more memory than its
 // size, is refused with 413 before it is decoded.
-func NewIngestHandler(s *Store, rec *SeriesRecorder, identify IdentifyFunc, maxBytes int64) http.Handler {
+func NewIngestHandler(s *Store, rec *SeriesRecorder, maxBytes int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 			http.Error(w, "OTLP logs take POST", http.StatusMethodNotAllowed)
 			return
 		}
-		cluster, status, err := identify(r)
-		if err != nil {
-			http.Error(w, err.Error(), status)
+		id, ok := gateway.Caller(w, r)
+		if !ok {
 			return
 		}
+		cluster := id.Cluster
 		if ct := r.Header.Get("Content-Type"); ct != "application/x-protobuf" {
 			http.Error(w, fmt.Sprintf("content type %q: only application/x-protobuf is accepted", ct), http.StatusUnsupportedMediaType)
 			return

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,11 +17,13 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
+	"github.com/fleetpulse/fleetpulse/hub/gateway/gatewaytest"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
 
-// rig is the hub's event path over real servers: the ingest and query
-// handlers on httptest servers, a real metric store in a temp dir, the
+// rig is the hub's event path over real servers: the ingest handler on the
+// agents' gateway over mutual TLS, the query handler on an httptest server, a real metric store in a temp dir, the
 // store's metrics in their own registry.
 type rig struct {
 	t      *testing.T
@@ -30,11 +31,9 @@ type rig struct {
 	events *Store
 	db     *metricstore.Store
 	rec    *SeriesRecorder
-	ingest *httptest.Server
+	ingest *gatewaytest.Server
 	query  *httptest.Server
 }
-
-const clusterHeader = "X-Test-Cluster"
 
 func newRig(t *testing.T, capacity int, maxBytes int64, opts ...Option) *rig {
 	t.Helper()
@@ -47,14 +46,9 @@ func newRig(t *testing.T, capacity int, maxBytes int64, opts ...Option) *rig {
 	t.Cleanup(func() { _ = db.Close() })
 	r := &rig{t: t, reg: prometheus.NewRegistry(), db: db, rec: NewSeriesRecorder(db)}
 	r.events = NewStore(capacity, r.reg, opts...)
-	identify := func(req *http.Request) (string, int, error) {
-		if c := req.Header.Get(clusterHeader); c != "" {
-			return c, 0, nil
-		}
-		return "", http.StatusUnauthorized, errors.New("no cluster")
-	}
-	r.ingest = httptest.NewServer(NewIngestHandler(r.events, r.rec, identify, maxBytes))
-	t.Cleanup(r.ingest.Close)
+	gw := gateway.New(gateway.Options{})
+	gw.Handle("/v1/logs", NewIngestHandler(r.events, r.rec, maxBytes))
+	r.ingest = gatewaytest.Start(t, gw)
 	r.query = httptest.NewServer(NewQueryHandler(r.events))
 	t.Cleanup(r.query.Close)
 	return r
@@ -62,13 +56,12 @@ func newRig(t *testing.T, capacity int, maxBytes int64, opts ...Option) *rig {
 
 // post sends body as cluster's OTLP logs request.
 func (r *rig) post(cluster string, body []byte) (int, string) {
-	req, err := http.NewRequest(http.MethodPost, r.ingest.URL, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, r.ingest.URL+"/v1/logs", bytes.NewReader(body))
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set(clusterHeader, cluster)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.ingest.Client(cluster).Do(req)
 	if err != nil {
 		r.t.Error(err)
 		return 0, ""

@@ -1,9 +1,10 @@
 // Package ingest is the hub's write path for agents: Prometheus remote write
-// 1.0 and 2.0 into the TSDB of the cluster named by the caller's verified
-// client certificate. Missing or unverified certificates get 401, names that
-// are not cluster names 403, oversized bodies 413, undecodable ones 400, and
-// a TSDB still opening 503 with Retry-After — each with a message saying
-// which.
+// 1.0 and 2.0 into the TSDB of the cluster the agents' gateway
+// authenticated (hub/gateway: it answers callers without a cluster's
+// certificate, and clusters over their request rate, before this handler).
+// Oversized bodies get 413, undecodable ones 400, requests over the
+// cluster's other limits (hub/limits) 400, 413 or 429, and a TSDB still
+// opening 503 with Retry-After — each with a message saying which.
 //
 // Both versions of float samples go through the hub's own paths, rw1.go
 // (1.0) and rw2.go (2.0), which decode without copying label strings (1.0

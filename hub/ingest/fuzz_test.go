@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
 
@@ -100,7 +101,7 @@ func addSeeds(f *testing.F, b []byte) {
 
 // fuzzHandler fuzzes the handler with requests of the given headers (nil:
 // remote write 1.0's). Each input comes from another cluster (one of a
-// few hundred), so that the per-cluster request rate limit refuses few.
+// few hundred), so that no one cluster's head-series limit fills.
 func fuzzHandler(f *testing.F, header map[string]string) {
 	appenders := &watched{Registerer: prometheus.NewRegistry(), name: "fleetpulse_hub_prometheus_tsdb_head_active_appenders"}
 	cfg := metricstore.DefaultConfig()
@@ -111,9 +112,7 @@ func fuzzHandler(f *testing.F, header map[string]string) {
 	}
 	f.Cleanup(func() { _ = store.Close() })
 	var calls atomic.Uint64
-	h := newHandler(store, Options{MaxRequestBytes: 1 << 20, Identify: func(r *http.Request) (string, int, error) {
-		return r.Header.Get("X-Test-Cluster"), 0, nil
-	}})
+	h := newHandler(store, Options{MaxRequestBytes: 1 << 20})
 	f.Fuzz(func(t *testing.T, msg []byte, raw bool) {
 		body := msg
 		if !raw {
@@ -125,7 +124,7 @@ func fuzzHandler(f *testing.F, header map[string]string) {
 		for k, v := range header {
 			r.Header.Set(k, v)
 		}
-		r.Header.Set("X-Test-Cluster", fmt.Sprintf("cluster-%d", calls.Add(1)%512))
+		r = r.WithContext(gateway.NewContext(r.Context(), gateway.Identity{Cluster: fmt.Sprintf("cluster-%d", calls.Add(1)%512)}))
 		w := httptest.NewRecorder()
 		done := make(chan any, 1)
 		go func() {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync/atomic"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
@@ -19,8 +18,8 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/thanos-io/thanos/pkg/receive"
-	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/limits"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
@@ -31,11 +30,10 @@ type Options struct {
 	MaxRequestBytes int64
 	Logger          *slog.Logger
 	Registerer      prometheus.Registerer
-	// Identify names the calling cluster or gives the status to refuse it
-	// with; ClusterFromRequest (the client certificate's name) by default.
-	Identify func(*http.Request) (cluster string, status int, err error)
 	// Limits are the clusters' ingest limits; nil gives every cluster
-	// limits.DefaultLimits, counting head series from the store.
+	// limits.DefaultLimits, counting head series from the store. The
+	// request rate is the gateway's to apply (gateway.RateLimited), with
+	// the same Limiter.
 	Limits *limits.Limiter
 }
 
@@ -44,7 +42,8 @@ const DefaultMaxRequestBytes = 32 << 20
 
 type appenderKey struct{}
 
-// NewHandler returns the remote-write handler over the store.
+// NewHandler returns the remote-write handler over the store, for the
+// agents' gateway: the calling cluster is the request's gateway.Identity.
 func NewHandler(store *metricstore.Store, opts Options) http.Handler {
 	h := newHandler(store, opts)
 	return promhttp.InstrumentHandlerCounter(h.requests, h)
@@ -59,9 +58,6 @@ func newHandler(store *metricstore.Store, opts Options) *handler {
 	}
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if opts.Identify == nil {
-		opts.Identify = ClusterFromRequest
 	}
 	if opts.Limits == nil {
 		lopts := limits.Options{Logger: opts.Logger, Registerer: opts.Registerer}
@@ -81,18 +77,17 @@ func newHandler(store *metricstore.Store, opts Options) *handler {
 	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "requests_total", Help: "Remote-write requests by status code.",
 	}, []string{"code"})
-	return &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, identify: opts.Identify, limits: opts.Limits, rw1: true, rw2: true, requests: requests}
+	return &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, limits: opts.Limits, rw1: true, rw2: true, requests: requests}
 }
 
 type handler struct {
-	store    *metricstore.Store
-	rw       http.Handler // Prometheus's handler: what rw1.go and rw2.go do not take
-	max      int64
-	logger   *slog.Logger
-	identify func(*http.Request) (string, int, error)
-	limits   *limits.Limiter
-	rw1      bool // remote write 1.0 through rw1.go where it can; tests turn it off to compare
-	rw2      bool // remote write 2.0 through rw2.go where it can; likewise
+	store  *metricstore.Store
+	rw     http.Handler // Prometheus's handler: what rw1.go and rw2.go do not take
+	max    int64
+	logger *slog.Logger
+	limits *limits.Limiter
+	rw1    bool // remote write 1.0 through rw1.go where it can; tests turn it off to compare
+	rw2    bool // remote write 2.0 through rw2.go where it can; likewise
 	// rw1Served and rw2Served count the requests rw1.go and rw2.go
 	// answered (for tests).
 	rw1Served atomic.Int64
@@ -106,15 +101,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "remote write takes POST", http.StatusMethodNotAllowed)
 		return
 	}
-	cluster, status, err := h.identify(r)
-	if err != nil {
-		http.Error(w, err.Error(), status)
+	id, ok := gateway.Caller(w, r)
+	if !ok {
 		return
 	}
+	cluster := id.Cluster
 	c := h.limits.For(r.Context(), cluster)
-	if h.refuse(w, nil, c.AllowRequest()) {
-		return
-	}
 	if r.ContentLength > h.max {
 		h.refuse(w, nil, c.RefuseValue(limits.RequestBytes, float64(h.max), fmt.Sprintf("the request body has %d bytes", r.ContentLength)))
 		return
@@ -147,7 +139,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "storage for cluster "+cluster+" is opening; retry", http.StatusServiceUnavailable)
 		return
 	case err != nil:
-		h.logger.Error("cannot append for cluster", "cluster", cluster, "err", err)
+		h.logger.ErrorContext(r.Context(), "cannot append for cluster", "cluster", cluster, "err", err)
 		http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -246,7 +238,7 @@ func (c *creationCounter) count(cl *limits.Cluster) {
 func (h *handler) servePrometheus(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
-			h.logger.Debug("refused a remote write request that Prometheus's handler could not read", "panic", fmt.Sprint(p))
+			h.logger.DebugContext(r.Context(), "refused a remote write request that Prometheus's handler could not read", "panic", fmt.Sprint(p))
 			http.Error(w, fmt.Sprintf("malformed remote write request: %v", p), http.StatusBadRequest)
 		}
 	}()
@@ -269,19 +261,6 @@ func (t *trackedAppender) Commit() error {
 func (t *trackedAppender) Rollback() error {
 	t.closed = true
 	return t.Appender.Rollback()
-}
-
-// ClusterFromRequest names the calling cluster from its verified client
-// certificate's common name, with the HTTP status for a refusal.
-func ClusterFromRequest(r *http.Request) (string, int, error) {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return "", http.StatusUnauthorized, errors.New("a client certificate signed by the hub's client CA is required")
-	}
-	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
-	if msgs := validation.IsDNS1123Label(cn); len(msgs) > 0 {
-		return "", http.StatusForbidden, fmt.Errorf("client certificate names %q, which is not a cluster name: %s", cn, strings.Join(msgs, "; "))
-	}
-	return cn, 0, nil
 }
 
 // ctxAppendable hands Prometheus's write handler the appender the request's

@@ -3,13 +3,9 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +15,9 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/promql"
 
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
+	"github.com/fleetpulse/fleetpulse/hub/gateway/gatewaytest"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
-	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 // TestWritesAreAuthenticatedAndBounded writes to a real store over real
@@ -36,28 +33,10 @@ func TestWritesAreAuthenticatedAndBounded(t *testing.T) {
 	}
 	defer store.Close()
 
-	ca := testbed.NewCA(t, "agents")
-	srv := httptest.NewUnstartedServer(NewHandler(store, Options{MaxRequestBytes: 64 << 10}))
-	pool := x509.NewCertPool()
-	caPEM, _ := os.ReadFile(ca.CertFile)
-	pool.AppendCertsFromPEM(caPEM)
-	srv.TLS = &tls.Config{ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven}
-	srv.StartTLS()
-	defer srv.Close()
-
-	client := func(cn string) *http.Client {
-		c := srv.Client()
-		tr := c.Transport.(*http.Transport).Clone()
-		if cn != "" {
-			certFile, keyFile := ca.Client(cn)
-			pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr.TLSClientConfig.Certificates = []tls.Certificate{pair}
-		}
-		return &http.Client{Transport: tr}
-	}
+	gw := gateway.New(gateway.Options{})
+	gw.Handle("/api/v1/write", NewHandler(store, Options{MaxRequestBytes: 64 << 10}))
+	srv := gatewaytest.Start(t, gw)
+	client := srv.Client
 	now := time.Now()
 	good := writeRequest(t, now, "up_probe", 1, "cluster", "cluster-b")
 
@@ -73,7 +52,7 @@ func TestWritesAreAuthenticatedAndBounded(t *testing.T) {
 		{"not snappy", "cluster-a", []byte("definitely not a remote-write request"), http.StatusBadRequest, ""},
 		{"accepted", "cluster-a", good, http.StatusNoContent, ""},
 	} {
-		resp, err := client(tc.cn).Post(srv.URL, "application/x-protobuf", bytes.NewReader(tc.body))
+		resp, err := client(tc.cn).Post(srv.URL+"/api/v1/write", "application/x-protobuf", bytes.NewReader(tc.body))
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}

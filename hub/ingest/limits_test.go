@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,9 +19,10 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/promql"
 
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
+	"github.com/fleetpulse/fleetpulse/hub/gateway/gatewaytest"
 	"github.com/fleetpulse/fleetpulse/hub/limits"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
-	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 // hubUnderTest is a real handler over a real store, served over mutual TLS.
@@ -34,8 +34,8 @@ type hubUnderTest struct {
 	client func(cluster string) *http.Client
 }
 
-// startHandler serves NewHandler over a store in a temp dir, with limits
-// (nil: the defaults) and a 64 KiB request bound.
+// startHandler serves NewHandler on the agents' gateway over a store in a
+// temp dir, with limits (nil: the defaults) and a 64 KiB request bound.
 func startHandler(t *testing.T, cfg *limits.Config) *hubUnderTest {
 	t.Helper()
 	scfg := metricstore.DefaultConfig()
@@ -53,14 +53,11 @@ func startHandler(t *testing.T, cfg *limits.Config) *hubUnderTest {
 	if cfg != nil {
 		lim.Apply(*cfg)
 	}
-	ca := testbed.NewCA(t, "agents")
-	srv := httptest.NewUnstartedServer(NewHandler(store, Options{MaxRequestBytes: 64 << 10, Registerer: reg, Limits: lim}))
-	srv.TLS = ca.ServerTLS("hub")
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return &hubUnderTest{store: store, dir: scfg.Dir, reg: reg, url: srv.URL, client: func(cn string) *http.Client {
-		return &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS(cn)}}
-	}}
+	// The request rate is the gateway's to apply, with the same limits.
+	gw := gateway.New(gateway.Options{Limits: lim, Registerer: prometheus.NewRegistry()})
+	gw.Handle("/api/v1/write", NewHandler(store, Options{MaxRequestBytes: 64 << 10, Registerer: reg, Limits: lim}), gateway.RateLimited())
+	srv := gatewaytest.Start(t, gw)
+	return &hubUnderTest{store: store, dir: scfg.Dir, reg: reg, url: srv.URL + "/api/v1/write", client: srv.Client}
 }
 
 // write posts a remote-write body (io.Reader bodies are sent chunked) and

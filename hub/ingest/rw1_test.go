@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	thanosprompb "github.com/thanos-io/thanos/pkg/store/storepb/prompb"
 
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
 
@@ -47,7 +48,7 @@ func openStore(t testing.TB, ooo time.Duration, reg prometheus.Registerer) *metr
 // newTestHandler is the handler over store, for testCluster, with or
 // without its own paths (rw1.go and rw2.go).
 func newTestHandler(store *metricstore.Store, fast bool) *handler {
-	h := newHandler(store, Options{Identify: func(*http.Request) (string, int, error) { return testCluster, 0, nil }})
+	h := newHandler(store, Options{})
 	h.rw1, h.rw2 = fast, fast
 	return h
 }
@@ -78,6 +79,8 @@ type answer struct {
 	header http.Header
 }
 
+// post sends a remote-write body to h as testCluster, as the gateway hands
+// it requests.
 func post(h http.Handler, body []byte, header map[string]string) answer {
 	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
 	r.Header.Set("Content-Type", "application/x-protobuf")
@@ -90,7 +93,7 @@ func post(h http.Handler, body []byte, header map[string]string) answer {
 		}
 	}
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
+	h.ServeHTTP(w, r.WithContext(gateway.NewContext(r.Context(), gateway.Identity{Cluster: testCluster})))
 	return answer{w.Code, w.Body.String(), w.Header()}
 }
 

@@ -24,19 +24,12 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/internal/longpoll"
 )
 
 // maxStatusBody bounds a status report: ten templates' diffs fit many times.
 const maxStatusBody = 1 << 20
-
-// IdentifyFunc names the cluster an authenticated agent request comes from.
-type IdentifyFunc func(r *http.Request) (cluster string, ok bool)
-
-// Mux is where the gateway's routes go: the agents' gateway.
-type Mux interface {
-	HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request))
-}
 
 // Gateway serves each cluster's policy replicas to its agent, writes the
 // status the agent reports, and lets a pruned replica go.
@@ -44,20 +37,20 @@ type Gateway struct {
 	cache    client.Reader // Policies, as the manager's informers hold them
 	writer   client.Client
 	api      client.Reader // uncached reads, after a conflict
-	identify IdentifyFunc
 	logger   *slog.Logger
 	poll     *longpoll.Poll[*policyList]
 	requests *prometheus.CounterVec
 }
 
-// SetupGateway adds the agents' policy endpoints to mux.
-func SetupGateway(mgr manager.Manager, mux Mux, identify IdentifyFunc, logger *slog.Logger, reg prometheus.Registerer) error {
+// SetupGateway adds the agents' policy endpoints to the agents' gateway,
+// which authenticates their callers.
+func SetupGateway(mgr manager.Manager, agents *gateway.Gateway, logger *slog.Logger, reg prometheus.Registerer) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	stopped := make(chan struct{})
 	g := &Gateway{
-		cache: mgr.GetCache(), writer: mgr.GetClient(), api: mgr.GetAPIReader(), identify: identify, logger: logger,
+		cache: mgr.GetCache(), writer: mgr.GetClient(), api: mgr.GetAPIReader(), logger: logger,
 		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetpulse_hub_policy_requests_total", Help: "Agents' policy requests by endpoint and result.",
 		}, []string{"endpoint", "result"}),
@@ -92,9 +85,9 @@ func SetupGateway(mgr manager.Manager, mux Mux, identify IdentifyFunc, logger *s
 	})); err != nil {
 		return err
 	}
-	mux.HandleFunc("GET "+agentapi.PathPolicies, g.serveList)
-	mux.HandleFunc("PUT "+agentapi.PathPolicies+"/{name}/status", g.serveStatus)
-	mux.HandleFunc("DELETE "+agentapi.PathPolicies+"/{name}/finalizer", g.serveFinalizer)
+	agents.HandleFunc("GET "+agentapi.PathPolicies, g.serveList)
+	agents.HandleFunc("PUT "+agentapi.PathPolicies+"/{name}/status", g.serveStatus)
+	agents.HandleFunc("DELETE "+agentapi.PathPolicies+"/{name}/finalizer", g.serveFinalizer)
 	return nil
 }
 
@@ -103,12 +96,12 @@ type policyList agentapi.PolicyList
 func (l *policyList) Version() string { return l.ResourceVersion }
 
 func (g *Gateway) serveList(w http.ResponseWriter, r *http.Request) {
-	cluster, ok := g.identify(r)
+	id, ok := gateway.Caller(w, r)
 	if !ok {
 		g.count("list", "refused")
-		http.Error(w, "no cluster identity", http.StatusUnauthorized)
 		return
 	}
+	cluster := id.Cluster
 	res, err := g.poll.Serve(w, r, cluster)
 	if err != nil {
 		g.logger.Error("list policy replicas", "cluster", cluster, "err", err)
@@ -156,12 +149,12 @@ func listVersion(items []agentapi.PolicyItem) string {
 }
 
 func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
-	cluster, ok := g.identify(r)
+	id, ok := gateway.Caller(w, r)
 	if !ok {
 		g.count("status", "refused")
-		http.Error(w, "no cluster identity", http.StatusUnauthorized)
 		return
 	}
+	cluster := id.Cluster
 	name := r.PathValue("name")
 	var req agentapi.PolicyStatusRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxStatusBody)).Decode(&req); err != nil {
@@ -232,12 +225,12 @@ func sameStatus(a, b fleetv1.PolicyStatus) bool {
 }
 
 func (g *Gateway) serveFinalizer(w http.ResponseWriter, r *http.Request) {
-	cluster, ok := g.identify(r)
+	id, ok := gateway.Caller(w, r)
 	if !ok {
 		g.count("finalizer", "refused")
-		http.Error(w, "no cluster identity", http.StatusUnauthorized)
 		return
 	}
+	cluster := id.Cluster
 	name, uid := r.PathValue("name"), r.URL.Query().Get(agentapi.ParamUID)
 	ctx := r.Context()
 	for attempt := 0; ; attempt++ {

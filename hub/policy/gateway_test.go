@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -22,30 +21,27 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
+	"github.com/fleetpulse/fleetpulse/hub/gateway/gatewaytest"
 	"github.com/fleetpulse/fleetpulse/hub/policy"
 	"github.com/fleetpulse/fleetpulse/internal/testutil"
 	"github.com/fleetpulse/fleetpulse/internal/testutil/controlplane"
 )
 
 // TestGatewayServesEachClusterItsReplicas serves the policy endpoints over
-// real HTTP against a real control plane. The caller's cluster is what the
-// agents' gateway proved; here a header stands in for it (the gateway's own
-// tests prove certificates). A cluster lists only its own replicas, a poll
+// the agents' gateway (mutual TLS; a client certificate names the cluster)
+// against a real control plane. A cluster lists only its own replicas, a poll
 // waits for a change and wakes on one, status reports are written (and
 // bounded), and a pruned replica's finalizer goes only while it is deleted.
 func TestGatewayServesEachClusterItsReplicas(t *testing.T) {
 	t.Parallel()
 	cp := controlplane.Start(t)
 	ctx := context.Background()
-	mux := http.NewServeMux()
+	agents := gateway.New(gateway.Options{})
 	cp.StartManager(t, func(mgr ctrl.Manager) error {
-		return policy.SetupGateway(mgr, mux, func(r *http.Request) (string, bool) {
-			c := r.Header.Get("X-Test-Cluster")
-			return c, c != ""
-		}, testutil.Logger(t, slog.LevelInfo), nil)
+		return policy.SetupGateway(mgr, agents, testutil.Logger(t, slog.LevelInfo), nil)
 	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := gatewaytest.Start(t, agents)
 	kube := cp.Client
 	for _, c := range []string{"gw-1", "gw-2"} {
 		require.NoError(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c}}))
@@ -67,10 +63,7 @@ func TestGatewayServesEachClusterItsReplicas(t *testing.T) {
 	call := func(method, path, cluster string, body []byte) (int, []byte) {
 		req, err := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
 		require.NoError(t, err)
-		if cluster != "" {
-			req.Header.Set("X-Test-Cluster", cluster)
-		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := srv.Client(cluster).Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)

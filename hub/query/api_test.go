@@ -22,6 +22,7 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	promapi "github.com/prometheus/prometheus/web/api/v1"
 
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/ingest"
 	"github.com/fleetpulse/fleetpulse/hub/metadata"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
@@ -86,8 +87,11 @@ func startHub(t *testing.T) *hub {
 	api.Config.ErrorLog = log.New(logs, "", 0) // where a panicking request is reported
 	api.Start()
 	t.Cleanup(api.Close)
-	ing := httptest.NewUnstartedServer(ingest.NewHandler(store, ingest.Options{Logger: logger, Registerer: reg,
-		Identify: func(r *http.Request) (string, int, error) { return r.Header.Get("X-Test-Cluster"), 0, nil }}))
+	write := ingest.NewHandler(store, ingest.Options{Logger: logger, Registerer: reg})
+	// X-Test-Cluster stands in for the cluster the agents' gateway proves.
+	ing := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		write.ServeHTTP(w, r.WithContext(gateway.NewContext(r.Context(), gateway.Identity{Cluster: r.Header.Get("X-Test-Cluster")})))
+	}))
 	ing.Config.ErrorLog = log.New(logs, "", 0)
 	ing.Start()
 	t.Cleanup(ing.Close)

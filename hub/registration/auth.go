@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,69 +10,64 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 )
 
 // errDeregistered marks refusals of a certificate whose cluster is gone.
 var errDeregistered = errors.New("deregistered")
 
-// identify names the cluster a request's client certificate was issued to
-// and checks that registration still stands behind it: the ManagedCluster
-// exists, is the one the certificate was issued for (same UID), is accepted
-// and is not being deleted.
-func (s *Service) identify(ctx context.Context, r *http.Request) (*fleetv1.ManagedCluster, int, error) {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return nil, http.StatusUnauthorized, errors.New("a client certificate signed by the hub's CA is required")
+// Authenticate is the gateway's authenticator with registration: the
+// certificate must be one registration issued (it names the registration,
+// the ManagedCluster's UID), and registration must still stand behind it
+// (see registered).
+func (s *Service) Authenticate(ctx context.Context, cert *x509.Certificate) (gateway.Identity, error) {
+	id := gateway.Identity{Cluster: cert.Subject.CommonName, UID: ClusterUID(cert)}
+	if id.UID == "" {
+		return gateway.Identity{}, gateway.Unauthorized(fmt.Errorf("client certificate %q was not issued by registration: register with a bootstrap token", id.Cluster))
 	}
-	cert := r.TLS.VerifiedChains[0][0]
-	name, uid := cert.Subject.CommonName, ClusterUID(cert)
-	if uid == "" {
-		return nil, http.StatusUnauthorized, fmt.Errorf("client certificate %q was not issued by registration: register with a bootstrap token", name)
+	if _, err := s.registered(ctx, id); err != nil {
+		return gateway.Identity{}, err
 	}
+	return id, nil
+}
+
+// registered returns the ManagedCluster of id's registration, from the
+// cache, if it exists, is the one the certificate was issued for (same
+// UID), is accepted and is not being deleted; else the gateway's refusal,
+// flagged as a deregistration so that the agent stops rather than retries.
+func (s *Service) registered(ctx context.Context, id gateway.Identity) (*fleetv1.ManagedCluster, error) {
 	mc := &fleetv1.ManagedCluster{}
-	err := s.cache.Get(ctx, client.ObjectKey{Name: name}, mc)
+	err := s.cache.Get(ctx, client.ObjectKey{Name: id.Cluster}, mc)
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, http.StatusForbidden, fmt.Errorf("%w: cluster %q is not registered with this hub", errDeregistered, name)
+		return nil, gateway.Deregistered(fmt.Errorf("%w: cluster %q is not registered with this hub", errDeregistered, id.Cluster))
 	case err != nil:
-		return nil, http.StatusServiceUnavailable, fmt.Errorf("look up cluster %q: %w", name, err)
-	case mc.UID != uid:
-		return nil, http.StatusForbidden, fmt.Errorf("%w: the certificate belongs to an earlier registration of cluster %q, since deleted", errDeregistered, name)
+		return nil, gateway.Unavailable(fmt.Errorf("look up cluster %q: %w", id.Cluster, err))
+	case mc.UID != id.UID:
+		return nil, gateway.Deregistered(fmt.Errorf("%w: the certificate belongs to an earlier registration of cluster %q, since deleted", errDeregistered, id.Cluster))
 	case mc.DeletionTimestamp != nil:
-		return nil, http.StatusForbidden, fmt.Errorf("%w: cluster %q is being deregistered", errDeregistered, name)
+		return nil, gateway.Deregistered(fmt.Errorf("%w: cluster %q is being deregistered", errDeregistered, id.Cluster))
 	case !mc.Spec.Accepted:
-		return nil, http.StatusForbidden, fmt.Errorf("%w: cluster %q is no longer accepted by the hub", errDeregistered, name)
+		return nil, gateway.Deregistered(fmt.Errorf("%w: cluster %q is no longer accepted by the hub", errDeregistered, id.Cluster))
 	}
-	return mc, 0, nil
+	return mc, nil
 }
 
-// Identify is identify for the telemetry handlers: it names the cluster.
-func (s *Service) Identify(r *http.Request) (string, int, error) {
-	mc, status, err := s.identify(r.Context(), r)
+// caller is the ManagedCluster of the request's caller, whom the gateway
+// authenticated: looked up again, so that a deregistration since is seen.
+// It answers the request itself when it returns false.
+func (s *Service) caller(w http.ResponseWriter, r *http.Request, endpoint string) (*fleetv1.ManagedCluster, bool) {
+	id, ok := gateway.Caller(w, r)
+	if !ok {
+		s.count(endpoint, "refused")
+		return nil, false
+	}
+	mc, err := s.registered(r.Context(), id)
 	if err != nil {
-		return "", status, err
+		s.count(endpoint, "refused")
+		gateway.Refuse(w, err)
+		return nil, false
 	}
-	return mc.Name, 0, nil
-}
-
-// refuse writes an identification failure, flagging deregistration so the
-// agent knows to stop rather than retry.
-func refuse(w http.ResponseWriter, status int, err error) {
-	if errors.Is(err, errDeregistered) {
-		w.Header().Set(agentapi.HeaderDeregister, "true")
-	}
-	http.Error(w, err.Error(), status)
-}
-
-// Identity is what the gateway's other endpoints (work sync) use to name the
-// calling cluster: the same checks as heartbeats, with the status to refuse
-// with; the refusal writer flags deregistration.
-func (s *Service) Identity(w http.ResponseWriter, r *http.Request) (cluster string, ok bool) {
-	mc, status, err := s.identify(r.Context(), r)
-	if err != nil {
-		refuse(w, status, err)
-		return "", false
-	}
-	return mc.Name, true
+	return mc, true
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 )
 
 const (
@@ -25,12 +26,16 @@ const (
 	pendingRetry    = 5
 )
 
-// Routes adds the gateway's endpoints to the agents' mux.
-func (s *Service) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+agentapi.PathCA, s.serveCA)
-	mux.HandleFunc("POST "+agentapi.PathRegister, s.serveRegister)
-	mux.HandleFunc("POST "+agentapi.PathHeartbeat, s.serveHeartbeat)
-	mux.HandleFunc("POST "+agentapi.PathRenew, s.serveRenew)
+// Routes adds registration's endpoints to the agents' gateway. The CA and
+// registration with a bootstrap token answer callers without a client
+// certificate: an agent pins the CA before it has one, and registering is
+// how it gets one (the token is the credential there, checked by
+// serveRegister, with its own per-source limit on refusals).
+func (s *Service) Routes(gw *gateway.Gateway) {
+	gw.HandleFunc("GET "+agentapi.PathCA, s.serveCA, gateway.Unauthenticated())
+	gw.HandleFunc("POST "+agentapi.PathRegister, s.serveRegister, gateway.Unauthenticated())
+	gw.HandleFunc("POST "+agentapi.PathHeartbeat, s.serveHeartbeat)
+	gw.HandleFunc("POST "+agentapi.PathRenew, s.serveRenew)
 }
 
 func (s *Service) serveCA(w http.ResponseWriter, _ *http.Request) {
@@ -39,10 +44,8 @@ func (s *Service) serveCA(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Service) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
-	mc, status, err := s.identify(r.Context(), r)
-	if err != nil {
-		s.count("heartbeat", "refused")
-		refuse(w, status, err)
+	mc, ok := s.caller(w, r, "heartbeat")
+	if !ok {
 		return
 	}
 	var req agentapi.HeartbeatRequest
@@ -86,10 +89,8 @@ func (s *Service) recordHeartbeat(r *http.Request, cluster string, now time.Time
 }
 
 func (s *Service) serveRenew(w http.ResponseWriter, r *http.Request) {
-	mc, status, err := s.identify(r.Context(), r)
-	if err != nil {
-		s.count("renew", "refused")
-		refuse(w, status, err)
+	mc, ok := s.caller(w, r, "renew")
+	if !ok {
 		return
 	}
 	var req agentapi.RenewRequest
@@ -107,7 +108,7 @@ func (s *Service) serveRenew(w http.ResponseWriter, r *http.Request) {
 	// a registration with the key the agent holds must find it recorded.
 	if key := KeyHash(csr.RawSubjectPublicKeyInfo); mc.Annotations[AnnotationKeySHA256] != key {
 		if err := s.annotate(r.Context(), mc.Name, mc.UID, func(m *fleetv1.ManagedCluster) bool { return setKey(m, key) }); err != nil {
-			s.serverError(w, "record the cluster's key", err)
+			s.serverError(w, r, "record the cluster's key", err)
 			return
 		}
 	}
@@ -147,8 +148,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (s *Service) serverError(w http.ResponseWriter, what string, err error) {
-	s.logger.Error(what, "err", err)
+func (s *Service) serverError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.logger.ErrorContext(r.Context(), what, "err", err)
 	w.Header().Set("Retry-After", "2")
 	http.Error(w, what+" failed; retry", http.StatusServiceUnavailable)
 }

@@ -61,7 +61,7 @@ func (s *Service) serveRegister(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, msgBadToken, http.StatusUnauthorized)
 			return
 		}
-		s.serverError(w, "check bootstrap token", err)
+		s.serverError(w, r, "check bootstrap token", err)
 		return
 	}
 	a.tokenID = tok.ID
@@ -99,7 +99,7 @@ func (s *Service) serveRegister(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, r, mc, csr, a, false)
 		return
 	case err != nil:
-		s.serverError(w, "get ManagedCluster", err)
+		s.serverError(w, r, "get ManagedCluster", err)
 		return
 	case mc.DeletionTimestamp != nil:
 		w.Header().Set("Retry-After", "5")
@@ -145,7 +145,7 @@ func (s *Service) create(w http.ResponseWriter, r *http.Request, name, clusterID
 			http.Error(w, "cluster "+name+" is being registered concurrently; retry", http.StatusServiceUnavailable)
 			return nil, false
 		}
-		s.serverError(w, "create ManagedCluster", err)
+		s.serverError(w, r, "create ManagedCluster", err)
 		return nil, false
 	}
 	if err := s.tokens.Used(ctx, tok.ID); err != nil {
@@ -174,7 +174,7 @@ func (s *Service) bindKey(w http.ResponseWriter, r *http.Request, mc *fleetv1.Ma
 	if holdsCertificate(r, mc, time.Now()) {
 		err := s.annotate(ctx, mc.Name, mc.UID, func(m *fleetv1.ManagedCluster) bool { return setKey(m, a.keySHA256) })
 		if err != nil {
-			s.serverError(w, "record the cluster's key", err)
+			s.serverError(w, r, "record the cluster's key", err)
 			return false
 		}
 		a.event, a.outcome, a.reason = eventRekey, outcomeRotated, "over mutual TLS with the cluster's certificate"
@@ -188,7 +188,7 @@ func (s *Service) bindKey(w http.ResponseWriter, r *http.Request, mc *fleetv1.Ma
 		return added
 	})
 	if err != nil {
-		s.serverError(w, "record the re-key request", err)
+		s.serverError(w, r, "record the re-key request", err)
 		return false
 	}
 	s.count("register", "rekey_pending")

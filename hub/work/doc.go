@@ -4,8 +4,9 @@
 // gateway, writes the status the agent reports, and holds a deleted work
 // until the agent has removed what it applied.
 //
-// Endpoints (wire format in api/agentapi, work.go), for the calling cluster
-// only, named by registration's identity of its client certificate:
+// Endpoints (wire format in api/agentapi, work.go) on the agents' gateway
+// (hub/gateway), for the calling cluster only, as the gateway authenticated
+// it from its client certificate:
 //
 //   - GET /api/v1/works: a long poll over the controller-runtime cache of
 //     ManifestWorks. An informer event handler wakes the waiters of the

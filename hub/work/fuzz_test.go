@@ -3,6 +3,9 @@ package work
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 )
 
 // answerWithin bounds the time to answer one call: short enough that a
@@ -27,7 +31,7 @@ import (
 const answerWithin = 5 * time.Second
 
 // FuzzWorkGateway sends what the fuzzer makes to the agents' work
-// endpoints as cluster "east", over a fake client holding a work, a work
+// endpoints, through the agents' gateway, as cluster "east", over a fake client holding a work, a work
 // being deleted and another cluster's work: a status report (the body, for
 // the named work), a list (the query) and a finalizer call (name and
 // query). Every call must answer within its deadline, never panic nor
@@ -60,6 +64,8 @@ func FuzzWorkGateway(f *testing.F) {
 	} {
 		f.Add(seed.name, seed.query, seed.body)
 	}
+	// The gateway proves the caller from the connection's verified chain.
+	east := &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{Subject: pkix.Name{CommonName: "east"}}}}}
 	scheme := runtime.NewScheme()
 	_ = fleetv1.AddToScheme(scheme)
 	f.Fuzz(func(t *testing.T, name, query string, body []byte) {
@@ -71,11 +77,10 @@ func FuzzWorkGateway(f *testing.F) {
 			WithObjects(mwork("east", "a", true), deleting, mwork("west", "w", true)).Build()
 		g := &Gateway{cache: c, writer: c, api: c, logger: slog.New(slog.DiscardHandler),
 			wake: &broadcaster{chans: map[string]chan struct{}{}}, stopped: make(chan struct{}),
-			identity: func(http.ResponseWriter, *http.Request) (string, bool) { return "east", true },
 			requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"endpoint", "result"}),
 			waiting:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "w"}),
 		}
-		mux := http.NewServeMux()
+		mux := gateway.New(gateway.Options{})
 		g.Routes(mux)
 		path := agentapi.PathWorks + "/" + url.PathEscape(name)
 		for _, call := range []struct {
@@ -94,6 +99,7 @@ func FuzzWorkGateway(f *testing.F) {
 				cancel()
 				continue // not a request a client can send
 			}
+			r.TLS = east // as the agents' port verified it
 			w := httptest.NewRecorder()
 			done := make(chan any, 1)
 			go func() {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
 )
 
 // Finalizer holds a deleted ManifestWork until its agent has removed (or
@@ -38,19 +39,14 @@ const (
 	maxStatusBody      = 1 << 20
 )
 
-// IdentityFunc names the cluster that calls the gateway, or writes the
-// refusal and returns false: registration.Service.Identity.
-type IdentityFunc func(w http.ResponseWriter, r *http.Request) (cluster string, ok bool)
-
 // Gateway serves the agents' work endpoints.
 type Gateway struct {
-	cache    client.Reader // ManifestWorks, as the manager's informers hold them
-	writer   client.Client // writes go to the apiserver
-	api      client.Reader // uncached reads, after a conflict
-	identity IdentityFunc
-	logger   *slog.Logger
-	wake     *broadcaster
-	stopped  chan struct{}
+	cache   client.Reader // ManifestWorks, as the manager's informers hold them
+	writer  client.Client // writes go to the apiserver
+	api     client.Reader // uncached reads, after a conflict
+	logger  *slog.Logger
+	wake    *broadcaster
+	stopped chan struct{}
 
 	requests *prometheus.CounterVec
 	waiting  prometheus.Gauge
@@ -58,9 +54,9 @@ type Gateway struct {
 
 // Setup adds work distribution to the hub: ManifestWork to the manager's
 // cache with a handler that wakes long polls, the finalizer controller, and
-// the gateway's endpoints on the agents' mux. reg may be nil.
-func Setup(mgr manager.Manager, identity IdentityFunc, agents *http.ServeMux, logger *slog.Logger, reg prometheus.Registerer) error {
-	g, err := NewGateway(mgr, identity, logger, reg)
+// the work endpoints on the agents' gateway. reg may be nil.
+func Setup(mgr manager.Manager, agents *gateway.Gateway, logger *slog.Logger, reg prometheus.Registerer) error {
+	g, err := NewGateway(mgr, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -73,9 +69,9 @@ func Setup(mgr manager.Manager, identity IdentityFunc, agents *http.ServeMux, lo
 
 // NewGateway builds the gateway over mgr's cache; it starts nothing (the
 // manager does).
-func NewGateway(mgr manager.Manager, identity IdentityFunc, logger *slog.Logger, reg prometheus.Registerer) (*Gateway, error) {
+func NewGateway(mgr manager.Manager, logger *slog.Logger, reg prometheus.Registerer) (*Gateway, error) {
 	g := &Gateway{
-		cache: mgr.GetCache(), writer: mgr.GetClient(), api: mgr.GetAPIReader(), identity: identity,
+		cache: mgr.GetCache(), writer: mgr.GetClient(), api: mgr.GetAPIReader(),
 		logger: logger, wake: &broadcaster{chans: map[string]chan struct{}{}}, stopped: make(chan struct{}),
 		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetpulse_hub_work_requests_total", Help: "Agents' work requests by endpoint and result.",
@@ -117,20 +113,22 @@ func NewGateway(mgr manager.Manager, identity IdentityFunc, logger *slog.Logger,
 	return g, nil
 }
 
-// Routes adds the work endpoints to the agents' mux.
-func (g *Gateway) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+agentapi.PathWorks, g.serveList)
-	mux.HandleFunc("PUT "+agentapi.PathWorks+"/{name}/status", g.serveStatus)
-	mux.HandleFunc("DELETE "+agentapi.PathWorks+"/{name}/finalizer", g.serveFinalizer)
+// Routes adds the work endpoints to the agents' gateway, which
+// authenticates their callers.
+func (g *Gateway) Routes(agents *gateway.Gateway) {
+	agents.HandleFunc("GET "+agentapi.PathWorks, g.serveList)
+	agents.HandleFunc("PUT "+agentapi.PathWorks+"/{name}/status", g.serveStatus)
+	agents.HandleFunc("DELETE "+agentapi.PathWorks+"/{name}/finalizer", g.serveFinalizer)
 }
 
-// caller identifies the cluster and checks an explicit namespace.
+// caller is the calling cluster, which may only name its own namespace.
 func (g *Gateway) caller(w http.ResponseWriter, r *http.Request, endpoint string) (string, bool) {
-	cluster, ok := g.identity(w, r)
+	id, ok := gateway.Caller(w, r)
 	if !ok {
 		g.count(endpoint, "refused")
 		return "", false
 	}
+	cluster := id.Cluster
 	if ns := r.URL.Query().Get(agentapi.ParamNamespace); ns != "" && ns != cluster {
 		g.count(endpoint, "forbidden")
 		http.Error(w, fmt.Sprintf("cluster %q may only use the works of its own namespace %q, not %q", cluster, cluster, ns), http.StatusForbidden)
@@ -168,7 +166,7 @@ func (g *Gateway) serveList(w http.ResponseWriter, r *http.Request) {
 			if ctx.Err() != nil {
 				return
 			}
-			g.serverError(w, "list", "list ManifestWorks of "+cluster, err)
+			g.serverError(w, r, "list", "list ManifestWorks of "+cluster, err)
 			return
 		}
 		w.Header().Set("ETag", strconv.Quote(list.ResourceVersion))
@@ -261,7 +259,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	mw := &fleetv1.ManifestWork{}
 	if err := g.cache.Get(ctx, client.ObjectKey{Namespace: cluster, Name: name}, mw); err != nil {
-		g.notFoundOrError(w, "status", cluster, name, err)
+		g.notFoundOrError(w, r, "status", cluster, name, err)
 		return
 	}
 	for attempt := 0; ; attempt++ {
@@ -288,7 +286,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 			// The cache was behind: read the work again and retry once.
 			mw = &fleetv1.ManifestWork{}
 			if err := g.api.Get(ctx, client.ObjectKey{Namespace: cluster, Name: name}, mw); err != nil {
-				g.notFoundOrError(w, "status", cluster, name, err)
+				g.notFoundOrError(w, r, "status", cluster, name, err)
 				return
 			}
 			continue
@@ -297,10 +295,10 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "the status is invalid: "+err.Error(), http.StatusBadRequest)
 			return
 		case apierrors.IsNotFound(err):
-			g.notFoundOrError(w, "status", cluster, name, err)
+			g.notFoundOrError(w, r, "status", cluster, name, err)
 			return
 		}
-		g.serverError(w, "status", fmt.Sprintf("write the status of ManifestWork %s/%s", cluster, name), err)
+		g.serverError(w, r, "status", fmt.Sprintf("write the status of ManifestWork %s/%s", cluster, name), err)
 		return
 	}
 }
@@ -334,7 +332,7 @@ func (g *Gateway) serveFinalizer(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		case err != nil:
-			g.serverError(w, "finalizer", fmt.Sprintf("get ManifestWork %s/%s", cluster, name), err)
+			g.serverError(w, r, "finalizer", fmt.Sprintf("get ManifestWork %s/%s", cluster, name), err)
 			return
 		case uid != "" && uid != string(mw.UID):
 			g.count("finalizer", "conflict")
@@ -355,29 +353,29 @@ func (g *Gateway) serveFinalizer(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err == nil || apierrors.IsNotFound(err):
 			g.count("finalizer", "removed")
-			g.logger.Info("work cleaned up by its agent", "cluster", cluster, "work", name)
+			g.logger.InfoContext(ctx, "work cleaned up by its agent", "cluster", cluster, "work", name)
 			w.WriteHeader(http.StatusNoContent)
 			return
 		case apierrors.IsConflict(err) && attempt == 0:
 			continue
 		}
-		g.serverError(w, "finalizer", fmt.Sprintf("remove the finalizer of ManifestWork %s/%s", cluster, name), err)
+		g.serverError(w, r, "finalizer", fmt.Sprintf("remove the finalizer of ManifestWork %s/%s", cluster, name), err)
 		return
 	}
 }
 
-func (g *Gateway) notFoundOrError(w http.ResponseWriter, endpoint, cluster, name string, err error) {
+func (g *Gateway) notFoundOrError(w http.ResponseWriter, r *http.Request, endpoint, cluster, name string, err error) {
 	if apierrors.IsNotFound(err) {
 		g.count(endpoint, "not_found")
 		http.Error(w, fmt.Sprintf("cluster %s has no work %q", cluster, name), http.StatusNotFound)
 		return
 	}
-	g.serverError(w, endpoint, fmt.Sprintf("get ManifestWork %s/%s", cluster, name), err)
+	g.serverError(w, r, endpoint, fmt.Sprintf("get ManifestWork %s/%s", cluster, name), err)
 }
 
-func (g *Gateway) serverError(w http.ResponseWriter, endpoint, what string, err error) {
+func (g *Gateway) serverError(w http.ResponseWriter, r *http.Request, endpoint, what string, err error) {
 	g.count(endpoint, "error")
-	g.logger.Error(what, "err", err)
+	g.logger.ErrorContext(r.Context(), what, "err", err)
 	w.Header().Set("Retry-After", "2")
 	http.Error(w, what+" failed; retry", http.StatusServiceUnavailable)
 }

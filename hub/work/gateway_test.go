@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,11 +23,14 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
+	"github.com/fleetpulse/fleetpulse/hub/gateway/gatewaytest"
 )
 
-// testGateway serves the endpoints over a fake client; the calling
-// cluster is named by the X-Cluster header.
-func testGateway(t *testing.T, objs ...client.Object) (*Gateway, client.Client, *atomic.Int32, *httptest.Server) {
+// testGateway serves the endpoints over a fake client, on the agents'
+// gateway over mutual TLS, where a client certificate names the calling
+// cluster.
+func testGateway(t *testing.T, objs ...client.Object) (*Gateway, client.Client, *atomic.Int32, *gatewaytest.Server) {
 	t.Helper()
 	s := runtime.NewScheme()
 	_ = fleetv1.AddToScheme(s)
@@ -40,21 +42,12 @@ func testGateway(t *testing.T, objs ...client.Object) (*Gateway, client.Client, 
 		}}).Build()
 	g := &Gateway{cache: c, writer: c, api: c, logger: slog.New(slog.DiscardHandler),
 		wake: &broadcaster{chans: map[string]chan struct{}{}}, stopped: make(chan struct{}),
-		identity: func(w http.ResponseWriter, r *http.Request) (string, bool) {
-			if n := r.Header.Get("X-Cluster"); n != "" {
-				return n, true
-			}
-			http.Error(w, "no certificate", http.StatusUnauthorized)
-			return "", false
-		},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"endpoint", "result"}),
 		waiting:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "w"}),
 	}
-	mux := http.NewServeMux()
-	g.Routes(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return g, c, writes, srv
+	agents := gateway.New(gateway.Options{})
+	g.Routes(agents)
+	return g, c, writes, gatewaytest.Start(t, agents)
 }
 
 func mwork(ns, name string, finalizer bool) *fleetv1.ManifestWork {
@@ -65,17 +58,15 @@ func mwork(ns, name string, finalizer bool) *fleetv1.ManifestWork {
 	return mw
 }
 
-func call(t *testing.T, srv *httptest.Server, cluster, method, path string, in any) (*http.Response, []byte) {
+// call sends a request as cluster (without a client certificate for "").
+func call(t *testing.T, srv *gatewaytest.Server, cluster, method, path string, in any) (*http.Response, []byte) {
 	t.Helper()
 	var body []byte
 	if in != nil {
 		body, _ = json.Marshal(in)
 	}
 	req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
-	if cluster != "" {
-		req.Header.Set("X-Cluster", cluster)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := srv.Client(cluster).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +99,7 @@ func TestListServesOwnFinalizedWorks(t *testing.T) {
 		}
 	}
 	if resp, _ := call(t, srv, "", http.MethodGet, agentapi.PathWorks, nil); resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("list without identity: %d, want the identity's refusal", resp.StatusCode)
+		t.Errorf("list without a client certificate: %d, want the gateway's refusal", resp.StatusCode)
 	}
 	if resp, _ := call(t, srv, "east", http.MethodGet, agentapi.PathWorks+"?timeout=soon", nil); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("bad timeout: %d, want 400", resp.StatusCode)
