@@ -22,7 +22,9 @@
 // registered or deregistered right now (429 and 503: retry after
 // Retry-After). A registration whose key differs from the one the cluster
 // registered with is answered as pending until an administrator approves
-// the new key.
+// the new key. Every answer carries X-Request-Id: the caller's, when it is
+// a token of up to 128 letters, digits and ".:_-", else one the hub made;
+// the hub's log lines about the request name it.
 package agentapi
 
 import "time"
