@@ -1,8 +1,9 @@
 // Package collector assembles the Fleetpulse agent's OpenTelemetry Collector
 // distribution: the component factories it ships (ours: k8s_inventory,
-// k8s_events, cluster_identity, series_limit, fleetpulse_hub; the Collector's: OTLP, batch,
-// memory_limiter, debug/OTLP exporters, zpages, file_storage), its build info,
-// and the built-in default configuration.
+// k8s_events, cluster_identity, series_limit, fleetpulse_hub, and the
+// controllers fleetpulse_registration and fleetpulse_work; the Collector's:
+// OTLP, batch, memory_limiter, debug/OTLP exporters, zpages, file_storage),
+// its build info, and the built-in default configuration.
 package collector
 
 import (
@@ -30,6 +31,8 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 
 	hubexporter "github.com/fleetpulse/fleetpulse/exporters/hub"
+	registrationext "github.com/fleetpulse/fleetpulse/extensions/registration"
+	workext "github.com/fleetpulse/fleetpulse/extensions/work"
 	"github.com/fleetpulse/fleetpulse/processors/clusteridentity"
 	"github.com/fleetpulse/fleetpulse/processors/serieslimit"
 	"github.com/fleetpulse/fleetpulse/receiver/k8sevents"
@@ -66,6 +69,8 @@ func Components() (otelcol.Factories, error) {
 	if f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
 		zpagesextension.NewFactory(),
 		filestorage.NewFactory(),
+		registrationext.NewFactory(),
+		workext.NewFactory(),
 	); err != nil {
 		return f, fmt.Errorf("extensions: %w", err)
 	}

@@ -6,12 +6,14 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	agentreg "github.com/fleetpulse/fleetpulse/agent/registration"
 )
 
 // AgentOptions are what the built-in configuration needs to know; the rest
@@ -25,14 +27,18 @@ type AgentOptions struct {
 	Kubeconfig string
 	// StateDir holds the disk queue that survives outages and restarts.
 	StateDir string
-	// CAFile verifies the hub; CertFile and KeyFile are the agent's client
-	// certificate. All optional; with registration they are the files it
-	// keeps under StateDir/credentials and renews in place, which the
-	// exporter reloads (TLSReloadInterval).
+	// CAFile verifies the hub; CertFile and KeyFile are the agent's static
+	// client certificate (all optional). With registration, CAFile verifies
+	// the hub when joining, and the exporter uses the files the
+	// registration keeps under StateDir/credentials and renews in place,
+	// which it reloads (TLSReloadInterval).
 	CAFile, CertFile, KeyFile string
-	// Extensions are more extensions to run (ID → settings), e.g. the one
-	// that publishes the registration's metrics.
-	Extensions map[string]any
+	// BootstrapToken lets the agent join the hub. The rendered
+	// configuration never holds it: it refers to $FLEETPULSE_BOOTSTRAP_TOKEN
+	// (agent/registration.EnvBootstrapToken), which must hold the token.
+	BootstrapToken string
+	// CAHash pins the hub's CA when joining (--hub-ca-hash).
+	CAHash string
 	// CollectionInterval is how often the inventory is sent.
 	CollectionInterval time.Duration
 	// MetricsAddr serves the agent's own metrics for Prometheus (host:port).
@@ -60,6 +66,7 @@ func (o AgentOptions) Validate() error {
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		errs = append(errs, errors.New("--cert-file and --key-file go together"))
 	}
+	errs = append(errs, o.validateRegistration()...)
 	for flag, addr := range map[string]string{"--metrics-address": o.MetricsAddr, "--self-telemetry-address": o.SelfTelemetryAddr} {
 		if addr == "" && flag == "--self-telemetry-address" {
 			continue
@@ -74,6 +81,40 @@ func (o AgentOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
+// validateRegistration checks what joining the hub needs, naming the
+// flags.
+func (o AgentOptions) validateRegistration() []error {
+	if o.BootstrapToken == "" {
+		return nil
+	}
+	var errs []error
+	if o.CertFile != "" || o.KeyFile != "" {
+		errs = append(errs, errors.New("--bootstrap-token and --cert-file/--key-file exclude each other: registration issues the agent's certificate"))
+	}
+	if u, err := url.Parse(o.Hub); o.Hub != "" && (err != nil || u.Scheme != "https") {
+		errs = append(errs, fmt.Errorf("--hub %q: registration needs an https:// URL", o.Hub))
+	}
+	if o.CAHash == "" && o.CAFile == "" {
+		errs = append(errs, errors.New("--bootstrap-token needs --hub-ca-hash (or --hub-ca-file) to verify the hub it sends the token to"))
+	}
+	if strings.ContainsAny(o.BootstrapToken, " \t\r\n") {
+		errs = append(errs, errors.New("--bootstrap-token holds white space"))
+	}
+	if o.CAHash != "" {
+		if err := agentreg.CheckCAHash(o.CAHash); err != nil {
+			errs = append(errs, fmt.Errorf("--hub-ca-hash %q: %w", o.CAHash, err))
+		}
+	}
+	return errs
+}
+
+// Registers reports whether the built-in pipeline runs the registration and
+// the work applier: with a bootstrap token, or with the credentials a former
+// run stored in StateDir when no client certificate is given.
+func (o AgentOptions) Registers() bool {
+	return o.BootstrapToken != "" || (o.CertFile == "" && o.KeyFile == "" && agentreg.HasCredentials(o.StateDir))
+}
+
 // TLSReloadInterval is how often the exporter re-reads its client
 // certificate and key files.
 const TLSReloadInterval = time.Minute
@@ -81,10 +122,19 @@ const TLSReloadInterval = time.Minute
 // DefaultConfig renders the agent's built-in pipelines as Collector YAML: the
 // cluster's inventory metrics and its events as logs, memory-limited, stamped
 // with the cluster's identity, batched, and sent to the hub through a disk
-// queue; the events receiver keeps its place in the same storage.
+// queue; the events receiver keeps its place in the same storage. When the
+// agent registers (Registers), the fleetpulse_registration and
+// fleetpulse_work extensions run too, and the exporter uses the credentials
+// the registration keeps.
 func DefaultConfig(o AgentOptions) (string, error) {
 	if err := o.Validate(); err != nil {
 		return "", err
+	}
+	registers := o.Registers()
+	joinCA := o.CAFile
+	if registers {
+		p := agentreg.PathsIn(o.StateDir)
+		o.CAFile, o.CertFile, o.KeyFile = p.CA, p.Cert, p.Key
 	}
 	api := map[string]any{"auth_type": "serviceAccount"}
 	if o.Kubeconfig != "" {
@@ -118,11 +168,10 @@ func DefaultConfig(o AgentOptions) (string, error) {
 		},
 	}
 	extensionIDs := []string{"file_storage"}
-	for id, settings := range o.Extensions {
-		extensions[id] = settings
-		extensionIDs = append(extensionIDs, id)
+	if registers {
+		extensions["fleetpulse_registration"], extensions["fleetpulse_work"] = controllers(o, joinCA)
+		extensionIDs = append(extensionIDs, "fleetpulse_registration", "fleetpulse_work")
 	}
-	slices.Sort(extensionIDs[1:])
 	cfg := map[string]any{
 		"extensions": extensions,
 		"receivers":  map[string]any{"k8s_inventory": inventory, "k8s_events": events},
@@ -166,6 +215,26 @@ func DefaultConfig(o AgentOptions) (string, error) {
 		return "", fmt.Errorf("render default config: %w", err)
 	}
 	return string(b), nil
+}
+
+// controllers returns the settings of the registration and the work applier.
+func controllers(o AgentOptions, joinCA string) (registration, work map[string]any) {
+	registration = map[string]any{
+		"endpoint": o.Hub, "cluster_name": o.ClusterName, "state_dir": o.StateDir, "kubeconfig": o.Kubeconfig,
+	}
+	if o.BootstrapToken != "" {
+		registration["bootstrap_token"] = "${env:" + agentreg.EnvBootstrapToken + "}"
+	}
+	if o.CAHash != "" {
+		registration["hub_ca_hash"] = o.CAHash
+	}
+	if joinCA != "" {
+		registration["hub_ca_file"] = joinCA
+	}
+	work = map[string]any{
+		"endpoint": o.Hub, "cluster_name": o.ClusterName, "state_dir": o.StateDir, "kubeconfig": o.Kubeconfig,
+	}
+	return registration, work
 }
 
 // addSelfTelemetry serves the agent's own metrics for local scraping and, when

@@ -40,17 +40,17 @@ func TestAgentOptionsNameTheFlags(t *testing.T) {
 
 // TestDefaultConfigReloadsTheClientCertificate: with a client certificate
 // (static or from registration) the exporter re-reads it, so a renewal
-// needs no restart; extra extensions are configured and run.
+// needs no restart.
 func TestDefaultConfigReloadsTheClientCertificate(t *testing.T) {
 	y, err := DefaultConfig(AgentOptions{
 		Hub: "https://hub.example:8443", ClusterName: "prod-eu-1", StateDir: t.TempDir(), CollectionInterval: 30 * time.Second,
 		CAFile: "/state/credentials/ca.crt", CertFile: "/state/credentials/tls.crt", KeyFile: "/state/credentials/tls.key",
-		MetricsAddr: "127.0.0.1:8888", Extensions: map[string]any{"zpages": map[string]any{}},
+		MetricsAddr: "127.0.0.1:8888",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"reload_interval: 1m0s", "cert_file: /state/credentials/tls.crt", "zpages: {}", "extensions:\n  - file_storage\n  - zpages\n"} {
+	for _, want := range []string{"reload_interval: 1m0s", "cert_file: /state/credentials/tls.crt", "extensions:\n  - file_storage\n"} {
 		if !strings.Contains(y, want) {
 			t.Errorf("default config lacks %q:\n%s", want, y)
 		}
@@ -65,5 +65,58 @@ func TestDefaultConfigReloadsTheClientCertificate(t *testing.T) {
 	}
 	if strings.Contains(y, "reload_interval") {
 		t.Errorf("reload_interval without a client certificate:\n%s", y)
+	}
+}
+
+// TestDefaultConfigRegisters: with a bootstrap token the registration and
+// the work applier run, started before the pipelines, the exporter uses the
+// credentials the registration keeps, and the configuration names the
+// token's variable, never the token.
+func TestDefaultConfigRegisters(t *testing.T) {
+	const token = "abcdef.0123456789abcdef"
+	t.Setenv("FLEETPULSE_BOOTSTRAP_TOKEN", token)
+	state := t.TempDir()
+	y, err := DefaultConfig(AgentOptions{
+		Hub: "https://hub.example:8443", ClusterName: "prod-eu-1", StateDir: state, Kubeconfig: "/etc/kubeconfig",
+		CollectionInterval: 30 * time.Second, MetricsAddr: "127.0.0.1:8888", BootstrapToken: token,
+		CAHash: "sha256:" + strings.Repeat("ab", 32), CAFile: "/etc/join-ca.crt",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"fleetpulse_registration:", "fleetpulse_work:", "bootstrap_token: ${env:FLEETPULSE_BOOTSTRAP_TOKEN}",
+		"hub_ca_hash: sha256:abab", "hub_ca_file: /etc/join-ca.crt",
+		"cert_file: " + state + "/credentials/tls.crt", "ca_file: " + state + "/credentials/ca.crt",
+		"extensions:\n  - file_storage\n  - fleetpulse_registration\n  - fleetpulse_work\n",
+	} {
+		if !strings.Contains(y, want) {
+			t.Errorf("default config lacks %q:\n%s", want, y)
+		}
+	}
+	if strings.Contains(y, token) {
+		t.Errorf("the default config holds the token:\n%s", y)
+	}
+	if err := newCollector(t, "yaml:"+y).DryRun(context.Background()); err != nil {
+		t.Fatalf("default config does not validate: %v\n%s", err, y)
+	}
+}
+
+func TestRegistrationFlagsChecked(t *testing.T) {
+	err := AgentOptions{
+		Hub: "http://hub:8443", ClusterName: "a", StateDir: "/s", CollectionInterval: time.Second, MetricsAddr: "127.0.0.1:1",
+		BootstrapToken: "abc def", CertFile: "c", KeyFile: "k", CAHash: "md5:00",
+	}.Validate()
+	for _, want := range []string{
+		"--bootstrap-token and --cert-file/--key-file exclude each other", `--hub "http://hub:8443": registration needs an https:// URL`,
+		"--bootstrap-token holds white space", `--hub-ca-hash "md5:00"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want %q", err, want)
+		}
+	}
+	err = AgentOptions{Hub: "https://hub:8443", ClusterName: "a", StateDir: "/s", CollectionInterval: time.Second, MetricsAddr: "127.0.0.1:1", BootstrapToken: "t"}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "--bootstrap-token needs --hub-ca-hash (or --hub-ca-file)") {
+		t.Errorf("Validate() = %v, want the missing pin named", err)
 	}
 }

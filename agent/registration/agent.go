@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetpulse/fleetpulse/agent/internal/backoff"
+	"github.com/fleetpulse/fleetpulse/agent/internal/health"
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 )
 
@@ -22,7 +23,9 @@ type Agent struct {
 	paths Paths
 	log   *slog.Logger
 	stats *Stats
-	now   func() time.Time
+	// health hears heartbeats and renewals failing and succeeding in Run.
+	health *health.Health
+	now    func() time.Time
 
 	// Retry timing; tests shorten it.
 	minBackoff, maxBackoff, pendingPoll time.Duration
@@ -47,7 +50,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	cfg = cfg.withDefaults()
 	return &Agent{
-		cfg: cfg, paths: PathsIn(cfg.StateDir), stats: cfg.Stats, now: time.Now,
+		cfg: cfg, paths: PathsIn(cfg.StateDir), stats: cfg.Stats, now: time.Now, health: health.New(cfg.ReportHealth),
 		log:        cfg.Logger.With("cluster", cfg.ClusterName),
 		minBackoff: time.Second, maxBackoff: time.Minute, pendingPoll: 5 * time.Second,
 		period: cfg.HeartbeatPeriod,
@@ -153,24 +156,32 @@ func (a *Agent) Run(ctx context.Context) error {
 			} else if joined {
 				renew.Reset(a.untilRenewal())
 			}
-			if err := a.heartbeat(ctx); err != nil {
+			err := a.heartbeat(ctx)
+			if err != nil {
 				if err := a.fatal(err); err != nil {
 					return a.endOf(ctx, err)
 				}
 				if ctx.Err() == nil {
 					a.log.Warn("heartbeat failed; retrying next period", "err", err, "failures_in_a_row", a.hubFailures, "period", a.period)
+					a.health.Set("heartbeat", fmt.Errorf("heartbeats fail (%d in a row): %w", a.hubFailures, err))
 				}
+			} else {
+				a.health.Set("heartbeat", nil)
 			}
 			beat.Reset(a.period)
 		case <-renew.C:
 			err := a.renew(ctx)
 			if err == nil {
+				a.health.Set("renewal", nil)
 				retry.Reset()
 				renew.Reset(a.untilRenewal())
 				continue
 			}
 			if err := a.fatal(err); err != nil {
 				return a.endOf(ctx, err)
+			}
+			if ctx.Err() == nil {
+				a.health.Set("renewal", fmt.Errorf("certificate renewal fails: %w", err))
 			}
 			wait := retry.Next(retryAfter(err))
 			a.log.Warn("certificate renewal failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond),

@@ -50,6 +50,10 @@ type Config struct {
 	// Stats counts heartbeats, renewals and registrations; nil keeps counts
 	// nobody reads.
 	Stats *Stats
+	// ReportHealth, when set, hears why the agent cannot reach the hub
+	// while it runs (heartbeats or renewals failing, retried), and nil once
+	// it can again. Errors that end the agent are Run's.
+	ReportHealth func(error)
 }
 
 // Validate returns every problem, naming the flag it comes from. (Cluster
@@ -72,8 +76,8 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--state-dir is required: registration keeps the agent's credentials there"))
 	}
 	if c.CAHash != "" {
-		if err := checkCAHash(c.CAHash); err != nil {
-			errs = append(errs, err)
+		if err := CheckCAHash(c.CAHash); err != nil {
+			errs = append(errs, fmt.Errorf("--hub-ca-hash %q: %w", c.CAHash, err))
 		}
 	}
 	if c.BootstrapToken != "" && c.CAHash == "" && c.CAFile == "" {
@@ -88,11 +92,11 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkCAHash checks the agentapi.CAHash format: sha256 and 64 hex digits.
-func checkCAHash(h string) error {
+// CheckCAHash checks the agentapi.CAHash format: sha256 and 64 hex digits.
+func CheckCAHash(h string) error {
 	hexPart, ok := strings.CutPrefix(h, "sha256:")
 	if b, err := hex.DecodeString(hexPart); !ok || err != nil || len(b) != 32 {
-		return fmt.Errorf("--hub-ca-hash %q: want sha256:<64 hex digits>, the SHA-256 of the hub CA's public key (SubjectPublicKeyInfo)", h)
+		return errors.New("want sha256:<64 hex digits>, the SHA-256 of the hub CA's public key (SubjectPublicKeyInfo)")
 	}
 	return nil
 }

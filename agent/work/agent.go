@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/fleetpulse/fleetpulse/agent/internal/backoff"
+	"github.com/fleetpulse/fleetpulse/agent/internal/health"
 	"github.com/fleetpulse/fleetpulse/agent/registration"
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
@@ -59,6 +60,7 @@ type Agent struct {
 	// a sweep enqueued have been synced when the next one is counted.
 	sweeps atomic.Int64
 	stats  *Stats
+	health *health.Health
 }
 
 // workState is what the agent remembers of a work between syncs.
@@ -109,7 +111,7 @@ func New(cfg Config) (*Agent, error) {
 		stats = NewStats()
 	}
 	a := &Agent{
-		cfg: cfg, log: cfg.Logger.With("cluster", cfg.ClusterName), stats: stats,
+		cfg: cfg, log: cfg.Logger.With("cluster", cfg.ClusterName), stats: stats, health: health.New(cfg.ReportHealth),
 		hub:     newHubClient(cfg.Hub, registration.PathsIn(cfg.StateDir)),
 		records: records{dyn: dyn, namespace: cfg.Namespace},
 		applier: &applier{dyn: dyn, mapper: newMapper(u.String(), hc), fieldManager: cfg.FieldManager},
@@ -130,6 +132,9 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.hub.close()
 	defer a.watches.stop()
+	// The queue runs goroutines from New on: they end with it, also when
+	// Run ends before the records could be read.
+	defer a.queue.ShutDown()
 	bo := backoff.Backoff{Min: time.Second, Max: 30 * time.Second}
 	for {
 		err := a.records.ensureNamespace(ctx)
@@ -137,9 +142,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.recs, err = a.records.load(ctx)
 		}
 		if err == nil {
+			a.health.Set("records", nil)
 			break
 		}
 		a.log.Warn("cannot read the work records; retrying", "err", err)
+		a.health.Set("records", fmt.Errorf("cannot read the work records in namespace %s: %w", a.cfg.Namespace, err))
 		if backoff.Sleep(ctx, bo.Next(0)) != nil {
 			return nil
 		}
@@ -181,10 +188,12 @@ func (a *Agent) poll(ctx context.Context) {
 				a.log.Warn("cannot list works; retrying", "err", err)
 				lastErr = msg
 			}
+			a.health.Set("list", fmt.Errorf("cannot list works: %w", err))
 			_ = backoff.Sleep(ctx, bo.Next(hint))
 			continue
 		}
 		bo.Reset()
+		a.health.Set("list", nil)
 		if lastErr != "" {
 			a.log.Info("listing works again")
 			lastErr = ""
@@ -445,8 +454,10 @@ func (a *Agent) report(ctx context.Context, item *agentapi.WorkItem, st *workSta
 	case code == http.StatusNotFound || code == http.StatusConflict:
 		// The work went or was replaced: the next list says how.
 	default:
+		a.health.Set("status", fmt.Errorf("cannot report the status of work %s: %w", item.Name, err))
 		return err
 	}
+	a.health.Set("status", nil)
 	return nil
 }
 

@@ -48,6 +48,12 @@ type Config struct {
 	// Stats counts applies, drifts and hub requests; nil counts into a
 	// Stats of the Agent's own.
 	Stats *Stats
+	// ReportHealth, when set, hears what keeps the agent from doing its
+	// job while it retries (its records cannot be read, the hub cannot be
+	// listed, a status cannot be reported), and nil once nothing does. A
+	// work whose manifests fail to apply is not the agent's trouble: the
+	// work's own status says so at the hub.
+	ReportHealth func(error)
 }
 
 // Validate returns every problem.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,14 +13,11 @@ import (
 	"time"
 
 	"github.com/prometheus/common/version"
-	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.uber.org/multierr"
 
-	"github.com/fleetpulse/fleetpulse/agent/registration"
-	"github.com/fleetpulse/fleetpulse/agent/work"
+	agentreg "github.com/fleetpulse/fleetpulse/agent/registration"
 	"github.com/fleetpulse/fleetpulse/collector"
 )
 
@@ -60,75 +56,76 @@ Examples:
   fleetpulse-agent validate --config=file:agent.yaml
   fleetpulse-agent --config=file:agent.yaml`
 
-// joinFlags are the flags of registration.
-type joinFlags struct {
-	token, caHash string
-}
-
 func main() {
-	// The registration's and the work agent's counts are published in the
-	// Collector's own telemetry by extensions, which the built-in pipeline
-	// turns on when the agent registers.
-	stats, workStats := registration.NewStats(), work.NewStats()
 	settings := collector.Settings(version.Version)
-	components := settings.Factories
-	settings.Factories = func() (otelcol.Factories, error) {
-		f, err := components()
-		if err != nil {
-			return f, err
-		}
-		for _, ext := range []extension.Factory{registration.NewTelemetryFactory(stats), work.NewTelemetryFactory(workStats)} {
-			f.Extensions[ext.Type()] = ext
-		}
-		return f, nil
-	}
+	// The command's context carries SIGINT and SIGTERM instead, so that a
+	// stop also ends a start that waits: the registration's, until the hub
+	// accepts the cluster.
+	settings.DisableGracefulShutdown = true
 	cmd := otelcol.NewCommand(settings)
 	cmd.Long = long
 	opts := collector.AgentOptions{
 		StateDir: "/var/lib/fleetpulse-agent", CollectionInterval: 30 * time.Second,
 		MetricsAddr: "127.0.0.1:8888", SelfTelemetryAddr: "127.0.0.1:14318",
 	}
-	var join joinFlags
-	addAgentFlags(cmd.Flags(), &opts, &join)
+	addAgentFlags(cmd.PersistentFlags(), &opts)
 	var rt runtimeOptions
-	addRuntimeFlags(cmd.Flags(), &rt)
+	addRuntimeFlags(cmd.PersistentFlags(), &rt)
 
 	// The built-in pipeline must come before any --config so that a user's
 	// file overrides it, so it is rendered from a first pass over the flags.
 	pre := pflag.NewFlagSet("agent", pflag.ContinueOnError)
 	pre.ParseErrorsAllowlist.UnknownFlags = true
 	pre.Usage = func() {}
-	addAgentFlags(pre, &opts, &join)
+	addAgentFlags(pre, &opts)
 	addRuntimeFlags(pre, &rt)
 	_ = pre.Parse(os.Args[1:])
 	rt.apply()
-	if join.token == "" {
-		join.token = os.Getenv(registration.EnvBootstrapToken)
-	}
-	reg, err := registrationConfig(&opts, join, stats)
+	args, err := builtInPipeline(&opts, os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleetpulse-agent:", err)
 		os.Exit(2)
 	}
-	if opts.Hub != "" {
-		y, err := collector.DefaultConfig(opts)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "fleetpulse-agent:", err)
-			os.Exit(2)
-		}
-		cmd.SetArgs(append([]string{"--config=yaml:" + y}, os.Args[1:]...))
-	}
-	if reg != nil {
-		runWithRegistration(cmd, *reg, workStats)
-	}
-	if err := cmd.Execute(); err != nil {
-		if opts.SelfTelemetryAddr != "" && onlyFinalSelfTelemetryPush(err) {
-			fmt.Fprintln(os.Stderr, "fleetpulse-agent: stopped; the last push of the agent's own metrics was lost:", err)
-			return
-		}
+	cmd.SetArgs(args)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = cmd.ExecuteContext(ctx)
+	stopped := ctx.Err() != nil
+	stop()
+	switch {
+	case err == nil:
+	case stopped && errors.Is(err, context.Canceled):
+		// Stopped while starting (waiting for the hub to accept the cluster).
+	case opts.SelfTelemetryAddr != "" && onlyFinalSelfTelemetryPush(err):
+		fmt.Fprintln(os.Stderr, "fleetpulse-agent: stopped; the last push of the agent's own metrics was lost:", err)
+	default:
 		fmt.Fprintln(os.Stderr, "fleetpulse-agent:", err)
 		os.Exit(1)
 	}
+}
+
+// builtInPipeline returns the command's arguments: with --hub, the built-in
+// pipeline's configuration first, then args. The bootstrap token reaches
+// the registration through $FLEETPULSE_BOOTSTRAP_TOKEN, which the
+// configuration names, so neither the configuration nor a print of it holds
+// the token.
+func builtInPipeline(o *collector.AgentOptions, args []string) ([]string, error) {
+	if o.BootstrapToken == "" {
+		o.BootstrapToken = os.Getenv(agentreg.EnvBootstrapToken)
+	} else if err := os.Setenv(agentreg.EnvBootstrapToken, o.BootstrapToken); err != nil {
+		return nil, fmt.Errorf("pass the bootstrap token on: %w", err)
+	}
+	if o.Hub == "" {
+		if o.BootstrapToken != "" {
+			return nil, errors.New("--bootstrap-token needs --hub, the hub's agents URL")
+		}
+		return args, nil
+	}
+	y, err := collector.DefaultConfig(*o)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{"--config=yaml:" + y}, args...), nil
 }
 
 // onlyFinalSelfTelemetryPush reports whether err, the Collector's answer to
@@ -146,91 +143,7 @@ func onlyFinalSelfTelemetryPush(err error) bool {
 	return len(inner) == 1 && strings.HasPrefix(inner[0].Error(), "failed to shutdown meter provider: ")
 }
 
-// registrationConfig returns the registration's configuration when the
-// agent registers: with a bootstrap token, or with credentials a former
-// run stored and no certificate given by flag. It points the built-in
-// pipeline's TLS at the stored credentials. It returns nil otherwise.
-func registrationConfig(o *collector.AgentOptions, j joinFlags, stats *registration.Stats) (*registration.Config, error) {
-	if j.token == "" && (o.Hub == "" || o.CertFile != "" || o.KeyFile != "" || !registration.HasCredentials(o.StateDir)) {
-		return nil, nil
-	}
-	if j.token != "" && (o.CertFile != "" || o.KeyFile != "") {
-		return nil, errors.New("--bootstrap-token and --cert-file/--key-file exclude each other: registration issues the agent's certificate")
-	}
-	cfg := registration.Config{
-		Hub: o.Hub, ClusterName: o.ClusterName, StateDir: o.StateDir,
-		BootstrapToken: j.token, CAHash: j.caHash, CAFile: o.CAFile,
-		AgentVersion: version.Version, Stats: stats,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "registration"),
-	}
-	var errs []error
-	if o.Hub != "" {
-		cluster, err := registration.NewKubeCluster(o.Kubeconfig, "fleetpulse-agent/"+version.Version)
-		if err != nil {
-			errs = append(errs, err)
-		} else {
-			cfg.Cluster = cluster
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	p := registration.PathsIn(o.StateDir)
-	o.CAFile, o.CertFile, o.KeyFile = p.CA, p.Cert, p.Key
-	o.Extensions = map[string]any{registration.TelemetryType.String(): map[string]any{}, work.TelemetryType.String(): map[string]any{}}
-	return &cfg, nil
-}
-
-// runWithRegistration makes the Collector's run join the hub first (or
-// reuse stored credentials), then heartbeat and renew beside it. When the
-// registration ends (the hub deregistered the cluster, or refuses its
-// certificate) the Collector is stopped and the command fails.
-func runWithRegistration(cmd *cobra.Command, cfg registration.Config, workStats *work.Stats) {
-	run := cmd.RunE
-	cmd.RunE = func(c *cobra.Command, args []string) error {
-		ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		agent, err := registration.New(cfg)
-		if err != nil {
-			return err
-		}
-		if err := agent.Start(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil // stopped while joining
-			}
-			return err
-		}
-		colCtx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		ended := make(chan error, 1)
-		go func() {
-			err := agent.Run(colCtx)
-			cancel()
-			ended <- err
-		}()
-		// Work distribution (agent/work): this cluster's ManifestWorks from
-		// the hub, applied beside the Collector until colCtx ends.
-		workLog := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "work")
-		kubeconfig, _ := c.Flags().GetString("kubeconfig")
-		if w, err := work.New(work.Config{Hub: cfg.Hub, ClusterName: cfg.ClusterName, StateDir: cfg.StateDir, Kubeconfig: kubeconfig, Logger: workLog, Stats: workStats}); err != nil {
-			workLog.Error("work distribution is off", "err", err)
-		} else {
-			go func() { _ = w.Run(colCtx) }()
-		}
-		c.SetContext(colCtx)
-		err = run(c, args)
-		cancel()
-		if regErr := <-ended; regErr != nil {
-			return regErr
-		}
-		return err
-	}
-}
-
-func addAgentFlags(f *pflag.FlagSet, o *collector.AgentOptions, j *joinFlags) {
+func addAgentFlags(f *pflag.FlagSet, o *collector.AgentOptions) {
 	f.StringVar(&o.Hub, "hub", o.Hub, "hub base URL; turns on the built-in pipeline")
 	f.StringVar(&o.ClusterName, "cluster-name", o.ClusterName, "this cluster's registered name, stamped on everything sent")
 	f.StringVar(&o.ClusterSet, "cluster-set", o.ClusterSet, "this cluster's cluster set (optional)")
@@ -239,8 +152,8 @@ func addAgentFlags(f *pflag.FlagSet, o *collector.AgentOptions, j *joinFlags) {
 	f.StringVar(&o.CAFile, "hub-ca-file", o.CAFile, "CA bundle that verifies the hub (when joining: instead of --hub-ca-hash)")
 	f.StringVar(&o.CertFile, "cert-file", o.CertFile, "client certificate for the hub, when the agent does not register")
 	f.StringVar(&o.KeyFile, "key-file", o.KeyFile, "client key for the hub, when the agent does not register")
-	f.StringVar(&j.token, "bootstrap-token", "", "bootstrap token to join the hub with when --state-dir holds no usable credentials; prefer $"+registration.EnvBootstrapToken+", which ps does not show")
-	f.StringVar(&j.caHash, "hub-ca-hash", j.caHash, "pin of the hub's CA when joining: sha256:<hex SHA-256 of its public key>")
+	f.StringVar(&o.BootstrapToken, "bootstrap-token", "", "bootstrap token to join the hub with when --state-dir holds no usable credentials; prefer $"+agentreg.EnvBootstrapToken+", which ps does not show")
+	f.StringVar(&o.CAHash, "hub-ca-hash", o.CAHash, "pin of the hub's CA when joining: sha256:<hex SHA-256 of its public key>")
 	f.StringVar(&o.MetricsAddr, "metrics-address", o.MetricsAddr, "host:port serving the agent's own metrics for Prometheus")
 	f.StringVar(&o.SelfTelemetryAddr, "self-telemetry-address", o.SelfTelemetryAddr, "loopback host:port through which the agent's own metrics are sent to the hub; empty keeps them local")
 	f.DurationVar(&o.CollectionInterval, "collection-interval", o.CollectionInterval, "how often the inventory is collected and sent")

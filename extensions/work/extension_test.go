@@ -1,0 +1,117 @@
+package work
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/extension/extensiontest"
+
+	"github.com/fleetpulse/fleetpulse/extensions/work/internal/metadata"
+)
+
+// statusHost is a Collector host that keeps the statuses reported to it,
+// as the Collector hands them to a health check.
+type statusHost struct {
+	mu     sync.Mutex
+	events []*componentstatus.Event
+}
+
+func (h *statusHost) GetExtensions() map[component.ID]component.Component { return nil }
+
+func (h *statusHost) Report(e *componentstatus.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, e)
+}
+
+func (h *statusHost) last() *componentstatus.Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.events) == 0 {
+		return nil
+	}
+	return h.events[len(h.events)-1]
+}
+
+// kubeconfigFor writes a kubeconfig that reaches server.
+func kubeconfigFor(t *testing.T, server string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	data := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: %q}}]
+users: [{name: u, user: {token: agent}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`, server)
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// An applier that cannot do its job says so in its component status, which
+// the Collector's health reads, instead of only retrying in its logs: here
+// the cluster refuses it the namespace of its records.
+func TestFailureIsTheExtensionsStatus(t *testing.T) {
+	apiserver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,`+
+			`"message":"namespaces \"fleetpulse-agent\" is forbidden: User \"agent\" cannot get resource \"namespaces\""}`)
+	}))
+	defer apiserver.Close()
+	cfg := createDefaultConfig()
+	cfg.Endpoint, cfg.ClusterName, cfg.StateDir = "https://127.0.0.1:1", "east", t.TempDir()
+	cfg.Kubeconfig = kubeconfigFor(t, apiserver.URL)
+	ext, err := NewFactory().Create(context.Background(), extensiontest.NewNopSettings(metadata.Type), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := &statusHost{}
+	if err := ext.Start(context.Background(), host); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e := host.last()
+		if e != nil && e.Status() == componentstatus.StatusRecoverableError &&
+			strings.Contains(e.Err().Error(), "cannot read the work records in namespace fleetpulse-agent") &&
+			strings.Contains(e.Err().Error(), "forbidden") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recoverable error naming the records; last status %+v", e)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := ext.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// A kubeconfig that cannot be read fails Start, naming the file.
+func TestStartWithoutKubeconfig(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.Endpoint, cfg.ClusterName, cfg.Kubeconfig = "https://127.0.0.1:1", "east", "testdata/missing.kubeconfig"
+	ext, err := NewFactory().Create(context.Background(), extensiontest.NewNopSettings(metadata.Type), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ext.Start(context.Background(), &statusHost{}); err == nil || !strings.Contains(err.Error(), "missing.kubeconfig") {
+		t.Errorf("Start = %v, want the kubeconfig named", err)
+	}
+	if err := ext.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown after a failed start: %v", err)
+	}
+}
