@@ -2,7 +2,8 @@
 // distribution: the component factories it ships (ours: k8s_inventory,
 // k8s_events, cluster_identity, series_limit, fleetpulse_hub, and the
 // controllers fleetpulse_registration and fleetpulse_work; the Collector's:
-// OTLP, batch, memory_limiter, debug/OTLP exporters, zpages, file_storage),
+// OTLP, batch, memory_limiter, debug/OTLP exporters, zpages, file_storage,
+// healthcheckv2),
 // its build info, and the built-in default configuration.
 package collector
 
@@ -28,6 +29,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckv2extension"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 
 	hubexporter "github.com/fleetpulse/fleetpulse/exporters/hub"
@@ -69,6 +71,7 @@ func Components() (otelcol.Factories, error) {
 	if f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
 		zpagesextension.NewFactory(),
 		filestorage.NewFactory(),
+		healthcheckv2extension.NewFactory(),
 		registrationext.NewFactory(),
 		workext.NewFactory(),
 	); err != nil {

@@ -43,6 +43,9 @@ type AgentOptions struct {
 	CollectionInterval time.Duration
 	// MetricsAddr serves the agent's own metrics for Prometheus (host:port).
 	MetricsAddr string
+	// HealthAddr serves the agent's health (healthcheckv2's /status, every
+	// component's status with ?verbose); empty turns it off.
+	HealthAddr string
 	// SelfTelemetryAddr is the loopback OTLP/gRPC address through which the
 	// agent's own metrics (queue size, sent, failed and dropped counts) join
 	// the pipeline to the hub; empty keeps them local.
@@ -67,8 +70,8 @@ func (o AgentOptions) Validate() error {
 		errs = append(errs, errors.New("--cert-file and --key-file go together"))
 	}
 	errs = append(errs, o.validateRegistration()...)
-	for flag, addr := range map[string]string{"--metrics-address": o.MetricsAddr, "--self-telemetry-address": o.SelfTelemetryAddr} {
-		if addr == "" && flag == "--self-telemetry-address" {
+	for flag, addr := range map[string]string{"--metrics-address": o.MetricsAddr, "--self-telemetry-address": o.SelfTelemetryAddr, "--health-address": o.HealthAddr} {
+		if addr == "" && flag != "--metrics-address" {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -168,6 +171,13 @@ func DefaultConfig(o AgentOptions) (string, error) {
 		},
 	}
 	extensionIDs := []string{"file_storage"}
+	if o.HealthAddr != "" {
+		// Component statuses show in the body (?verbose); the status code
+		// turns only on a fatal error or a stop, so that a hub outage, which
+		// the agent rides out on its queue, never fails a probe.
+		extensions["healthcheckv2"] = map[string]any{"use_v2": true, "http": map[string]any{"endpoint": o.HealthAddr}}
+		extensionIDs = append(extensionIDs, "healthcheckv2")
+	}
 	if registers {
 		extensions["fleetpulse_registration"], extensions["fleetpulse_work"] = controllers(o, joinCA)
 		extensionIDs = append(extensionIDs, "fleetpulse_registration", "fleetpulse_work")

@@ -155,6 +155,7 @@ func addAgentFlags(f *pflag.FlagSet, o *collector.AgentOptions) {
 	f.StringVar(&o.BootstrapToken, "bootstrap-token", "", "bootstrap token to join the hub with when --state-dir holds no usable credentials; prefer $"+agentreg.EnvBootstrapToken+", which ps does not show")
 	f.StringVar(&o.CAHash, "hub-ca-hash", o.CAHash, "pin of the hub's CA when joining: sha256:<hex SHA-256 of its public key>")
 	f.StringVar(&o.MetricsAddr, "metrics-address", o.MetricsAddr, "host:port serving the agent's own metrics for Prometheus")
+	f.StringVar(&o.HealthAddr, "health-address", o.HealthAddr, "host:port serving the agent's health (e.g. 127.0.0.1:13133): /status, with every component's status under ?verbose; empty (the default) turns it off")
 	f.StringVar(&o.SelfTelemetryAddr, "self-telemetry-address", o.SelfTelemetryAddr, "loopback host:port through which the agent's own metrics are sent to the hub; empty keeps them local")
 	f.DurationVar(&o.CollectionInterval, "collection-interval", o.CollectionInterval, "how often the inventory is collected and sent")
 }
