@@ -8,5 +8,6 @@
 //
 // An Agent is built with New, joins (or reuses stored credentials) in Start,
 // and heartbeats and renews in Run until its context ends or the hub
-// deregisters the cluster.
+// deregisters the cluster. In the agent, extensions/registration runs it
+// inside the Collector.
 package registration

@@ -3,7 +3,8 @@
 // over mutual TLS with the credentials registration keeps in the state
 // folder, applies each work's manifests to the managed cluster in order,
 // keeps them applied, reports their status, and removes exactly what a
-// work applied when the work goes.
+// work applied when the work goes. In the agent, extensions/work runs it
+// inside the Collector.
 //
 //   - Applying: client-go's dynamic client, with a RESTMapper read from the
 //     cluster's discovery documents (read again when a kind is unknown, such

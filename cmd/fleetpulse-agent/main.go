@@ -37,7 +37,10 @@ ps does not show) the agent joins the hub itself: it checks the hub's CA against
 hub accepts it, and keeps the key and certificate it is issued in
 --state-dir/credentials. It then heartbeats, renews the certificate before it
 expires, and stops when the hub deregisters the cluster. A restart reuses the
-stored credentials; the token is needed again only to join again.
+stored credentials; the token is needed again only to join again. The
+registration and the work applier run as the Collector extensions
+fleetpulse_registration and fleetpulse_work, so --set and --config reach them
+like any component; --health-address serves every component's status.
 
 Examples:
   # the built-in pipeline, from outside the cluster
