@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -281,11 +282,29 @@ func TestRegistrationRefusalsAreFatal(t *testing.T) {
 }
 
 // TestHeartbeatsCarryClusterHealthAndSurviveHubErrors: heartbeats report
-// the cluster API's state and its error; hub errors are counted and retried.
+// the cluster API's state and its error; hub errors are counted, retried,
+// and reported as the agent's health until heartbeats go through again.
 func TestHeartbeatsCarryClusterHealthAndSurviveHubErrors(t *testing.T) {
 	h := newFakeHub(t)
 	cluster := &fakeCluster{}
-	a, _ := newTestAgent(t, h, t.TempDir(), func(c *Config) { c.Cluster = cluster })
+	var healthMu sync.Mutex
+	var health []error
+	lastHealth := func() (int, error) {
+		healthMu.Lock()
+		defer healthMu.Unlock()
+		if len(health) == 0 {
+			return 0, nil
+		}
+		return len(health), health[len(health)-1]
+	}
+	a, _ := newTestAgent(t, h, t.TempDir(), func(c *Config) {
+		c.Cluster = cluster
+		c.ReportHealth = func(err error) {
+			healthMu.Lock()
+			defer healthMu.Unlock()
+			health = append(health, err)
+		}
+	})
 	start(t, a)
 	a.period = 10 * time.Millisecond
 
@@ -295,7 +314,11 @@ func TestHeartbeatsCarryClusterHealthAndSurviveHubErrors(t *testing.T) {
 	h.set(func(h *fakeHub) { h.heartbeatStatus, h.heartbeatMessage = http.StatusServiceUnavailable, "not ready" })
 	done, _ := run(t, a)
 	require.Eventually(t, func() bool { return a.Stats().Heartbeats(ResultError) >= 3 }, 20*time.Second, 5*time.Millisecond, "failed heartbeats")
+	if _, err := lastHealth(); err == nil || !strings.Contains(err.Error(), "heartbeats fail") || !strings.Contains(err.Error(), "not ready") {
+		t.Errorf("health while heartbeats fail: %v", err)
+	}
 	h.set(func(h *fakeHub) { h.heartbeatStatus = 0 })
+	require.Eventually(t, func() bool { n, err := lastHealth(); return n > 1 && err == nil }, 20*time.Second, 5*time.Millisecond, "healthy once heartbeats go through")
 	require.Eventually(t, func() bool {
 		b := h.beats()
 		last := b[len(b)-1]
