@@ -74,7 +74,7 @@ fmt:
 ## generate: the Collector components' metadata code (type, stability, own telemetry, lifecycle tests) from each
 ## metadata.yaml, with mdatagen v0.142.0 (a tool of the root module, like the Collector it matches)
 generate:
-	$(GO) generate ./receiver/... ./processors/... ./exporters/...
+	$(GO) generate ./receiver/... ./processors/... ./exporters/... ./extensions/...
 
 ## clean: remove built binaries and the test-bed cache
 clean:
