@@ -14,9 +14,14 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/extension/extensiontest"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/fleetpulse/fleetpulse/extensions/work/internal/metadata"
+	"github.com/fleetpulse/fleetpulse/extensions/work/internal/metadatatest"
 )
 
 // statusHost is a Collector host that keeps the statuses reported to it,
@@ -114,4 +119,33 @@ func TestStartWithoutKubeconfig(t *testing.T) {
 	if err := ext.Shutdown(context.Background()); err != nil {
 		t.Errorf("Shutdown after a failed start: %v", err)
 	}
+}
+
+// The counts are published under their names, one series per label set
+// from the start (zeros included).
+func TestCountsPublished(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	cfg := createDefaultConfig()
+	ext, err := newExtension(cfg, metadatatest.NewSettings(tel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ext.publish(); err != nil {
+		t.Fatal(err)
+	}
+	defer ext.telemetry.Shutdown()
+	opts := []metricdatatest.Option{metricdatatest.IgnoreTimestamp()}
+	point := func(kv ...attribute.KeyValue) metricdata.DataPoint[int64] {
+		return metricdata.DataPoint[int64]{Attributes: attribute.NewSet(kv...)}
+	}
+	result := func(r string) attribute.KeyValue { return attribute.String("result", r) }
+	request := func(r string) attribute.KeyValue { return attribute.String("request", r) }
+	metadatatest.AssertEqualAgentWorkApplies(t, tel, []metricdata.DataPoint[int64]{point(result("ok")), point(result("error"))}, opts...)
+	metadatatest.AssertEqualAgentWorkHubRequests(t, tel, []metricdata.DataPoint[int64]{
+		point(request("list"), result("ok")), point(request("list"), result("error")),
+		point(request("status"), result("ok")), point(request("status"), result("error")),
+	}, opts...)
+	metadatatest.AssertEqualAgentWorkDrifts(t, tel, []metricdata.DataPoint[int64]{point()}, opts...)
+	metadatatest.AssertEqualAgentWorkWorks(t, tel, []metricdata.DataPoint[int64]{point()}, opts...)
 }
