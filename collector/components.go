@@ -42,7 +42,11 @@ import (
 )
 
 // Components returns the factories of every component in the distribution.
-func Components() (otelcol.Factories, error) {
+func Components() (otelcol.Factories, error) { return components(nil) }
+
+// components returns the factories; stop, when set, is how a controller
+// extension that ends with an error stops the agent.
+func components(stop func(error)) (otelcol.Factories, error) {
 	var f otelcol.Factories
 	var err error
 	if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
@@ -72,8 +76,8 @@ func Components() (otelcol.Factories, error) {
 		zpagesextension.NewFactory(),
 		filestorage.NewFactory(),
 		healthcheckv2extension.NewFactory(),
-		registrationext.NewFactory(),
-		workext.NewFactory(),
+		registrationext.NewFactory(registrationext.WithStop(stop)),
+		workext.NewFactory(workext.WithStop(stop)),
 	); err != nil {
 		return f, fmt.Errorf("extensions: %w", err)
 	}
@@ -83,14 +87,19 @@ func Components() (otelcol.Factories, error) {
 
 // Settings returns the collector settings of the fleetpulse-agent command.
 // Config URIs may use the env:, file: and yaml: schemes; a bare path is a file.
-func Settings(version string) otelcol.CollectorSettings {
+//
+// stop is how the controller extensions stop the agent when one ends with
+// an error (the hub deregistered the cluster): the Collector v0.142 does not
+// act on an extension's fatal status. The command is expected to cancel the
+// context it runs the Collector with; nil leaves the agent running.
+func Settings(version string, stop func(error)) otelcol.CollectorSettings {
 	return otelcol.CollectorSettings{
 		BuildInfo: component.BuildInfo{
 			Command:     "fleetpulse-agent",
 			Description: "Fleetpulse agent: an OpenTelemetry Collector distribution that ships a cluster's telemetry to the Fleetpulse hub",
 			Version:     version,
 		},
-		Factories: Components,
+		Factories: func() (otelcol.Factories, error) { return components(stop) },
 		ConfigProviderSettings: otelcol.ConfigProviderSettings{
 			ResolverSettings: confmap.ResolverSettings{
 				ProviderFactories: []confmap.ProviderFactory{

@@ -184,7 +184,7 @@ service:
 
 func newCollector(t *testing.T, configURI string) *otelcol.Collector {
 	t.Helper()
-	set := Settings("test")
+	set := Settings("test", nil)
 	set.ConfigProviderSettings.ResolverSettings.URIs = []string{configURI}
 	col, err := otelcol.NewCollector(set)
 	if err != nil {

@@ -60,7 +60,12 @@ Examples:
   fleetpulse-agent --config=file:agent.yaml`
 
 func main() {
-	settings := collector.Settings(version.Version)
+	// SIGINT and SIGTERM end the command's context, and so does a
+	// controller extension that ends with an error (the hub deregistered
+	// the cluster); that error then fails the command.
+	signalled, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancelCause(signalled)
+	settings := collector.Settings(version.Version, stop)
 	// The command's context carries SIGINT and SIGTERM instead, so that a
 	// stop also ends a start that waits: the registration's, until the hub
 	// accepts the cluster.
@@ -91,10 +96,10 @@ func main() {
 	}
 	cmd.SetArgs(args)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = cmd.ExecuteContext(ctx)
-	stopped := ctx.Err() != nil
-	stop()
+	stopped := signalled.Err() != nil
+	stop(nil)
+	stopSignals()
 	switch {
 	case err == nil:
 	case stopped && errors.Is(err, context.Canceled):

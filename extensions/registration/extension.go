@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -19,15 +20,17 @@ type registrationExtension struct {
 	set       extension.Settings
 	stats     *agentreg.Stats
 	telemetry *metadata.TelemetryBuilder
-	runner    controller.Runner
+	runner    *controller.Runner
 }
 
-func newExtension(cfg *Config, set extension.Settings) (*registrationExtension, error) {
+var _ extensioncapabilities.PipelineWatcher = (*registrationExtension)(nil)
+
+func newExtension(cfg *Config, set extension.Settings, stop func(error)) (*registrationExtension, error) {
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, fmt.Errorf("create the registration's telemetry: %w", err)
 	}
-	return &registrationExtension{cfg: cfg, set: set, stats: agentreg.NewStats(), telemetry: tb}, nil
+	return &registrationExtension{cfg: cfg, set: set, stats: agentreg.NewStats(), telemetry: tb, runner: controller.NewRunner(set.ID, stop)}, nil
 }
 
 // Start joins the hub, or checks the stored credentials with a first
@@ -63,6 +66,15 @@ func (e *registrationExtension) newAgent() (*agentreg.Agent, error) {
 		Logger: controller.Logger(e.set.Logger), Stats: e.stats, ReportHealth: e.runner.ReportHealth,
 	})
 }
+
+// Ready reports the controller's health again once the Collector runs.
+func (e *registrationExtension) Ready() error {
+	e.runner.Ready()
+	return nil
+}
+
+// NotReady is part of the Collector's PipelineWatcher; nothing to do.
+func (*registrationExtension) NotReady() error { return nil }
 
 // Shutdown stops heartbeats and renewals. It returns the error that ended
 // the registration, if one did (the cluster was deregistered, or the hub

@@ -61,7 +61,7 @@ func TestStartWithoutKubeconfig(t *testing.T) {
 func TestCountsPublished(t *testing.T) {
 	tel := componenttest.NewTelemetry()
 	defer func() { _ = tel.Shutdown(context.Background()) }()
-	ext, err := newExtension(testConfig(t), metadatatest.NewSettings(tel))
+	ext, err := newExtension(testConfig(t), metadatatest.NewSettings(tel), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

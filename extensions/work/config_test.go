@@ -100,7 +100,7 @@ func TestDependsOnTheRegistration(t *testing.T) {
 	} {
 		cfg := createDefaultConfig()
 		cfg.Registration = reg
-		ext, err := newExtension(cfg, extensiontest.NewNopSettings(metadata.Type))
+		ext, err := newExtension(cfg, extensiontest.NewNopSettings(metadata.Type), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,17 +20,20 @@ type workExtension struct {
 	set       extension.Settings
 	stats     *agentwork.Stats
 	telemetry *metadata.TelemetryBuilder
-	runner    controller.Runner
+	runner    *controller.Runner
 }
 
-var _ extensioncapabilities.Dependent = (*workExtension)(nil)
+var (
+	_ extensioncapabilities.Dependent       = (*workExtension)(nil)
+	_ extensioncapabilities.PipelineWatcher = (*workExtension)(nil)
+)
 
-func newExtension(cfg *Config, set extension.Settings) (*workExtension, error) {
+func newExtension(cfg *Config, set extension.Settings, stop func(error)) (*workExtension, error) {
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, fmt.Errorf("create the work applier's telemetry: %w", err)
 	}
-	return &workExtension{cfg: cfg, set: set, stats: agentwork.NewStats(), telemetry: tb}, nil
+	return &workExtension{cfg: cfg, set: set, stats: agentwork.NewStats(), telemetry: tb, runner: controller.NewRunner(set.ID, stop)}, nil
 }
 
 // Dependencies makes the Collector start the registration first.
@@ -58,6 +61,15 @@ func (e *workExtension) Start(_ context.Context, host component.Host) error {
 	e.runner.Go(host, agent.Run)
 	return nil
 }
+
+// Ready reports the controller's health again once the Collector runs.
+func (e *workExtension) Ready() error {
+	e.runner.Ready()
+	return nil
+}
+
+// NotReady is part of the Collector's PipelineWatcher; nothing to do.
+func (*workExtension) NotReady() error { return nil }
 
 // Shutdown stops the applier and waits for it.
 func (e *workExtension) Shutdown(ctx context.Context) error {

@@ -24,16 +24,25 @@ import (
 	"github.com/fleetpulse/fleetpulse/extensions/work/internal/metadatatest"
 )
 
-// statusHost is a Collector host that keeps the statuses reported to it,
-// as the Collector hands them to a health check.
+// statusHost is the host Collector v0.142 gives an extension: it takes no
+// status itself, but holds an extension that watches statuses, as
+// healthcheckv2 does, and keeps the extension's.
 type statusHost struct {
+	component.StartFunc
+	component.ShutdownFunc
+
 	mu     sync.Mutex
 	events []*componentstatus.Event
 }
 
-func (h *statusHost) GetExtensions() map[component.ID]component.Component { return nil }
+func (h *statusHost) GetExtensions() map[component.ID]component.Component {
+	return map[component.ID]component.Component{component.MustNewID("healthcheckv2"): h}
+}
 
-func (h *statusHost) Report(e *componentstatus.Event) {
+func (h *statusHost) ComponentStatusChanged(source *componentstatus.InstanceID, e *componentstatus.Event) {
+	if source.ComponentID().Type() != metadata.Type {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.events = append(h.events, e)
@@ -127,7 +136,7 @@ func TestCountsPublished(t *testing.T) {
 	tel := componenttest.NewTelemetry()
 	defer func() { _ = tel.Shutdown(context.Background()) }()
 	cfg := createDefaultConfig()
-	ext, err := newExtension(cfg, metadatatest.NewSettings(tel))
+	ext, err := newExtension(cfg, metadatatest.NewSettings(tel), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,22 +9,32 @@ import (
 	"go.opentelemetry.io/collector/component/componentstatus"
 )
 
-// Runner runs one controller loop for an extension. The zero value is
-// ready; a Runner runs once.
+// Runner runs one controller loop for an extension. A Runner runs once.
 type Runner struct {
+	id   *componentstatus.InstanceID
+	stop func(error)
+
 	mu       sync.Mutex
 	host     component.Host
 	cancel   context.CancelFunc
 	done     chan struct{}
 	stopping bool
-	err      error // what ended the loop before Shutdown
+	err      error                  // what ended the loop before Shutdown
+	health   *componentstatus.Event // the last health reported
+}
+
+// NewRunner returns the Runner of the extension id. stop, when set, stops
+// the agent with the error that ended the loop (see Go).
+func NewRunner(id component.ID, stop func(error)) *Runner {
+	return &Runner{id: componentstatus.NewInstanceID(id, component.KindExtension), stop: stop}
 }
 
 // Go runs run in a goroutine of its own until Shutdown cancels its context.
-// When run returns an error before that, the error is reported as a fatal
-// component status, which makes the Collector stop, and Shutdown returns it
-// so that the process exits non-zero (the Collector itself exits 0 after a
-// fatal status when its own shutdown goes well).
+// When run returns an error before that, the error is reported as the
+// extension's fatal status and the agent is stopped: by the Collector
+// itself where its host takes an extension's status, otherwise by stop.
+// Shutdown then returns the error, so that the process exits non-zero (the
+// Collector exits 0 after a fatal status when its own shutdown goes well).
 func (r *Runner) Go(host component.Host, run func(context.Context) error) {
 	// Not the context Start was given: that one belongs to the start.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -39,14 +49,19 @@ func (r *Runner) Go(host component.Host, run func(context.Context) error) {
 		}
 		r.mu.Lock()
 		r.err = err
-		report := !r.stopping
+		stopping := r.stopping
 		r.mu.Unlock()
-		if report {
-			// The Collector takes a fatal status on an unbuffered channel
-			// that it reads only while it runs, so the report must not hold
-			// up this goroutine, which Shutdown waits for.
-			go componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
+		if stopping {
+			return
 		}
+		// A Collector that takes the fatal status reads it on an
+		// unbuffered channel only while it runs, so the report must not
+		// hold up this goroutine, which Shutdown waits for.
+		go func() {
+			if !r.report(componentstatus.NewFatalErrorEvent(err)) && r.stop != nil {
+				r.stop(err)
+			}
+		}()
 	}()
 }
 
@@ -56,16 +71,56 @@ func (r *Runner) Go(host component.Host, run func(context.Context) error) {
 // before Go or after Shutdown began are dropped.
 func (r *Runner) ReportHealth(err error) {
 	r.mu.Lock()
-	host, stopping := r.host, r.stopping
+	stopping := r.stopping
 	r.mu.Unlock()
-	if host == nil || stopping {
+	if stopping {
 		return
 	}
+	e := componentstatus.NewEvent(componentstatus.StatusOK)
 	if err != nil {
-		componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
-		return
+		e = componentstatus.NewRecoverableErrorEvent(err)
 	}
-	componentstatus.ReportStatus(host, componentstatus.NewEvent(componentstatus.StatusOK))
+	r.mu.Lock()
+	r.health = e
+	r.mu.Unlock()
+	r.report(e)
+}
+
+// Ready reports the last health again; the extension calls it from its
+// PipelineWatcher's Ready. The Collector reports an extension OK once its
+// Start returns, which can come after the loop's first report.
+func (r *Runner) Ready() {
+	r.mu.Lock()
+	e, stopping := r.health, r.stopping
+	r.mu.Unlock()
+	if e != nil && !stopping {
+		r.report(e)
+	}
+}
+
+// report gives an event to the Collector, and says whether the Collector
+// acts on it. A host that takes status reports gets it (Collector releases
+// after v0.142, which record extensions' reports and stop on a fatal one).
+// The v0.142 host of an extension does not take them: the event goes
+// straight to the extensions that watch statuses (healthcheckv2), as the
+// Collector hands them the statuses of other components.
+func (r *Runner) report(e *componentstatus.Event) bool {
+	r.mu.Lock()
+	host := r.host
+	r.mu.Unlock()
+	if host == nil {
+		return true
+	}
+	if rep, ok := host.(componentstatus.Reporter); ok {
+		rep.Report(e)
+		return true
+	}
+	for _, ext := range host.GetExtensions() {
+		if w, ok := ext.(componentstatus.Watcher); ok {
+			w.ComponentStatusChanged(r.id, e)
+		}
+	}
+	return false
 }
 
 // Shutdown stops the loop and waits for it, at most until ctx ends. It

@@ -15,7 +15,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// statusHost is a Collector host that keeps the statuses reported to it.
+// statusHost is a Collector host that keeps the statuses reported to it, as
+// Collector releases after v0.142 give extensions.
 type statusHost struct {
 	mu     sync.Mutex
 	events []*componentstatus.Event
@@ -49,7 +50,7 @@ func (h *statusHost) waitFor(t *testing.T, n int) []*componentstatus.Event {
 
 func TestHealthBecomesStatus(t *testing.T) {
 	host := &statusHost{}
-	var r Runner
+	r := NewRunner(component.MustNewID("fleetpulse_work"), nil)
 	r.ReportHealth(errors.New("before Go")) // dropped: nothing runs yet
 	r.Go(host, func(ctx context.Context) error {
 		r.ReportHealth(errors.New("hub unreachable"))
@@ -75,7 +76,7 @@ func TestHealthBecomesStatus(t *testing.T) {
 
 func TestLoopErrorIsFatalAndShutdownsResult(t *testing.T) {
 	host := &statusHost{}
-	var r Runner
+	r := NewRunner(component.MustNewID("fleetpulse_work"), nil)
 	ended := errors.New("cluster deregistered")
 	r.Go(host, func(context.Context) error { return ended })
 	events := host.waitFor(t, 1)
@@ -88,7 +89,7 @@ func TestLoopErrorIsFatalAndShutdownsResult(t *testing.T) {
 }
 
 func TestShutdownWithoutGoAndTwice(t *testing.T) {
-	var r Runner
+	r := NewRunner(component.MustNewID("fleetpulse_work"), nil)
 	if err := r.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestShutdownWithoutGoAndTwice(t *testing.T) {
 }
 
 func TestShutdownGivesUpWithItsContext(t *testing.T) {
-	var r Runner
+	r := NewRunner(component.MustNewID("fleetpulse_work"), nil)
 	release := make(chan struct{})
 	defer close(release)
 	r.Go(&statusHost{}, func(context.Context) error { <-release; return nil })
@@ -109,6 +110,65 @@ func TestShutdownGivesUpWithItsContext(t *testing.T) {
 	defer cancel()
 	if err := r.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Shutdown = %v, want the context's deadline", err)
+	}
+}
+
+// watcherHost is the host Collector v0.142 gives an extension: it takes no
+// status, but holds extensions that watch statuses.
+type watcherHost struct{ watcher *watcher }
+
+func (h watcherHost) GetExtensions() map[component.ID]component.Component {
+	return map[component.ID]component.Component{component.MustNewID("healthcheckv2"): h.watcher}
+}
+
+type watcher struct {
+	component.StartFunc
+	component.ShutdownFunc
+	statusHost
+	sources []string
+}
+
+func (w *watcher) ComponentStatusChanged(source *componentstatus.InstanceID, e *componentstatus.Event) {
+	w.mu.Lock()
+	w.sources = append(w.sources, source.Kind().String()+":"+source.ComponentID().String())
+	w.mu.Unlock()
+	w.Report(e)
+}
+
+// Where the host takes no status, the watching extensions get it, under
+// the extension's own name, and the agent is stopped on a fatal one.
+func TestStatusReachesWatchersAndStopStops(t *testing.T) {
+	w := &watcher{}
+	stopped := make(chan error, 1)
+	r := NewRunner(component.MustNewID("fleetpulse_registration"), func(err error) { stopped <- err })
+	ended := errors.New("cluster deregistered")
+	unhealthy := make(chan struct{})
+	r.Go(watcherHost{w}, func(ctx context.Context) error {
+		r.ReportHealth(errors.New("hub unreachable"))
+		<-unhealthy
+		return ended
+	})
+	w.waitFor(t, 1)
+	close(unhealthy)
+	select {
+	case err := <-stopped:
+		if !errors.Is(err, ended) {
+			t.Errorf("stopped with %v, want %v", err, ended)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent was not stopped")
+	}
+	events := w.waitFor(t, 2)
+	if events[0].Status() != componentstatus.StatusRecoverableError || events[1].Status() != componentstatus.StatusFatalError {
+		t.Errorf("statuses %v, %v; want a recoverable error, then fatal", events[0].Status(), events[1].Status())
+	}
+	w.mu.Lock()
+	if w.sources[0] != "Extension:fleetpulse_registration" {
+		t.Errorf("source %q, want the extension", w.sources[0])
+	}
+	w.mu.Unlock()
+	if err := r.Shutdown(context.Background()); !errors.Is(err, ended) {
+		t.Errorf("Shutdown = %v, want %v", err, ended)
 	}
 }
 
@@ -133,5 +193,29 @@ func TestLoggerWritesThroughZap(t *testing.T) {
 	}
 	if !e.Caller.Defined {
 		t.Error("no caller")
+	}
+}
+
+// The Collector reports an extension OK when its Start returns, which can
+// come after the loop's first report: Ready says the last health again.
+func TestReadyRepeatsTheLastHealth(t *testing.T) {
+	host := &statusHost{}
+	r := NewRunner(component.MustNewID("fleetpulse_work"), nil)
+	reported := make(chan struct{})
+	r.Go(host, func(ctx context.Context) error {
+		r.ReportHealth(errors.New("records unreadable"))
+		close(reported)
+		<-ctx.Done()
+		return nil
+	})
+	<-reported
+	host.Report(componentstatus.NewEvent(componentstatus.StatusOK)) // the Collector, after Start
+	r.Ready()
+	events := host.waitFor(t, 3)
+	if last := events[len(events)-1]; last.Status() != componentstatus.StatusRecoverableError || last.Err().Error() != "records unreadable" {
+		t.Errorf("last status %v %v, want the recoverable error again", last.Status(), last.Err())
+	}
+	if err := r.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
