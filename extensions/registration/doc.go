@@ -9,7 +9,8 @@
 // hub accepts the cluster, the Collector waits in Start. Then heartbeats and
 // certificate renewals run until Shutdown. Failing heartbeats or renewals
 // (retried) are the extension's recoverable-error status; a deregistered
-// cluster, or credentials the hub refuses, are a fatal status, which stops
-// the Collector, and the extension's Shutdown error, so the agent exits
-// non-zero. The registration's counts are the extension's own telemetry.
+// cluster, or credentials the hub refuses, are a fatal status that stops
+// the agent (WithStop) and the extension's Shutdown error, so the agent
+// exits non-zero. The registration's counts are the extension's own
+// telemetry.
 package registration
