@@ -61,7 +61,7 @@ func (h *Hub) setupControllers(mgr manager.Manager, instant query.QueryFunc, age
 	if err := placement.Setup(mgr, instant, h.logger.With("component", "placement")); err != nil {
 		return fmt.Errorf("placement: %w", err)
 	}
-	if err := workset.Setup(mgr, h.logger.With("component", "workset")); err != nil {
+	if err := workset.Setup(mgr, instant, h.registry, h.logger.With("component", "workset")); err != nil {
 		return fmt.Errorf("manifest work sets: %w", err)
 	}
 	if err := policy.Setup(mgr, h.logger.With("component", "policy")); err != nil {

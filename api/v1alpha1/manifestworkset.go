@@ -13,8 +13,9 @@ import (
 // +kubebuilder:resource:shortName=mws,categories=fleetpulse
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Revision",type=integer,JSONPath=`.status.currentRevision`
+// +kubebuilder:printcolumn:name="Stable",type=integer,JSONPath=`.status.stableRevision`
+// +kubebuilder:printcolumn:name="Rollout",type=string,JSONPath=`.status.rollout.phase`
 // +kubebuilder:printcolumn:name="Placed",type=integer,JSONPath=`.status.summary.total`
-// +kubebuilder:printcolumn:name="Applied",type=integer,JSONPath=`.status.summary.applied`
 // +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.summary.available`
 // +kubebuilder:printcolumn:name="Degraded",type=integer,JSONPath=`.status.summary.degraded`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -38,6 +39,11 @@ type ManifestWorkSetSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
+	// Paused stops the rollout from going further: no stage starts and no
+	// cluster gets the new revision. Gates of the running stage go on being
+	// measured, and a failure is still acted on.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
 }
 
 // PlacementRef names a Placement and how to roll out to its decisions.
@@ -45,18 +51,6 @@ type PlacementRef struct {
 	Name string `json:"name"`
 	// +optional
 	RolloutStrategy RolloutStrategy `json:"rolloutStrategy,omitempty"`
-}
-
-// RolloutStrategy says how a change reaches the decided clusters.
-type RolloutStrategy struct {
-	// All updates every cluster at once; Progressive at most MaxConcurrency
-	// clusters at a time, the next once those are Available; ProgressivePerGroup
-	// one decision group at a time.
-	// +kubebuilder:validation:Enum=All;Progressive;ProgressivePerGroup
-	// +kubebuilder:default=All
-	Type string `json:"type,omitempty"`
-	// +optional
-	MaxConcurrency int32 `json:"maxConcurrency,omitempty"`
 }
 
 // ManifestWorkSetStatus summarises the works.
@@ -72,6 +66,13 @@ type ManifestWorkSetStatus struct {
 	// of the kept revisions (edited by hand).
 	// +optional
 	Revisions []RevisionClusters `json:"revisions,omitempty"`
+	// StableRevision is the last revision whose rollout succeeded: what a
+	// rollback goes back to.
+	// +optional
+	StableRevision int64 `json:"stableRevision,omitempty"`
+	// Rollout is the rollout of the current revision.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// +optional
 	Summary WorkSummary `json:"summary,omitempty"`
 	// Conditions: PlacementVerified, Progressing, Available.

@@ -22,6 +22,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&ManifestWork{}, &ManifestWorkList{},
 		&ManifestWorkSet{}, &ManifestWorkSetList{},
 		&ManifestWorkSetRevision{}, &ManifestWorkSetRevisionList{},
+		&RolloutApproval{}, &RolloutApprovalList{},
 		&Placement{}, &PlacementList{},
 		&PlacementDecision{}, &PlacementDecisionList{},
 		&AlertTaint{}, &AlertTaintList{},

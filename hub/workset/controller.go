@@ -5,16 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -30,6 +30,7 @@ import (
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub/internal/conflict"
+	"github.com/fleetpulse/fleetpulse/hub/query"
 )
 
 // Finalizer is on every ManifestWorkSet until its works are deleted.
@@ -39,18 +40,49 @@ const Finalizer = "work.fleetpulse.io/manifestworkset-cleanup"
 // missing (registration creates it on acceptance) looks again.
 const retryMissingNamespace = 5 * time.Second
 
-// Setup adds the ManifestWorkSet controller to the hub's controller manager.
-func Setup(mgr manager.Manager, logger *slog.Logger) error {
+// Config tunes the controller.
+type Config struct {
+	// QueryTimeout bounds each gate query.
+	QueryTimeout time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults: 10 s per gate query.
+func DefaultConfig() Config { return Config{QueryTimeout: 10 * time.Second} }
+
+// Setup adds the ManifestWorkSet controller to the hub's controller
+// manager. query reads the hub's telemetry for rollout gates (nil: no
+// telemetry, and a gate never passes); the rollouts' metrics register
+// with reg (nil: not exported).
+func Setup(mgr manager.Manager, query query.QueryFunc, reg prometheus.Registerer, logger *slog.Logger) error {
+	return SetupWithConfig(mgr, DefaultConfig(), query, reg, logger)
+}
+
+// SetupWithConfig is Setup with a configuration.
+func SetupWithConfig(mgr manager.Manager, cfg Config, query query.QueryFunc, reg prometheus.Registerer, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &reconciler{client: mgr.GetClient(), api: mgr.GetAPIReader()}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = DefaultConfig().QueryTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("register rollout metrics: %w", err)
+	}
+	r := &reconciler{cfg: cfg, client: mgr.GetClient(), api: mgr.GetAPIReader(), query: query, metrics: m,
+		events: mgr.GetEventRecorder("fleetpulse-manifestworkset")}
 	base := logr.FromSlogHandler(logger.Handler())
-	err := ctrl.NewControllerManagedBy(mgr).Named("manifestworkset").
+	err = ctrl.NewControllerManagedBy(mgr).Named("manifestworkset").
 		For(&fleetv1.ManifestWorkSet{}, builder.WithPredicates(specOrLifecycleChanged)).
 		Watches(&fleetv1.ManifestWork{}, handler.EnqueueRequestsFromMapFunc(ownerOf)).
 		Watches(&fleetv1.PlacementDecision{}, handler.EnqueueRequestsFromMapFunc(r.byPlacement)).
 		Watches(&fleetv1.Placement{}, handler.EnqueueRequestsFromMapFunc(r.byPlacement)).
+		Watches(&fleetv1.RolloutApproval{}, handler.EnqueueRequestsFromMapFunc(approvedSet)).
 		// Several hubs may share a process (tests): the name is ours alone
 		// within each manager.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 2, SkipNameValidation: ptr.To(true)}).
@@ -67,10 +99,20 @@ func Setup(mgr manager.Manager, logger *slog.Logger) error {
 	return nil
 }
 
-// specOrLifecycleChanged passes spec changes, deletion and finalizer
-// changes, not the controller's own status writes.
+// approvedSet maps an approval to the set it approves.
+func approvedSet(_ context.Context, o client.Object) []reconcile.Request {
+	a, ok := o.(*fleetv1.RolloutApproval)
+	if !ok {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: a.Namespace, Name: a.Spec.ManifestWorkSet}}}
+}
+
+// specOrLifecycleChanged passes spec changes, deletion, finalizer changes
+// and a new resume request, not the controller's own status writes.
 var specOrLifecycleChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 	return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
+		e.ObjectOld.GetAnnotations()[fleetv1.AnnotationResume] != e.ObjectNew.GetAnnotations()[fleetv1.AnnotationResume] ||
 		(e.ObjectOld.GetDeletionTimestamp() == nil) != (e.ObjectNew.GetDeletionTimestamp() == nil) ||
 		!equality.Semantic.DeepEqual(e.ObjectOld.GetFinalizers(), e.ObjectNew.GetFinalizers())
 }}
@@ -89,9 +131,13 @@ func ownerOf(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 type reconciler struct {
-	client client.Client // cached reads, direct writes
-	api    client.Reader // uncached reads, for the works and revisions
-	hashes hashCache
+	cfg     Config
+	client  client.Client // cached reads, direct writes
+	api     client.Reader // uncached reads, for the works and revisions
+	query   query.QueryFunc
+	metrics *metrics
+	events  events.EventRecorder
+	hashes  hashCache
 }
 
 // byPlacement maps a Placement or PlacementDecision to the sets of its
@@ -119,10 +165,12 @@ func (r *reconciler) byPlacement(ctx context.Context, o client.Object) []reconci
 }
 
 // Reconcile drives one ManifestWorkSet's works to its template and its
-// placements' decisions. The works are read from the apiserver, not the
-// cache, so that a pass counts the works the previous one wrote and a
-// progressive rollout never exceeds its concurrency.
+// placements' decisions, stage by stage. The works are read from the
+// apiserver, not the cache, so that a pass counts the works the previous
+// one wrote.
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	start := time.Now()
+	defer func() { r.metrics.passDuration.Observe(time.Since(start).Seconds()) }()
 	return conflict.Quiet(r.reconcile)(ctx, req)
 }
 
@@ -131,6 +179,7 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	mws := &fleetv1.ManifestWorkSet{}
 	if err := r.client.Get(ctx, req.NamespacedName, mws); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.metrics.forget(req.Namespace, req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -142,6 +191,7 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if mws.DeletionTimestamp != nil {
 		r.hashes.forget(key)
+		r.metrics.forget(mws.Namespace, mws.Name)
 		return ctrl.Result{}, r.finalize(ctx, mws, list.Items)
 	}
 	if controllerutil.AddFinalizer(mws, Finalizer) {
@@ -149,7 +199,6 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 	}
-
 	revs, err := r.listRevisions(ctx, mws)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -159,8 +208,8 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 
-	obs := observation{refs: len(mws.Spec.PlacementRefs), states: map[string]workState{}}
-	byRef, decided, err := r.targets(ctx, mws, &obs)
+	obs := observation{refs: len(mws.Spec.PlacementRefs)}
+	refs, decided, err := r.targets(ctx, mws, &obs)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -175,7 +224,7 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	var errs []error
 	// Clusters no longer decided lose their work at once, whatever the
-	// rollout strategy.
+	// rollout.
 	for _, ns := range sortedKeys(have) {
 		w := have[ns]
 		if decided[ns] || w.DeletionTimestamp != nil {
@@ -188,34 +237,51 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.Info("manifest work deleted: cluster no longer decided", "cluster", ns)
 	}
 
+	// The rollout: observe, measure the gates that are due, decide.
 	hashes := r.hashes.hashes(key, have)
-	for c := range decided {
-		obs.states[c] = stateOf(have[c], hashes[c], current.Spec.TemplateHash)
+	in := &rolloutInput{now: r.cfg.Now(), revision: current.Spec.Revision, hashes: map[int64]string{current.Spec.Revision: current.Spec.TemplateHash},
+		refs: refs, paused: mws.Spec.Paused, resume: mws.Annotations[fleetv1.AnnotationResume], works: map[string]workObs{}}
+	if stable := revs.byNumber(mws.Status.StableRevision); stable != nil {
+		in.stable = stable.Spec.Revision
+		in.hashes[in.stable] = stable.Spec.TemplateHash
 	}
-	requeue := time.Duration(0)
-	for i, ref := range mws.Spec.PlacementRefs {
-		apply, waiting := plan(ref.RolloutStrategy, byRef[i], obs.states)
-		obs.waiting += waiting
-		if waiting > 0 && ref.RolloutStrategy.Type == RolloutProgressive {
-			obs.strategyNote = fmt.Sprintf(", Progressive at %d at a time", max(ref.RolloutStrategy.MaxConcurrency, 1))
-		} else if waiting > 0 {
-			obs.strategyNote = ", " + ref.RolloutStrategy.Type
+	if ro := mws.Status.Rollout; ro != nil && ro.Revision == current.Spec.Revision && ro.PreviousRevision != 0 {
+		if prev := revs.byNumber(ro.PreviousRevision); prev != nil {
+			in.hashes[prev.Spec.Revision] = prev.Spec.TemplateHash
 		}
-		for _, c := range apply {
-			w, err := r.apply(ctx, mws, key, c, have[c], current)
-			switch {
-			case apierrors.IsNotFound(err) && have[c] == nil:
-				obs.missingNS = append(obs.missingNS, c)
-				requeue = retryMissingNamespace
-			case errors.Is(err, errConflict):
-				obs.conflicts = append(obs.conflicts, c)
-			case err != nil:
-				errs = append(errs, err)
-			default:
-				have[c] = w
-				hashes[c] = current.Spec.TemplateHash
-				obs.states[c] = stateOf(w, hashes[c], current.Spec.TemplateHash)
-			}
+	}
+	for c := range decided {
+		in.works[c] = observe(have[c], hashes[c], revs, current)
+	}
+	in.gates, in.invalid = parseGates(refs)
+	if in.approvals, err = r.approvals(ctx, mws, current.Spec.Revision); err != nil {
+		errs = append(errs, err)
+	}
+	in.results = r.measure(ctx, dueGates(mws.Status.Rollout, in, mws.Namespace, mws.Name))
+	rollout, out := decideRollout(mws.Status.Rollout, in)
+
+	requeue := out.requeue
+	for _, c := range sortedKeys(out.apply) {
+		rev := revs.byNumber(out.apply[c])
+		if rev == nil {
+			errs = append(errs, fmt.Errorf("cluster %s: revision %d is not kept", c, out.apply[c]))
+			continue
+		}
+		if w := have[c]; w != nil && hashes[c] == rev.Spec.TemplateHash {
+			continue // already there; the labels follow below
+		}
+		w, err := r.apply(ctx, mws, key, c, have[c], rev)
+		switch {
+		case apierrors.IsNotFound(err) && have[c] == nil:
+			obs.missingNS = append(obs.missingNS, c)
+			requeue = minPositive(requeue, retryMissingNamespace)
+		case errors.Is(err, errConflict):
+			obs.conflicts = append(obs.conflicts, c)
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			have[c] = w
+			hashes[c] = rev.Spec.TemplateHash
 		}
 	}
 
@@ -239,7 +305,7 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			errs = append(errs, err)
 		}
 	}
-	keep := map[int64]bool{current.Spec.Revision: true}
+	keep := map[int64]bool{current.Spec.Revision: true, out.stable: true, rollout.PreviousRevision: true}
 	for _, n := range running {
 		keep[n] = true
 	}
@@ -248,9 +314,12 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	obs.summary = summarise(works)
+	obs.rollout = rollout
 	status := mws.Status.DeepCopy()
 	status.ObservedGeneration = mws.Generation
 	status.CurrentRevision = current.Spec.Revision
+	status.StableRevision = out.stable
+	status.Rollout = rollout
 	status.Revisions = countRevisions(works, running)
 	status.Summary = obs.summary
 	for _, c := range conditions(obs, mws.Generation) {
@@ -259,143 +328,31 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !equality.Semantic.DeepEqual(&mws.Status, status) {
 		mws.Status = *status
 		if err := r.client.Status().Update(ctx, mws); err != nil {
-			errs = append(errs, fmt.Errorf("update status: %w", err))
+			// The pass's decisions are lost with it: the next pass decides
+			// again from what it finds, events and counts included.
+			return ctrl.Result{}, errors.Join(append(errs, fmt.Errorf("update status: %w", err))...)
 		}
 	}
+	for _, e := range out.events {
+		typ := corev1.EventTypeNormal
+		if e.warning {
+			typ = corev1.EventTypeWarning
+		}
+		r.events.Eventf(mws, nil, typ, e.reason, "Rollout", "%s", e.message)
+		log.Info("rollout: "+e.message, "reason", e.reason)
+	}
+	r.metrics.count(mws.Namespace, mws.Name, out)
+	r.metrics.observe(mws.Namespace, mws.Name, &mws.Status)
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
-// targets reads every placementRef's decided clusters, ordered by decision
-// group and name; a cluster decided by several refs follows the first.
-func (r *reconciler) targets(ctx context.Context, mws *fleetv1.ManifestWorkSet, obs *observation) ([][]target, map[string]bool, error) {
-	byRef := make([][]target, len(mws.Spec.PlacementRefs))
-	decided := map[string]bool{}
-	for i, ref := range mws.Spec.PlacementRefs {
-		p := &fleetv1.Placement{}
-		if err := r.client.Get(ctx, client.ObjectKey{Namespace: mws.Namespace, Name: ref.Name}, p); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return nil, nil, err
-			}
-			obs.missingRefs = append(obs.missingRefs, ref.Name)
-			continue
-		}
-		var ds fleetv1.PlacementDecisionList
-		if err := r.client.List(ctx, &ds, client.InNamespace(mws.Namespace), client.MatchingLabels{fleetv1.LabelPlacement: ref.Name}); err != nil {
-			return nil, nil, fmt.Errorf("list decisions of placement %s: %w", ref.Name, err)
-		}
-		n := 0
-		for _, d := range ds.Items {
-			group, _ := strconv.Atoi(d.Labels[fleetv1.LabelDecisionGroupIndex])
-			for _, cd := range d.Status.Decisions {
-				if cd.ClusterName == "" || decided[cd.ClusterName] {
-					continue
-				}
-				decided[cd.ClusterName] = true
-				byRef[i] = append(byRef[i], target{cluster: cd.ClusterName, group: group})
-				n++
-			}
-		}
-		sortTargets(byRef[i])
-		obs.placementDetail = append(obs.placementDetail, fmt.Sprintf("placement %s decides %d clusters", ref.Name, n))
+// minPositive is the lesser of two durations, 0 meaning none.
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 || (b > 0 && b < a) {
+		return b
 	}
-	return byRef, decided, nil
-}
-
-var errConflict = errors.New("a manifest work of this name is not the set's")
-
-// apply creates a cluster's work from the template, or updates it to it.
-func (r *reconciler) apply(ctx context.Context, mws *fleetv1.ManifestWorkSet, key, cluster string, w *fleetv1.ManifestWork,
-	rev *fleetv1.ManifestWorkSetRevision) (*fleetv1.ManifestWork, error) {
-	log := logf.FromContext(ctx)
-	if w == nil {
-		w = &fleetv1.ManifestWork{
-			ObjectMeta: metav1.ObjectMeta{Namespace: cluster, Name: mws.Name, Labels: map[string]string{
-				fleetv1.LabelManifestWorkSet: key,
-				fleetv1.LabelRevision:        strconv.FormatInt(rev.Spec.Revision, 10),
-				fleetv1.LabelTemplateHash:    rev.Spec.TemplateHash,
-			}},
-			Spec: *rev.Spec.ManifestWorkTemplate.DeepCopy(),
-		}
-		err := r.client.Create(ctx, w)
-		if apierrors.IsAlreadyExists(err) {
-			existing := &fleetv1.ManifestWork{}
-			if err := r.api.Get(ctx, client.ObjectKeyFromObject(w), existing); err != nil {
-				return nil, err
-			}
-			if existing.Labels[fleetv1.LabelManifestWorkSet] != key {
-				return nil, errConflict
-			}
-			return existing, nil // ours, created by a pass this one did not see
-		}
-		if err != nil {
-			return nil, fmt.Errorf("create manifest work %s/%s: %w", cluster, mws.Name, err)
-		}
-		log.Info("manifest work created", "cluster", cluster, "revision", rev.Spec.Revision)
-		return w, nil
-	}
-	w = w.DeepCopy()
-	w.Spec = *rev.Spec.ManifestWorkTemplate.DeepCopy()
-	setRevisionLabels(w, rev)
-	if err := r.client.Update(ctx, w); err != nil {
-		return nil, fmt.Errorf("update manifest work %s/%s: %w", cluster, mws.Name, err)
-	}
-	log.Info("manifest work updated", "cluster", cluster, "revision", rev.Spec.Revision, "generation", w.Generation)
-	return w, nil
-}
-
-func setRevisionLabels(w *fleetv1.ManifestWork, rev *fleetv1.ManifestWorkSetRevision) {
-	if w.Labels == nil {
-		w.Labels = map[string]string{}
-	}
-	w.Labels[fleetv1.LabelRevision] = strconv.FormatInt(rev.Spec.Revision, 10)
-	w.Labels[fleetv1.LabelTemplateHash] = rev.Spec.TemplateHash
-}
-
-// label makes a work's revision labels name rev.
-func (r *reconciler) label(ctx context.Context, w *fleetv1.ManifestWork, rev *fleetv1.ManifestWorkSetRevision) error {
-	if w.Labels[fleetv1.LabelRevision] == strconv.FormatInt(rev.Spec.Revision, 10) && w.Labels[fleetv1.LabelTemplateHash] == rev.Spec.TemplateHash {
-		return nil
-	}
-	patch := client.MergeFrom(w.DeepCopy())
-	setRevisionLabels(w, rev)
-	if err := r.client.Patch(ctx, w, patch); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("label manifest work %s/%s with revision %d: %w", w.Namespace, w.Name, rev.Spec.Revision, err)
-	}
-	return nil
-}
-
-// finalize deletes the set's works, then lets the set go. It does not wait
-// for the works to be gone: their own finalizers (the agent's clean-up) may
-// take as long as their clusters need.
-func (r *reconciler) finalize(ctx context.Context, mws *fleetv1.ManifestWorkSet, works []fleetv1.ManifestWork) error {
-	if !controllerutil.ContainsFinalizer(mws, Finalizer) {
-		return nil
-	}
-	for i := range works {
-		w := &works[i]
-		if w.DeletionTimestamp != nil {
-			continue
-		}
-		if err := r.client.Delete(ctx, w); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete manifest work %s/%s: %w", w.Namespace, w.Name, err)
-		}
-	}
-	controllerutil.RemoveFinalizer(mws, Finalizer)
-	if err := r.client.Update(ctx, mws); err != nil {
-		return fmt.Errorf("remove finalizer: %w", err)
-	}
-	logf.FromContext(ctx).Info("manifest works deleted with their set", "works", len(works))
-	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return a
 }

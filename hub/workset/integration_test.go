@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,6 +27,9 @@ import (
 	"github.com/fleetpulse/fleetpulse/internal/testutil/controlplane"
 )
 
+// The package's control-plane tests run one at a time: each runs its own
+// controllers, which reconcile every namespace's sets on the shared control
+// plane, and two rollout controllers deciding one set would fight.
 func TestMain(m *testing.M) { controlplane.Main(m) }
 
 func configMap(value string) fleetv1.ManifestWorkSpec {
@@ -39,7 +43,6 @@ func configMap(value string) fleetv1.ManifestWorkSpec {
 // become Available, status sums the works up, and deleting the set deletes
 // its works.
 func TestManifestWorkSetOnControlPlane(t *testing.T) {
-	t.Parallel()
 	cp := controlplane.Start(t)
 	ctx := context.Background()
 	logger := testutil.Logger(t, slog.LevelInfo)
@@ -49,7 +52,7 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 		if err := placement.SetupWithConfig(mgr, cfg, nil, logger.With("component", "placement")); err != nil {
 			return err
 		}
-		return workset.Setup(mgr, logger.With("component", "workset"))
+		return workset.Setup(mgr, nil, nil, logger.With("component", "workset"))
 	})
 	kube := cp.Client
 	require.NoError(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}))
@@ -85,7 +88,7 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 		}
 		return checkConditions(s, fleetv1.WorkSummary{Total: 2},
 			cond{workset.ConditionPlacementVerified, metav1.ConditionTrue, "placement web decides 2 clusters"},
-			cond{workset.ConditionProgressing, metav1.ConditionTrue, "0 of 2 clusters have the current template available; 2 rolling out, 0 to update"},
+			cond{workset.ConditionProgressing, metav1.ConditionTrue, "revision 1: stage 1 of 1 (web/all): 0 of 2 clusters done, 0 failed (budget 0)"},
 			cond{workset.ConditionAvailable, metav1.ConditionFalse, "0 of 2 works available"})
 	})
 
@@ -94,7 +97,7 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 	markAvailable(t, kube, "c2")
 	waitSet(t, kube, func(s *fleetv1.ManifestWorkSet) error {
 		return checkConditions(s, fleetv1.WorkSummary{Total: 2, Applied: 2, Available: 2},
-			cond{workset.ConditionProgressing, metav1.ConditionFalse, "2 of 2 clusters have the current template available"},
+			cond{workset.ConditionProgressing, metav1.ConditionFalse, "revision 1 rolled out"},
 			cond{workset.ConditionAvailable, metav1.ConditionTrue, "2 of 2 works available"})
 	})
 
@@ -119,22 +122,21 @@ func TestManifestWorkSetOnControlPlane(t *testing.T) {
 			return err
 		}
 		mws.Spec.ManifestWorkTemplate = configMap("v2")
-		mws.Spec.PlacementRefs[0].RolloutStrategy = fleetv1.RolloutStrategy{Type: workset.RolloutProgressive, MaxConcurrency: 1}
+		mws.Spec.PlacementRefs[0].RolloutStrategy = fleetv1.RolloutStrategy{Type: workset.RolloutProgressive, MaxConcurrency: ptr.To(intstr.FromInt32(1))}
 		return kube.Update(ctx, mws) // the controller writes status meanwhile
 	})
 	waitWorks(t, kube, map[string]string{"c2": "v2", "c3": "v1"})
 	testutil.Consistently(t, 2*time.Second, func() error { return worksAre(kube, map[string]string{"c2": "v2", "c3": "v1"}) })
 	waitSet(t, kube, func(s *fleetv1.ManifestWorkSet) error {
 		return checkConditions(s, fleetv1.WorkSummary{Total: 2, Applied: 2, Available: 2},
-			cond{workset.ConditionProgressing, metav1.ConditionTrue,
-				"0 of 2 clusters have the current template available; 1 rolling out, 1 to update (1 waiting their turn, Progressive at 1 at a time)"})
+			cond{workset.ConditionProgressing, metav1.ConditionTrue, "revision 2: stage 1 of 2 (web/batch-0): 0 of 1 clusters done, 0 failed (budget 0)"})
 	})
 	markAvailable(t, kube, "c2")
 	waitWorks(t, kube, map[string]string{"c2": "v2", "c3": "v2"})
 	markAvailable(t, kube, "c3")
 	waitSet(t, kube, func(s *fleetv1.ManifestWorkSet) error {
 		return checkConditions(s, fleetv1.WorkSummary{Total: 2, Applied: 2, Available: 2},
-			cond{workset.ConditionProgressing, metav1.ConditionFalse, "2 of 2 clusters have the current template available"})
+			cond{workset.ConditionProgressing, metav1.ConditionFalse, "revision 2 rolled out"})
 	})
 
 	// Deleting the set deletes its works.

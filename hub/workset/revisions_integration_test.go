@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -121,14 +122,13 @@ func (f *fleet) workRevisions(name string) map[string]string {
 // status counts clusters per revision; old revisions are pruned past the
 // history limit but for those a cluster still runs.
 func TestRevisionsOnControlPlane(t *testing.T) {
-	t.Parallel()
 	f := newFleet(t, "revs", "rv1", "rv2")
 	logger := testutil.Logger(t, slog.LevelInfo)
 	controlplane.Start(t).StartManager(t, func(mgr ctrl.Manager) error {
 		if err := placement.SetupWithConfig(mgr, placement.DefaultConfig(), nil, logger.With("component", "placement")); err != nil {
 			return err
 		}
-		return workset.Setup(mgr, logger.With("component", "workset"))
+		return workset.Setup(mgr, nil, nil, logger.With("component", "workset"))
 	})
 	ctx := context.Background()
 	f.placement("all", 0)
@@ -182,7 +182,7 @@ func TestRevisionsOnControlPlane(t *testing.T) {
 	// the count per revision shows it.
 	f.edit("app", func(s *fleetv1.ManifestWorkSet) {
 		s.Spec.ManifestWorkTemplate = configMap("v3")
-		s.Spec.PlacementRefs[0].RolloutStrategy = fleetv1.RolloutStrategy{Type: workset.RolloutProgressive, MaxConcurrency: 1}
+		s.Spec.PlacementRefs[0].RolloutStrategy = fleetv1.RolloutStrategy{Type: workset.RolloutProgressive, MaxConcurrency: ptr.To(intstr.FromInt32(1))}
 	})
 	f.waitSet("app", 10*time.Second, func(s *fleetv1.ManifestWorkSet) error {
 		if s.Status.CurrentRevision != 3 || fmt.Sprint(s.Status.Revisions) != "[{3 1 0} {2 1 0}]" {

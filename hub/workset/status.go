@@ -76,13 +76,11 @@ type observation struct {
 	refs            int
 	missingRefs     []string
 	decided         int
-	states          map[string]workState
-	waiting         int
 	conflicts       []string
 	missingNS       []string
 	summary         fleetv1.WorkSummary
-	strategyNote    string
 	placementDetail []string
+	rollout         *fleetv1.RolloutStatus
 }
 
 // conditions derives PlacementVerified, Progressing and Available.
@@ -97,32 +95,26 @@ func conditions(o observation, generation int64) []metav1.Condition {
 		verified.Message = "placement " + strings.Join(o.missingRefs, ", ") + " not found"
 	}
 
-	done, rolling, pending := 0, 0, 0
-	for _, s := range o.states {
-		switch s {
-		case stateDone:
-			done++
-		case stateRolling:
-			rolling++
-		default:
-			pending++
-		}
-	}
 	progressing := metav1.Condition{Type: ConditionProgressing, Status: metav1.ConditionTrue, Reason: ReasonRollingOut}
-	detail := fmt.Sprintf("%d of %d clusters have the current template available", done, o.decided)
+	ro := o.rollout
 	switch {
 	case len(o.conflicts) > 0:
 		progressing.Reason = ReasonWorkConflict
-		progressing.Message = fmt.Sprintf("%s; a ManifestWork of this name that the set does not own is in the way in %s", detail, strings.Join(o.conflicts, ", "))
+		progressing.Message = "a ManifestWork of this name that the set does not own is in the way in " + strings.Join(o.conflicts, ", ")
 	case o.decided == 0:
 		progressing.Status, progressing.Reason, progressing.Message = metav1.ConditionFalse, ReasonNoClusters, "no cluster is decided"
-	case done == o.decided:
-		progressing.Status, progressing.Reason, progressing.Message = metav1.ConditionFalse, ReasonCompleted, detail
+	case ro == nil:
+	case ro.Phase == fleetv1.RolloutSucceeded:
+		progressing.Status, progressing.Reason = metav1.ConditionFalse, ReasonCompleted
+		progressing.Message = fmt.Sprintf("revision %d rolled out", ro.Revision)
+	case ro.Phase == fleetv1.RolloutHalted || ro.Phase == fleetv1.RolloutRolledBack:
+		progressing.Status, progressing.Reason = metav1.ConditionFalse, string(ro.Phase)
+		progressing.Message = fmt.Sprintf("revision %d: %s", ro.Revision, ro.Message)
 	default:
-		progressing.Message = fmt.Sprintf("%s; %d rolling out, %d to update", detail, rolling, pending)
-		if o.waiting > 0 {
-			progressing.Message += fmt.Sprintf(" (%d waiting their turn%s)", o.waiting, o.strategyNote)
+		if ro.Phase != fleetv1.RolloutProgressing {
+			progressing.Reason = ro.Reason
 		}
+		progressing.Message = fmt.Sprintf("revision %d: %s", ro.Revision, ro.Message)
 	}
 	if len(o.missingNS) > 0 {
 		progressing.Message += "; no namespace yet for cluster " + strings.Join(o.missingNS, ", ")

@@ -34,36 +34,46 @@ func TestConditions(t *testing.T) {
 		reason  string
 		message string
 	}
+	rollout := func(phase fleetv1.RolloutPhase, reason, msg string) *fleetv1.RolloutStatus {
+		return &fleetv1.RolloutStatus{Revision: 3, Phase: phase, Reason: reason, Message: msg}
+	}
 	for _, tc := range []struct {
 		name                             string
 		obs                              observation
 		verified, progressing, available want
 	}{
 		{name: "done",
-			obs: observation{refs: 1, decided: 2, states: map[string]workState{"a": stateDone, "b": stateDone},
+			obs: observation{refs: 1, decided: 2, rollout: rollout(fleetv1.RolloutSucceeded, ReasonSucceeded, ""),
 				summary: fleetv1.WorkSummary{Total: 2, Applied: 2, Available: 2}, placementDetail: []string{"placement web decides 2 clusters"}},
 			verified:    want{metav1.ConditionTrue, ReasonAsExpected, "placement web decides 2 clusters"},
-			progressing: want{metav1.ConditionFalse, ReasonCompleted, "2 of 2 clusters have the current template available"},
+			progressing: want{metav1.ConditionFalse, ReasonCompleted, "revision 3 rolled out"},
 			available:   want{metav1.ConditionTrue, ReasonAllAvailable, "2 of 2 works available"}},
 		{name: "rolling out",
-			obs: observation{refs: 1, decided: 3, states: map[string]workState{"a": stateDone, "b": stateRolling, "c": stateOutdated}, waiting: 1,
-				strategyNote: ", Progressive at 1 at a time", summary: fleetv1.WorkSummary{Total: 3, Applied: 3, Available: 2, Degraded: 1}},
-			verified: want{metav1.ConditionTrue, ReasonAsExpected, ""},
-			progressing: want{metav1.ConditionTrue, ReasonRollingOut,
-				"1 of 3 clusters have the current template available; 1 rolling out, 1 to update (1 waiting their turn, Progressive at 1 at a time)"},
-			available: want{metav1.ConditionFalse, ReasonNotAllAvailable, "2 of 3 works available, 1 degraded"}},
+			obs: observation{refs: 1, decided: 3, rollout: rollout(fleetv1.RolloutProgressing, ReasonStarted, "stage 1 of 2 (web/batch-0): 0 of 1 clusters done"),
+				summary: fleetv1.WorkSummary{Total: 3, Applied: 3, Available: 2, Degraded: 1}},
+			verified:    want{metav1.ConditionTrue, ReasonAsExpected, ""},
+			progressing: want{metav1.ConditionTrue, ReasonRollingOut, "revision 3: stage 1 of 2 (web/batch-0): 0 of 1 clusters done"},
+			available:   want{metav1.ConditionFalse, ReasonNotAllAvailable, "2 of 3 works available, 1 degraded"}},
+		{name: "paused on a failure",
+			obs:         observation{refs: 1, decided: 1, rollout: rollout(fleetv1.RolloutPaused, ReasonFailureBudget, "stage 0 failed")},
+			verified:    want{metav1.ConditionTrue, ReasonAsExpected, ""},
+			progressing: want{metav1.ConditionTrue, ReasonFailureBudget, "revision 3: stage 0 failed"},
+			available:   want{metav1.ConditionFalse, ReasonNotAllAvailable, "0 of 1 works available"}},
+		{name: "rolled back",
+			obs:         observation{refs: 1, decided: 1, rollout: rollout(fleetv1.RolloutRolledBack, ReasonFailureBudget, "1 clusters rolled back to revision 2")},
+			verified:    want{metav1.ConditionTrue, ReasonAsExpected, ""},
+			progressing: want{metav1.ConditionFalse, "RolledBack", "revision 3: 1 clusters rolled back to revision 2"},
+			available:   want{metav1.ConditionFalse, ReasonNotAllAvailable, "0 of 1 works available"}},
 		{name: "missing placement and nothing decided",
-			obs:         observation{refs: 1, missingRefs: []string{"web"}, states: map[string]workState{}},
+			obs:         observation{refs: 1, missingRefs: []string{"web"}},
 			verified:    want{metav1.ConditionFalse, ReasonPlacementNotFound, "placement web not found"},
 			progressing: want{metav1.ConditionFalse, ReasonNoClusters, "no cluster is decided"},
 			available:   want{metav1.ConditionFalse, ReasonNoClusters, "no cluster is decided"}},
 		{name: "conflict and missing namespace",
-			obs: observation{refs: 1, decided: 2, states: map[string]workState{"a": stateMissing, "b": stateMissing},
-				conflicts: []string{"a"}, missingNS: []string{"b"}},
-			verified: want{metav1.ConditionTrue, ReasonAsExpected, ""},
-			progressing: want{metav1.ConditionTrue, ReasonWorkConflict,
-				"0 of 2 clusters have the current template available; a ManifestWork of this name that the set does not own is in the way in a; no namespace yet for cluster b"},
-			available: want{metav1.ConditionFalse, ReasonNotAllAvailable, "0 of 2 works available"}},
+			obs:         observation{refs: 1, decided: 2, conflicts: []string{"a"}, missingNS: []string{"b"}, rollout: rollout(fleetv1.RolloutProgressing, ReasonStarted, "")},
+			verified:    want{metav1.ConditionTrue, ReasonAsExpected, ""},
+			progressing: want{metav1.ConditionTrue, ReasonWorkConflict, "a ManifestWork of this name that the set does not own is in the way in a; no namespace yet for cluster b"},
+			available:   want{metav1.ConditionFalse, ReasonNotAllAvailable, "0 of 2 works available"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conds := conditions(tc.obs, 7)
