@@ -36,15 +36,24 @@ func (r *reconciler) targets(ctx context.Context, mws *fleetv1.ManifestWorkSet, 
 		if err := r.client.List(ctx, &ds, client.InNamespace(mws.Namespace), client.MatchingLabels{fleetv1.LabelPlacement: ref.Name}); err != nil {
 			return nil, nil, fmt.Errorf("list decisions of placement %s: %w", ref.Name, err)
 		}
+		n := 0
 		for _, d := range ds.Items {
 			group, _ := strconv.Atoi(d.Labels[fleetv1.LabelDecisionGroupIndex])
 			for _, cd := range d.Status.Decisions {
+				if cd.ClusterName != "" {
+					n++
+				}
 				if cd.ClusterName == "" || decided[cd.ClusterName] {
 					continue
 				}
 				decided[cd.ClusterName] = true
 				plan.targets = append(plan.targets, target{cluster: cd.ClusterName, group: group})
 			}
+		}
+		// The placement writes its decisions, then its status: until they
+		// agree (in this controller's cache too), a decision is being written.
+		if p.Status.ObservedGeneration != p.Generation || int(p.Status.NumberOfSelectedClusters) != n {
+			plan.pending = fmt.Sprintf("placement %s: %d of %d decisions seen", ref.Name, n, p.Status.NumberOfSelectedClusters)
 		}
 		sortTargets(plan.targets)
 		refs = append(refs, plan)
@@ -85,10 +94,13 @@ func (r *reconciler) apply(ctx context.Context, mws *fleetv1.ManifestWorkSet, ke
 		log.Info("manifest work created", "cluster", cluster, "revision", rev.Spec.Revision)
 		return w, nil
 	}
+	// A patch, not an update: the agent writes the work's status all the
+	// time, and the spec and these labels are the set's alone.
+	patch := client.MergeFrom(w.DeepCopy())
 	w = w.DeepCopy()
 	w.Spec = *rev.Spec.ManifestWorkTemplate.DeepCopy()
 	setRevisionLabels(w, rev)
-	if err := r.client.Update(ctx, w); err != nil {
+	if err := r.client.Patch(ctx, w, patch); err != nil {
 		return nil, fmt.Errorf("update manifest work %s/%s: %w", cluster, mws.Name, err)
 	}
 	log.Info("manifest work updated", "cluster", cluster, "revision", rev.Spec.Revision, "generation", w.Generation)

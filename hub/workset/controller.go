@@ -165,9 +165,9 @@ func (r *reconciler) byPlacement(ctx context.Context, o client.Object) []reconci
 }
 
 // Reconcile drives one ManifestWorkSet's works to its template and its
-// placements' decisions, stage by stage. The works are read from the
-// apiserver, not the cache, so that a pass counts the works the previous
-// one wrote.
+// placements' decisions, stage by stage. The set and its works are read
+// from the apiserver, not the cache, so that a pass starts from what the
+// previous one wrote.
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	start := time.Now()
 	defer func() { r.metrics.passDuration.Observe(time.Since(start).Seconds()) }()
@@ -176,8 +176,11 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
+	// The set too comes from the apiserver: its status is the rollout's
+	// record, and a pass that decided from a cached copy a step behind
+	// would undo what the previous pass did.
 	mws := &fleetv1.ManifestWorkSet{}
-	if err := r.client.Get(ctx, req.NamespacedName, mws); err != nil {
+	if err := r.api.Get(ctx, req.NamespacedName, mws); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.metrics.forget(req.Namespace, req.Name)
 			return ctrl.Result{}, nil

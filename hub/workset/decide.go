@@ -13,14 +13,14 @@ import (
 
 // Reasons of a rollout's phase.
 const (
-	ReasonStarted         = "StageProgressing"
-	ReasonPaused          = "Paused"
-	ReasonWaitingApproval = "WaitingApproval"
-	ReasonFailureBudget   = "FailureBudgetExceeded"
-	ReasonInconclusive    = "Inconclusive"
-	ReasonInvalidSpec     = "InvalidSpec"
-	ReasonSucceeded       = "AllStagesSucceeded"
-	ReasonNoStableToRoll  = "NoStableRevision"
+	ReasonStarted          = "StageProgressing"
+	ReasonPaused           = "Paused"
+	ReasonWaitingApproval  = "WaitingApproval"
+	ReasonFailureBudget    = "FailureBudgetExceeded"
+	ReasonInconclusive     = "Inconclusive"
+	ReasonInvalidSpec      = "InvalidSpec"
+	ReasonSucceeded        = "AllStagesSucceeded"
+	ReasonWaitingDecisions = "WaitingForDecisions"
 )
 
 // rolloutInput is everything one pass decides a rollout from.
@@ -81,8 +81,16 @@ type decider struct {
 // decideRollout moves the current revision's rollout as far as it can go.
 func decideRollout(prev *fleetv1.RolloutStatus, in *rolloutInput) (*fleetv1.RolloutStatus, rolloutOutput) {
 	d := &decider{in: in, now: metav1.NewTime(in.now), out: rolloutOutput{apply: map[string]int64{}, stable: in.stable}}
-	// A rollout that found no cluster to cut into stages has not started.
+	// A rollout that found no cluster to cut into stages has not started;
+	// nor does one while a placement is still writing its decisions, which
+	// would cut the stages short.
 	if prev == nil || prev.Revision != in.revision || len(prev.Stages) == 0 {
+		if pending := d.pendingDecisions(); pending != "" {
+			d.st = &fleetv1.RolloutStatus{Revision: in.revision, PreviousRevision: in.stable, Phase: fleetv1.RolloutProgressing,
+				Reason: ReasonWaitingDecisions, Message: pending}
+			d.steady()
+			return d.st, d.out
+		}
 		d.start()
 	} else {
 		d.st = prev.DeepCopy()
@@ -100,6 +108,17 @@ func decideRollout(prev *fleetv1.RolloutStatus, in *rolloutInput) (*fleetv1.Roll
 	d.steady()
 	d.out.requeue = d.nextCheck()
 	return d.st, d.out
+}
+
+// pendingDecisions says which placements may still be writing decisions.
+func (d *decider) pendingDecisions() string {
+	var out []string
+	for _, ref := range d.in.refs {
+		if ref.pending != "" {
+			out = append(out, ref.pending)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func (d *decider) event(warning bool, reason, format string, args ...any) {

@@ -354,3 +354,18 @@ func TestRolloutInvalidSpec(t *testing.T) {
 		t.Errorf("reason %s, message %q", s.st.Reason, s.st.Message)
 	}
 }
+
+// TestRolloutWaitsForDecisions: stages are not cut while a placement is
+// still writing its decisions.
+func TestRolloutWaitsForDecisions(t *testing.T) {
+	ref := perGroup(3, 1, fleetv1.RolloutStrategy{})
+	ref.pending = "placement web: 1 of 3 decisions seen"
+	s := newSim(t, 0, ref)
+	s.pass()
+	if s.st.Reason != ReasonWaitingDecisions || len(s.st.Stages) != 0 || len(s.out.apply) != 0 {
+		t.Fatalf("rollout %+v, applied %v; want it waiting for the decisions", s.st, s.out.apply)
+	}
+	s.in.refs[0].pending = ""
+	s.pass()
+	s.expect(P, 0, "0:c0=Progressing 1:c1=Pending 2:c2=Pending", "c0=2 c1=- c2=-")
+}

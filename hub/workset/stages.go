@@ -38,6 +38,9 @@ type refPlan struct {
 	name     string
 	strategy fleetv1.RolloutStrategy
 	targets  []target
+	// pending says why the decisions may be incomplete ("" when they
+	// are not).
+	pending string
 }
 
 // stagePlan is one stage as cut when a rollout starts.
