@@ -60,7 +60,7 @@ control planes for development and demos.`,
 	}
 	root.PersistentFlags().StringVar(&lf.level, "log.level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&lf.format, "log.format", "logfmt", "log format: logfmt or json")
-	root.AddCommand(newHubCommand(), newDevCommand(&lf), newPolicyCommand(), newAgentCommand(), newVersionCommand())
+	root.AddCommand(newHubCommand(), newDevCommand(&lf), newPolicyCommand(), newAppCommand(), newAgentCommand(), newVersionCommand())
 	return root
 }
 
