@@ -225,6 +225,7 @@ func (e *Engine) process(ctx context.Context, key string) error {
 	e.mu.Unlock()
 	if changed {
 		e.tel.transition(ctx, p, status.Compliant)
+		e.tel.remediated(ctx, p, prev, status.Compliant, now)
 		e.log.Info("policy verdict changed", "policy", key, "from", prev.Compliant, "to", status.Compliant, "message", status.History[0].Message)
 	}
 	wait, periodic := e.interval(p, status.Compliant)
@@ -311,7 +312,7 @@ func (e *Engine) verdicts() []verdict {
 			sev = string(fleetv1.SeverityMedium)
 		}
 		ns, name := rootOf(st.policy)
-		out = append(out, verdict{policy: name, namespace: ns, severity: sev, state: st.verdict})
+		out = append(out, verdict{policy: name, namespace: ns, severity: sev, standards: standardsOf(st.policy), state: st.verdict})
 	}
 	return out
 }
