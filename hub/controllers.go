@@ -67,6 +67,9 @@ func (h *Hub) setupControllers(mgr manager.Manager, instant query.QueryFunc, age
 	if err := policy.Setup(mgr, h.logger.With("component", "policy")); err != nil {
 		return fmt.Errorf("policy propagation: %w", err)
 	}
+	if err := policy.SetupGateway(mgr, agents, h.logger.With("component", "policy"), h.registry); err != nil {
+		return fmt.Errorf("policy distribution: %w", err)
+	}
 	if err := actions.SetupAlertRemediation(mgr, h.alerts.Load(), h.logger.With("component", "alertremediation")); err != nil {
 		return fmt.Errorf("alert remediation: %w", err)
 	}

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -75,11 +74,7 @@ func FuzzWorkGateway(f *testing.F) {
 		deleting.DeletionTimestamp = &metav1.Time{Time: time.Now()}
 		c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&fleetv1.ManifestWork{}).
 			WithObjects(mwork("east", "a", true), deleting, mwork("west", "w", true)).Build()
-		g := &Gateway{cache: c, writer: c, api: c, logger: slog.New(slog.DiscardHandler),
-			wake: &broadcaster{chans: map[string]chan struct{}{}}, stopped: make(chan struct{}),
-			requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"endpoint", "result"}),
-			waiting:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "w"}),
-		}
+		g := newGateway(c, c, c, slog.New(slog.DiscardHandler), nil)
 		mux := gateway.New(gateway.Options{})
 		g.Routes(mux)
 		path := agentapi.PathWorks + "/" + url.PathEscape(name)

@@ -11,10 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -27,17 +24,15 @@ import (
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/hub/gateway"
+	"github.com/fleetpulse/fleetpulse/hub/internal/longpoll"
 )
 
 // Finalizer holds a deleted ManifestWork until its agent has removed (or
 // orphaned) what the work applied.
 const Finalizer = "work.fleetpulse.io/cleanup"
 
-const (
-	defaultPollTimeout = 30 * time.Second
-	maxPollTimeout     = 5 * time.Minute
-	maxStatusBody      = 1 << 20
-)
+// maxStatusBody bounds a status report.
+const maxStatusBody = 1 << 20
 
 // Gateway serves the agents' work endpoints.
 type Gateway struct {
@@ -45,12 +40,15 @@ type Gateway struct {
 	writer  client.Client // writes go to the apiserver
 	api     client.Reader // uncached reads, after a conflict
 	logger  *slog.Logger
-	wake    *broadcaster
+	poll    *longpoll.Poll[*workList]
 	stopped chan struct{}
 
 	requests *prometheus.CounterVec
-	waiting  prometheus.Gauge
 }
+
+type workList agentapi.WorkList
+
+func (l *workList) Version() string { return l.ResourceVersion }
 
 // Setup adds work distribution to the hub: ManifestWork to the manager's
 // cache with a handler that wakes long polls, the finalizer controller, and
@@ -70,16 +68,7 @@ func Setup(mgr manager.Manager, agents *gateway.Gateway, logger *slog.Logger, re
 // NewGateway builds the gateway over mgr's cache; it starts nothing (the
 // manager does).
 func NewGateway(mgr manager.Manager, logger *slog.Logger, reg prometheus.Registerer) (*Gateway, error) {
-	g := &Gateway{
-		cache: mgr.GetCache(), writer: mgr.GetClient(), api: mgr.GetAPIReader(),
-		logger: logger, wake: &broadcaster{chans: map[string]chan struct{}{}}, stopped: make(chan struct{}),
-		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
-			Name: "fleetpulse_hub_work_requests_total", Help: "Agents' work requests by endpoint and result.",
-		}, []string{"endpoint", "result"}),
-		waiting: promauto.With(reg).NewGauge(prometheus.GaugeOpts{
-			Name: "fleetpulse_hub_work_polls_waiting", Help: "Agents' work list polls waiting for a change.",
-		}),
-	}
+	g := newGateway(mgr.GetCache(), mgr.GetClient(), mgr.GetAPIReader(), logger, reg)
 	// Asking for the informer before the manager starts adds ManifestWork
 	// to the cache; the manager starts it and waits for it with the others.
 	inf, err := mgr.GetCache().GetInformer(context.Background(), &fleetv1.ManifestWork{})
@@ -91,7 +80,7 @@ func NewGateway(mgr manager.Manager, logger *slog.Logger, reg prometheus.Registe
 			obj = d.Obj
 		}
 		if mw, ok := obj.(*fleetv1.ManifestWork); ok {
-			g.wake.notify(mw.Namespace)
+			g.poll.Wake.Notify(mw.Namespace)
 		}
 	}
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
@@ -111,6 +100,23 @@ func NewGateway(mgr manager.Manager, logger *slog.Logger, reg prometheus.Registe
 		return nil, err
 	}
 	return g, nil
+}
+
+// newGateway builds the gateway over its readers and writer; reg may be nil.
+func newGateway(cache client.Reader, writer client.Client, api client.Reader, logger *slog.Logger, reg prometheus.Registerer) *Gateway {
+	g := &Gateway{
+		cache: cache, writer: writer, api: api, logger: logger, stopped: make(chan struct{}),
+		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetpulse_hub_work_requests_total", Help: "Agents' work requests by endpoint and result.",
+		}, []string{"endpoint", "result"}),
+	}
+	g.poll = &longpoll.Poll[*workList]{
+		Wake: longpoll.NewBroadcaster(), List: g.list, Stopped: g.stopped,
+		Waiting: promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+			Name: "fleetpulse_hub_work_polls_waiting", Help: "Agents' work list polls waiting for a change.",
+		}),
+	}
+	return g
 }
 
 // Routes adds the work endpoints to the agents' gateway, which
@@ -142,69 +148,22 @@ func (g *Gateway) serveList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	since := q.Get(agentapi.ParamResourceVersion)
-	timeout := defaultPollTimeout
-	if s := q.Get(agentapi.ParamTimeout); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
-			g.count("list", "invalid")
-			http.Error(w, fmt.Sprintf("timeout %q: want a duration such as 30s", s), http.StatusBadRequest)
-			return
-		}
-		timeout = min(d, maxPollTimeout)
+	res, err := g.poll.Serve(w, r, cluster)
+	if err != nil {
+		g.logger.ErrorContext(r.Context(), "list ManifestWorks of "+cluster, "err", err)
 	}
-	ctx := r.Context()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	waited := false
-	for {
-		// Watch before listing, so that a change between the two wakes us.
-		wake := g.wake.watch(cluster)
-		list, err := g.list(ctx, cluster)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			g.serverError(w, r, "list", "list ManifestWorks of "+cluster, err)
-			return
-		}
-		w.Header().Set("ETag", strconv.Quote(list.ResourceVersion))
-		if since == "" || list.ResourceVersion != since || timeout == 0 {
-			g.count("list", "ok")
-			writeJSON(w, http.StatusOK, list)
-			return
-		}
-		if !waited {
-			waited = true
-			g.waiting.Inc()
-			defer g.waiting.Dec()
-		}
-		select {
-		case <-wake:
-		case <-timer.C:
-			g.count("list", "unchanged")
-			w.WriteHeader(http.StatusNotModified)
-			return
-		case <-ctx.Done():
-			return
-		case <-g.stopped:
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "the hub is stopping; poll again", http.StatusServiceUnavailable)
-			return
-		}
-	}
+	g.count("list", string(res))
 }
 
 // list reads the cluster's works from the cache: those carrying the
 // finalizer, so that none is applied whose deletion the hub would not wait
 // for.
-func (g *Gateway) list(ctx context.Context, cluster string) (*agentapi.WorkList, error) {
+func (g *Gateway) list(ctx context.Context, cluster string) (*workList, error) {
 	var works fleetv1.ManifestWorkList
 	if err := g.cache.List(ctx, &works, client.InNamespace(cluster)); err != nil {
 		return nil, err
 	}
-	out := &agentapi.WorkList{Items: []agentapi.WorkItem{}}
+	out := &workList{Items: []agentapi.WorkItem{}}
 	for i := range works.Items {
 		mw := &works.Items[i]
 		if !controllerutil.ContainsFinalizer(mw, Finalizer) {
@@ -381,41 +340,3 @@ func (g *Gateway) serverError(w http.ResponseWriter, r *http.Request, endpoint, 
 }
 
 func (g *Gateway) count(endpoint, result string) { g.requests.WithLabelValues(endpoint, result).Inc() }
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
-
-// broadcaster wakes the waiters of a namespace: each watch gets the
-// namespace's current channel, closed by the next notify.
-type broadcaster struct {
-	mu    sync.Mutex
-	chans map[string]chan struct{}
-}
-
-func (b *broadcaster) watch(ns string) <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c, ok := b.chans[ns]
-	if !ok {
-		c = make(chan struct{})
-		b.chans[ns] = c
-	}
-	return c
-}
-
-func (b *broadcaster) notify(ns string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if c, ok := b.chans[ns]; ok {
-		close(c)
-		delete(b.chans, ns)
-	}
-}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -40,11 +39,7 @@ func testGateway(t *testing.T, objs ...client.Object) (*Gateway, client.Client, 
 			writes.Add(1)
 			return c.SubResource(sub).Update(ctx, obj, opts...)
 		}}).Build()
-	g := &Gateway{cache: c, writer: c, api: c, logger: slog.New(slog.DiscardHandler),
-		wake: &broadcaster{chans: map[string]chan struct{}{}}, stopped: make(chan struct{}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"endpoint", "result"}),
-		waiting:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "w"}),
-	}
+	g := newGateway(c, c, c, slog.New(slog.DiscardHandler), nil)
 	agents := gateway.New(gateway.Options{})
 	g.Routes(agents)
 	return g, c, writes, gatewaytest.Start(t, agents)
@@ -138,7 +133,7 @@ func TestListLongPoll(t *testing.T) {
 		done <- resp
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(g.waiting) == 0 {
+	for testutil.ToFloat64(g.poll.Waiting) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the poll never waited")
 		}
@@ -147,13 +142,13 @@ func TestListLongPoll(t *testing.T) {
 	if err := c.Create(context.Background(), mwork("east", "b", true)); err != nil {
 		t.Fatal(err)
 	}
-	g.wake.notify("west") // another namespace: no answer yet
+	g.poll.Wake.Notify("west") // another namespace: no answer yet
 	select {
 	case <-done:
 		t.Fatal("a change in west answered east's poll")
 	case <-time.After(50 * time.Millisecond):
 	}
-	g.wake.notify("east")
+	g.poll.Wake.Notify("east")
 	select {
 	case resp := <-done:
 		if resp.StatusCode != http.StatusOK {
