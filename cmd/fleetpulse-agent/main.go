@@ -60,15 +60,14 @@ Examples:
   fleetpulse-agent --config=file:agent.yaml`
 
 func main() {
-	// SIGINT and SIGTERM end the command's context, and so does a
-	// controller extension that ends with an error (the hub deregistered
-	// the cluster); that error then fails the command.
+	// SIGINT and SIGTERM end the command's context, rather than reach the
+	// Collector, so that a stop also ends a start that waits (the
+	// registration's, until the hub accepts the cluster). A controller
+	// extension that ends with an error (the hub deregistered the cluster)
+	// ends the context too; that error then fails the command.
 	signalled, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, stop := context.WithCancelCause(signalled)
 	settings := collector.Settings(version.Version, stop)
-	// The command's context carries SIGINT and SIGTERM instead, so that a
-	// stop also ends a start that waits: the registration's, until the hub
-	// accepts the cluster.
 	settings.DisableGracefulShutdown = true
 	cmd := otelcol.NewCommand(settings)
 	cmd.Long = long
