@@ -71,6 +71,7 @@ func main() {
 	settings.DisableGracefulShutdown = true
 	cmd := otelcol.NewCommand(settings)
 	cmd.Long = long
+	cmd.SilenceErrors = true // printed below, once, unless the stop was asked for
 	opts := collector.AgentOptions{
 		StateDir: "/var/lib/fleetpulse-agent", CollectionInterval: 30 * time.Second,
 		MetricsAddr: "127.0.0.1:8888", SelfTelemetryAddr: "127.0.0.1:14318",
