@@ -46,10 +46,13 @@ func TestGatewayServesEachClusterItsReplicas(t *testing.T) {
 	for _, c := range []string{"gw-1", "gw-2"} {
 		require.NoError(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c}}))
 	}
+	// Replicas of a root no other test of the package writes: a
+	// propagator running for another test reconciles the root a replica
+	// names, and would prune these.
 	replica := func(cluster string) *fleetv1.Policy {
 		return &fleetv1.Policy{
-			ObjectMeta: metav1.ObjectMeta{Namespace: cluster, Name: "sec.netpol", Finalizers: []string{fleetv1.FinalizerPolicyPrune},
-				Labels: map[string]string{fleetv1.LabelRootPolicy: "sec.netpol", fleetv1.LabelPolicyCluster: cluster}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: cluster, Name: "gw.netpol", Finalizers: []string{fleetv1.FinalizerPolicyPrune},
+				Labels: map[string]string{fleetv1.LabelRootPolicy: "gw.netpol", fleetv1.LabelPolicyCluster: cluster}},
 			Spec: fleetv1.PolicySpec{ObjectTemplates: []fleetv1.ObjectTemplate{networkPolicyTemplate()}, PruneObjectBehavior: fleetv1.PruneDeleteIfCreated},
 		}
 	}
@@ -84,8 +87,8 @@ func TestGatewayServesEachClusterItsReplicas(t *testing.T) {
 		return nil
 	})
 	it := list.Items[0]
-	require.Equal(t, "sec.netpol", it.Name)
-	require.Equal(t, "sec", it.RootNamespace)
+	require.Equal(t, "gw.netpol", it.Name)
+	require.Equal(t, "gw", it.RootNamespace)
 	require.Equal(t, "netpol", it.RootName)
 	require.Equal(t, fleetv1.PruneDeleteIfCreated, it.Spec.PruneObjectBehavior)
 	code, _ := call("GET", agentapi.PathPolicies, "", nil)
@@ -120,28 +123,28 @@ func TestGatewayServesEachClusterItsReplicas(t *testing.T) {
 	// Status: written for the caller's own replica only.
 	report, _ := json.Marshal(agentapi.PolicyStatusRequest{UID: it.UID, Status: fleetv1.PolicyStatus{Compliant: fleetv1.NonCompliant,
 		History: []fleetv1.ComplianceEvent{{Time: metav1.Now(), Compliant: fleetv1.NonCompliant, Message: "networkpolicies [deny-all] not found"}}}})
-	code, b := call("PUT", agentapi.PolicyStatusPath("sec.netpol"), "gw-1", report)
+	code, b := call("PUT", agentapi.PolicyStatusPath("gw.netpol"), "gw-1", report)
 	require.Equal(t, http.StatusNoContent, code, string(b))
 	got := &fleetv1.Policy{}
 	require.NoError(t, kube.Get(ctx, client.ObjectKeyFromObject(r1), got))
 	require.Equal(t, fleetv1.NonCompliant, got.Status.Compliant)
-	code, b = call("PUT", agentapi.PolicyStatusPath("sec.netpol"), "gw-2", report)
+	code, b = call("PUT", agentapi.PolicyStatusPath("gw.netpol"), "gw-2", report)
 	require.Equal(t, http.StatusConflict, code, "gw-2's replica has another UID: %s", b)
 	code, _ = call("PUT", agentapi.PolicyStatusPath("own"), "gw-1", report)
 	require.Equal(t, http.StatusNotFound, code, "a user's own policy is not a replica the agent may write")
-	code, b = call("PUT", agentapi.PolicyStatusPath("sec.netpol"), "gw-1", []byte("{"))
+	code, b = call("PUT", agentapi.PolicyStatusPath("gw.netpol"), "gw-1", []byte("{"))
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Contains(t, string(b), "decode the status report")
-	code, b = call("PUT", agentapi.PolicyStatusPath("sec.netpol"), "gw-1", []byte(`{"uid":"`+strings.Repeat("x", 2<<20)+`"}`))
+	code, b = call("PUT", agentapi.PolicyStatusPath("gw.netpol"), "gw-1", []byte(`{"uid":"`+strings.Repeat("x", 2<<20)+`"}`))
 	require.Equal(t, http.StatusRequestEntityTooLarge, code)
 	require.Contains(t, string(b), "over 1048576 bytes")
 
 	// Finalizer: refused while the replica lives, removed once deleted.
-	code, _ = call("DELETE", agentapi.PolicyFinalizerPath("sec.netpol"), "gw-1", nil)
+	code, _ = call("DELETE", agentapi.PolicyFinalizerPath("gw.netpol"), "gw-1", nil)
 	require.Equal(t, http.StatusConflict, code)
 	require.NoError(t, kube.Delete(ctx, r1))
 	testutil.Eventually(t, within, func() error {
-		code, b := call("DELETE", agentapi.PolicyFinalizerPath("sec.netpol")+"?uid="+it.UID, "gw-1", nil)
+		code, b := call("DELETE", agentapi.PolicyFinalizerPath("gw.netpol")+"?uid="+it.UID, "gw-1", nil)
 		if code != http.StatusNoContent {
 			return fmt.Errorf("finalizer: %d %s", code, b)
 		}
