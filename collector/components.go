@@ -1,7 +1,8 @@
 // Package collector assembles the Fleetpulse agent's OpenTelemetry Collector
 // distribution: the component factories it ships (ours: k8s_inventory,
 // k8s_events, cluster_identity, series_limit, fleetpulse_hub, and the
-// controllers fleetpulse_registration and fleetpulse_work; the Collector's:
+// controllers fleetpulse_registration, fleetpulse_work and
+// fleetpulse_policy; the Collector's:
 // OTLP, batch, memory_limiter, debug/OTLP exporters, zpages, file_storage,
 // healthcheckv2),
 // its build info, and the built-in default configuration.
@@ -34,6 +35,7 @@ import (
 
 	hubexporter "github.com/fleetpulse/fleetpulse/exporters/hub"
 	registrationext "github.com/fleetpulse/fleetpulse/extensions/registration"
+	policyext "github.com/fleetpulse/fleetpulse/extensions/policy"
 	workext "github.com/fleetpulse/fleetpulse/extensions/work"
 	"github.com/fleetpulse/fleetpulse/processors/clusteridentity"
 	"github.com/fleetpulse/fleetpulse/processors/serieslimit"
@@ -78,6 +80,7 @@ func components(stop func(error)) (otelcol.Factories, error) {
 		healthcheckv2extension.NewFactory(),
 		registrationext.NewFactory(registrationext.WithStop(stop)),
 		workext.NewFactory(workext.WithStop(stop)),
+		policyext.NewFactory(policyext.WithStop(stop)),
 	); err != nil {
 		return f, fmt.Errorf("extensions: %w", err)
 	}

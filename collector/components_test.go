@@ -28,7 +28,7 @@ func TestComponentsListsTheDistribution(t *testing.T) {
 		"receivers":  {"otlp", "k8s_inventory", "k8s_events"},
 		"processors": {"batch", "memory_limiter", "cluster_identity", "series_limit"},
 		"exporters":  {"debug", "otlp", "otlphttp", "fleetpulse_hub"},
-		"extensions": {"zpages", "file_storage", "fleetpulse_registration", "fleetpulse_work", "healthcheckv2"},
+		"extensions": {"zpages", "file_storage", "fleetpulse_registration", "fleetpulse_work", "fleetpulse_policy", "healthcheckv2"},
 	}
 	got := map[string][]string{}
 	for k := range f.Receivers {

@@ -3,6 +3,7 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -112,7 +113,7 @@ func (o AgentOptions) validateRegistration() []error {
 }
 
 // Registers reports whether the built-in pipeline runs the registration and
-// the work applier: with a bootstrap token, or with the credentials a former
+// the agent's controllers (work applier, policy controller): with a bootstrap token, or with the credentials a former
 // run stored in StateDir when no client certificate is given.
 func (o AgentOptions) Registers() bool {
 	return o.BootstrapToken != "" || (o.CertFile == "" && o.KeyFile == "" && agentreg.HasCredentials(o.StateDir))
@@ -126,8 +127,8 @@ const TLSReloadInterval = time.Minute
 // cluster's inventory metrics and its events as logs, memory-limited, stamped
 // with the cluster's identity, batched, and sent to the hub through a disk
 // queue; the events receiver keeps its place in the same storage. When the
-// agent registers (Registers), the fleetpulse_registration and
-// fleetpulse_work extensions run too, and the exporter uses the credentials
+// agent registers (Registers), the fleetpulse_registration,
+// fleetpulse_work and fleetpulse_policy extensions run too, and the exporter uses the credentials
 // the registration keeps.
 func DefaultConfig(o AgentOptions) (string, error) {
 	if err := o.Validate(); err != nil {
@@ -179,8 +180,12 @@ func DefaultConfig(o AgentOptions) (string, error) {
 		extensionIDs = append(extensionIDs, "healthcheckv2")
 	}
 	if registers {
-		extensions["fleetpulse_registration"], extensions["fleetpulse_work"] = controllers(o, joinCA)
-		extensionIDs = append(extensionIDs, "fleetpulse_registration", "fleetpulse_work")
+		registration, work := controllers(o, joinCA)
+		extensions["fleetpulse_registration"], extensions["fleetpulse_work"] = registration, work
+		// The policy controller reaches the hub and the cluster as the work
+		// applier does.
+		extensions["fleetpulse_policy"] = maps.Clone(work)
+		extensionIDs = append(extensionIDs, "fleetpulse_registration", "fleetpulse_work", "fleetpulse_policy")
 	}
 	cfg := map[string]any{
 		"extensions": extensions,

@@ -68,8 +68,8 @@ func TestDefaultConfigReloadsTheClientCertificate(t *testing.T) {
 	}
 }
 
-// TestDefaultConfigRegisters: with a bootstrap token the registration and
-// the work applier run, started before the pipelines, the exporter uses the
+// TestDefaultConfigRegisters: with a bootstrap token the registration, the
+// work applier and the policy controller run, started before the pipelines, the exporter uses the
 // credentials the registration keeps, and the configuration names the
 // token's variable, never the token.
 func TestDefaultConfigRegisters(t *testing.T) {
@@ -85,10 +85,10 @@ func TestDefaultConfigRegisters(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"fleetpulse_registration:", "fleetpulse_work:", "bootstrap_token: ${env:FLEETPULSE_BOOTSTRAP_TOKEN}",
+		"fleetpulse_registration:", "fleetpulse_work:", "fleetpulse_policy:", "bootstrap_token: ${env:FLEETPULSE_BOOTSTRAP_TOKEN}",
 		"hub_ca_hash: sha256:abab", "hub_ca_file: /etc/join-ca.crt",
 		"cert_file: " + state + "/credentials/tls.crt", "ca_file: " + state + "/credentials/ca.crt",
-		"extensions:\n  - file_storage\n  - fleetpulse_registration\n  - fleetpulse_work\n",
+		"extensions:\n  - file_storage\n  - fleetpulse_registration\n  - fleetpulse_work\n  - fleetpulse_policy\n",
 	} {
 		if !strings.Contains(y, want) {
 			t.Errorf("default config lacks %q:\n%s", want, y)
