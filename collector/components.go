@@ -34,8 +34,8 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 
 	hubexporter "github.com/fleetpulse/fleetpulse/exporters/hub"
-	registrationext "github.com/fleetpulse/fleetpulse/extensions/registration"
 	policyext "github.com/fleetpulse/fleetpulse/extensions/policy"
+	registrationext "github.com/fleetpulse/fleetpulse/extensions/registration"
 	workext "github.com/fleetpulse/fleetpulse/extensions/work"
 	"github.com/fleetpulse/fleetpulse/processors/clusteridentity"
 	"github.com/fleetpulse/fleetpulse/processors/serieslimit"

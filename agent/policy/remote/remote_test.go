@@ -150,7 +150,7 @@ func TestHubIsSourceAndSink(t *testing.T) {
 		t.Fatalf("an empty list gave %d policies", len(ps))
 	}
 	item := agentapi.PolicyItem{Name: "prod.baseline", UID: "u1", Generation: 2, RootNamespace: "prod", RootName: "baseline",
-		Spec: fleetv1.PolicySpec{RemediationAction: fleetv1.RemediationEnforce},
+		Spec:   fleetv1.PolicySpec{RemediationAction: fleetv1.RemediationEnforce},
 		Status: &fleetv1.PolicyStatus{Compliant: fleetv1.Compliant}}
 	fake.set(item)
 	ps, changed = waitPolicies(t, h, changed)
