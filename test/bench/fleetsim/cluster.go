@@ -36,8 +36,9 @@ type cluster struct {
 	// mu serializes the cluster's calls, so that one connection serves
 	// them, and orders them against Lose.
 	mu          sync.Mutex
-	client      *http.Client // mutual TLS, set once registered
-	collections int          // guarded by mu
+	client      *http.Client     // mutual TLS, set once registered
+	pair        *tls.Certificate // its certificate, for other connections
+	collections int              // guarded by mu
 
 	period    atomic.Int64 // heartbeat period, ns
 	lastBeat  atomic.Int64 // send time of the last acknowledged heartbeat, unix ns
@@ -129,7 +130,7 @@ func (f *Fleet) register(ctx context.Context, c *cluster) error {
 				return fmt.Errorf("certificate issued to %s: %w", c.name, err)
 			}
 			c.mu.Lock()
-			c.client = f.mtlsClient(pair)
+			c.client, c.pair = f.mtlsClient(pair), &pair
 			c.mu.Unlock()
 			c.setPeriod(resp.HeartbeatPeriodSeconds)
 			f.stats.registered.Add(1)

@@ -28,6 +28,7 @@ type Fleet struct {
 	anon     *http.Client // registration: no client certificate
 	clusters []*cluster
 	stats    counters
+	policy   policyCounters
 }
 
 type counters struct {
