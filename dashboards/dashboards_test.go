@@ -21,7 +21,8 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantTitles := map[string]bool{"Fleetpulse / Fleet overview": false, "Fleetpulse / Cluster detail": false, "Fleetpulse / Agent health": false}
+	wantTitles := map[string]bool{"Fleetpulse / Fleet overview": false, "Fleetpulse / Cluster detail": false, "Fleetpulse / Agent health": false,
+		"Fleetpulse / Policy compliance": false}
 	uids := map[string]bool{}
 	for _, d := range ds {
 		wantTitles[d.Title] = true

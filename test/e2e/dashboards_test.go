@@ -16,16 +16,22 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
+	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/dashboards"
 	"github.com/fleetpulse/fleetpulse/hub"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
+	hubreg "github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/internal/testutil/hubtest"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 // TestDashboardsQueryLiveFleet feeds a hub from two test-bed clusters'
-// agents, each running a Deployment and emitting a Warning event, then runs
-// every panel query of every shipped dashboard against it, with the
+// agents, which join with a bootstrap token, each running a Deployment and
+// emitting a Warning event, and evaluating two policies (one compliant
+// cluster and one not, and a remediation; see dashboardPolicies), then
+// runs every panel query of every shipped dashboard against it, with the
 // template variables resolved from the hub as Grafana would, and requires
 // each to parse and return data.
 func TestDashboardsQueryLiveFleet(t *testing.T) {
@@ -34,13 +40,30 @@ func TestDashboardsQueryLiveFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cp := testbed.StartClusters(t, "dashhub", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
 	clusters := testbed.StartClusters(t, "dash", 2, testbed.ClusterOptions{Nodes: 2})
 	ca := testbed.NewCA(t, "dash-agents")
-	hb := hubtest.Start(t, hubtest.Config(t, ca, func(c *hub.Config) { c.Alerting.EvaluationInterval = time.Second }))
+	hb := hubtest.Start(t, hubtest.Config(t, ca, func(c *hub.Config) {
+		c.Alerting.EvaluationInterval = time.Second
+		c.ControlPlaneKubeconfig = cp.KubeconfigPath
+		c.AgentTLS.ClientCAKeyFile = ca.KeyFile
+		c.Registration.DefaultHeartbeatPeriodSeconds = 2
+	}))
 	httpURL, agentsURL := hb.HTTPURL, hb.AgentsURL
+	kube, err := ctrlclient.New(cp.RESTConfig, ctrlclient.Options{Scheme: controlplane.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := hubreg.NewTokens(kube, "fleetpulse-system").Create(context.Background(), hubreg.TokenOptions{TTL: time.Hour, AutoAccept: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := caPin(t, ca.CertFile)
 	agentBin := buildBinary(t, "fleetpulse-agent")
+	var names []string
 	for i, c := range clusters {
-		startAgent(t, agentBin, agentsURL, ca, fmt.Sprintf("cluster-%c", 'a'+i), c.KubeconfigPath)
+		names = append(names, fmt.Sprintf("cluster-%c", 'a'+i))
+		joinAgent(t, agentBin, agentsURL, token, pin, names[i], c.KubeconfigPath, t.TempDir())
 		cs := kubernetes.NewForConfigOrDie(c.RESTConfig)
 		web := nginxDeployment("web", 2)
 		web.Spec.Template.Spec.Containers[0].Resources.Requests = corev1.ResourceList{
@@ -55,6 +78,10 @@ func TestDashboardsQueryLiveFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	prom := promv1.NewAPI(client)
+	for _, n := range names {
+		waitCondition(t, kube, n, fleetv1.ConditionAvailable, metav1.ConditionTrue)
+	}
+	dashboardPolicies(t, kube, clusters, names)
 	// The agents send only events that happen after they start: wait until
 	// both report before making the Warning events the dashboards show.
 	waitForValue(t, prom, `count(count by (cluster) (k8s_cluster_info))`, 2)
