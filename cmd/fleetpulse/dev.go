@@ -14,7 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
@@ -81,7 +83,10 @@ func newDevUpCommand(lf *logFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local fleet and keep it running until Ctrl-C",
-		Args:  cobra.NoArgs,
+		// The hub's controllers log to the fleet's log file, warnings to the
+		// terminal.
+		Annotations: map[string]string{annotationOwnLogger: "true"},
+		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// A closing terminal must not cut the fleet's teardown short.
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGHUP)
@@ -97,6 +102,7 @@ func newDevUpCommand(lf *logFlags) *cobra.Command {
 			logger := logs.progress
 			opts.Logger = logs.quiet
 			slog.SetDefault(logs.quiet) // libraries that log through the default
+			ctrllog.SetLogger(logr.FromSlogHandler(logs.quiet.Handler()))
 			logger.Info("starting the local fleet; full logs in " + logs.path)
 			bins, err := testbed.EnsureBinaries(ctx, testbed.BuildOptions{Logger: logger})
 			if err != nil {

@@ -12,7 +12,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 func main() {
@@ -29,6 +31,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// annotationOwnLogger on a command says it sets controller-runtime's logger
+// itself.
+const annotationOwnLogger = "fleetpulse.io/own-logger"
 
 // logFlags configure the process-wide structured logger.
 type logFlags struct {
@@ -55,6 +61,11 @@ control planes for development and demos.`,
 				return err
 			}
 			slog.SetDefault(slog.New(h))
+			// controller-runtime takes its logger once, globally; a command
+			// that logs elsewhere (dev up) sets it itself.
+			if cmd.Annotations[annotationOwnLogger] == "" {
+				ctrllog.SetLogger(logr.FromSlogHandler(h))
+			}
 			return nil
 		},
 	}
