@@ -18,7 +18,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -50,26 +49,17 @@ type alertTaints struct {
 // every AlertTaint, so a firing alert taints within one evaluation.
 func Setup(mgr manager.Manager, alerts AlertSource, logger *slog.Logger) error {
 	r := &alertTaints{c: mgr.GetClient(), api: mgr.GetAPIReader(), alerts: alerts, events: mgr.GetEventRecorder("fleetpulse-alerttaint"), logger: logger, now: time.Now}
-	wake := make(chan event.GenericEvent, 64)
-	err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-alerts.Evaluated():
-			}
-			var list fleetv1.AlertTaintList
-			if err := r.c.List(ctx, &list); err != nil {
-				continue
-			}
-			for i := range list.Items {
-				select {
-				case wake <- event.GenericEvent{Object: &list.Items[i]}:
-				default: // the queue has it already or will on the next tick
-				}
-			}
+	wake, err := wakeOnEvaluation(mgr, alerts, func(ctx context.Context) ([]client.Object, error) {
+		var list fleetv1.AlertTaintList
+		if err := r.c.List(ctx, &list); err != nil {
+			return nil, err
 		}
-	}))
+		objs := make([]client.Object, len(list.Items))
+		for i := range list.Items {
+			objs[i] = &list.Items[i]
+		}
+		return objs, nil
+	})
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -44,26 +43,17 @@ func SetupAlertRemediation(mgr manager.Manager, alerts AlertSource, logger *slog
 		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &alertRemediations{c: mgr.GetClient(), alerts: alerts, events: mgr.GetEventRecorder("fleetpulse-alertremediation"), logger: logger, now: time.Now}
-	wake := make(chan event.GenericEvent, 64)
-	err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-alerts.Evaluated():
-			}
-			var list fleetv1.AlertRemediationList
-			if err := r.c.List(ctx, &list); err != nil {
-				continue
-			}
-			for i := range list.Items {
-				select {
-				case wake <- event.GenericEvent{Object: &list.Items[i]}:
-				default: // the queue has it already or will on the next tick
-				}
-			}
+	wake, err := wakeOnEvaluation(mgr, alerts, func(ctx context.Context) ([]client.Object, error) {
+		var list fleetv1.AlertRemediationList
+		if err := r.c.List(ctx, &list); err != nil {
+			return nil, err
 		}
-	}))
+		objs := make([]client.Object, len(list.Items))
+		for i := range list.Items {
+			objs[i] = &list.Items[i]
+		}
+		return objs, nil
+	})
 	if err != nil {
 		return err
 	}
