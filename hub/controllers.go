@@ -2,8 +2,10 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/grafana/dskit/services"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/fleetpulse/fleetpulse/hub/actions"
@@ -17,6 +19,58 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/work"
 	"github.com/fleetpulse/fleetpulse/hub/workset"
 )
+
+// controllersService runs the controller manager on the hub's control
+// plane. It starts registration and the controllers, builds the agents'
+// gateway on registration's authenticator with the controllers' endpoints,
+// and runs once the manager's caches are synced, so the hub is not ready
+// before it can tell registered clusters apart. It stops the manager and
+// joins every controller before the rules and the store they use stop.
+func (h *Hub) controllersService(p *parts) services.Service {
+	var (
+		stop    context.CancelFunc
+		stopped = make(chan error, 1)
+	)
+	return services.NewBasicService(func(ctx context.Context) error {
+		instant := query.InstantQueryFunc(p.engine, p.store.Queryable())
+		cp, reg, err := h.controlPlane(ctx, instant, p.store)
+		if err != nil {
+			return err
+		}
+		p.cp, p.reg = cp, reg
+		p.agents = h.newAgents(reg, p.limiter)
+		reg.Routes(p.agents)
+		if err := h.setupControllers(cp.Manager(), instant, p.agents); err != nil {
+			return err
+		}
+		// What the hub keeps per cluster goes with the cluster.
+		for _, forget := range []func(string){p.evs.Forget, p.eventSeries.Forget, p.md.Forget, p.limiter.Forget, p.agents.Forget} {
+			reg.OnDeregistered(forget)
+		}
+		var runCtx context.Context
+		runCtx, stop = context.WithCancel(context.Background())
+		go func() { stopped <- cp.Run(runCtx) }()
+		if !cp.WaitReady(ctx) {
+			stop()
+			return errors.Join(errors.New("control-plane caches did not sync"), <-stopped)
+		}
+		return nil
+	}, func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-stopped:
+			stopped <- err
+			return fmt.Errorf("control-plane manager stopped: %w", err)
+		}
+	}, func(error) error {
+		stop()
+		if err := <-stopped; err != nil {
+			h.logger.Error("control-plane controllers stopped with an error", "err", err)
+		}
+		return nil
+	})
+}
 
 // controlPlane installs the API on the hub's control plane and builds its
 // manager with registration on it, whose authenticator the agents' gateway
@@ -48,9 +102,7 @@ func (h *Hub) controlPlane(ctx context.Context, instant query.QueryFunc, store *
 
 // setupControllers adds the hub's other controller sets to the control
 // plane's manager, beside registration, and their endpoints to the agents'
-// gateway; the caller runs the manager and waits for its caches, so the
-// hub is not ready before it can tell registered clusters apart. Each
-// Setup is one controller package.
+// gateway. Each Setup is one controller package.
 func (h *Hub) setupControllers(mgr manager.Manager, instant query.QueryFunc, agents *gateway.Gateway) error {
 	if err := actions.Setup(mgr, h.alerts.Load(), h.logger.With("component", "alerttaint")); err != nil {
 		return fmt.Errorf("alert taints: %w", err)

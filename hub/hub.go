@@ -2,9 +2,9 @@ package hub
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,24 +12,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/grafana/dskit/services"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/util/features"
 
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
-	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/events"
 	"github.com/fleetpulse/fleetpulse/hub/gateway"
-	"github.com/fleetpulse/fleetpulse/hub/ingest"
 	"github.com/fleetpulse/fleetpulse/hub/limits"
-	"github.com/fleetpulse/fleetpulse/hub/metadata"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
-	"github.com/fleetpulse/fleetpulse/hub/registration"
 	"github.com/fleetpulse/fleetpulse/rules"
 )
 
@@ -41,6 +37,9 @@ type Hub struct {
 	ready    atomic.Bool
 
 	httpAddr, agentAddr atomic.Pointer[net.TCPAddr]
+	// boundAddr is the users' listener's address from its bind on, which
+	// alerts link back to before the hub is ready.
+	boundAddr atomic.Pointer[net.TCPAddr]
 	// alerts is rule evaluation, which the control-plane controllers act on.
 	alerts atomic.Pointer[alerting.Alerting]
 	// limits are the clusters' ingest limits, which Reload reads again.
@@ -69,192 +68,83 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 // Registry is where the hub's parts register their metrics.
 func (h *Hub) Registry() prometheus.Registerer { return h.registry }
 
-// Addr returns the HTTP listener's address once Run has bound it, else nil.
+// Addr returns the HTTP listener's address once the hub is ready, else nil.
 func (h *Hub) Addr() *net.TCPAddr { return h.httpAddr.Load() }
 
-// AgentAddr returns the agent listener's address once bound, else nil.
+// AgentAddr returns the agent listener's address once the hub is ready,
+// else nil.
 func (h *Hub) AgentAddr() *net.TCPAddr { return h.agentAddr.Load() }
 
 // Ready reports whether the hub serves every part, as /-/ready does.
 func (h *Hub) Ready() bool { return h.ready.Load() }
 
-// Run opens the store, serves until ctx is cancelled, then shuts down
-// gracefully within the configured timeout: servers first, then the
-// controllers and rule evaluation, which query the store, and the store
-// last.
-func (h *Hub) Run(ctx context.Context) (err error) {
-	// The clusters' remote-written metric metadata, served at /api/v1/metadata.
-	md, err := metadata.New(metadata.DefaultLimits(), h.registry)
-	if err != nil {
-		return err
-	}
-	store, err := metricstore.Open(h.cfg.Store, h.logger.With("component", "metricstore"), h.registry, metricstore.WithMetadata(md))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := store.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close metric store: %w", cerr)
-		}
-	}()
+// Run starts the hub's modules in dependency order (store, query, rules,
+// controllers, servers), serves until ctx is cancelled or a module fails,
+// then stops them in reverse order, each within the shutdown timeout:
+// servers first, so in-flight requests complete, then the controllers and
+// rule evaluation, which query the store, and the store last.
+func (h *Hub) Run(ctx context.Context) error {
 	// Bound before the rules are loaded: alerts link back to its address.
-	usersLn, err := net.Listen("tcp", h.cfg.HTTPListenAddress)
-	if err != nil {
-		return fmt.Errorf("listen on %q: %w", h.cfg.HTTPListenAddress, err)
-	}
-	h.httpAddr.Store(usersLn.Addr().(*net.TCPAddr))
-	defer usersLn.Close() // when a later step fails before serving
-
-	qopts := h.cfg.Query
-	qopts.Logger, qopts.Registerer, qopts.Gatherer = h.logger.With("component", "query"), h.registry, h.registry
-	qopts.Metadata, qopts.Exemplars, qopts.TSDB, qopts.Retention = md, store.ExemplarQueryable(), store, h.cfg.Store.Retention
-	qopts.Features = features.NewRegistry()
-	tracker := promql.NewActiveQueryTracker(h.cfg.Store.Dir, qopts.MaxConcurrency, qopts.Logger)
-	defer tracker.Close()
-	qopts.Tracker = tracker
-	engine := query.NewEngine(qopts)
-	alerts, err := h.alerting(engine, store)
+	usersLn, err := h.listen(h.cfg.HTTPListenAddress)
 	if err != nil {
 		return err
 	}
-	h.alerts.Store(alerts)
-	qopts.Rules, qopts.Alertmanagers = alerts.Retriever(), alerts.Alertmanagers()
-	evs := events.NewStore(h.cfg.EventCapacity, h.registry)
-	users := http.NewServeMux()
-	users.Handle("/api/v1/", query.NewHandler(engine, store.Queryable(), qopts))
-	users.Handle("GET /api/v1/events", events.NewQueryHandler(evs))
-	users.HandleFunc("GET /graph", h.graph)
-	h.operational(users)
-	users.HandleFunc("POST /-/reload", h.lifecycle(func(w http.ResponseWriter, _ *http.Request) {
-		if err := h.Reload(); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "rules and limits reloaded")
-	}))
-	if h.cfg.Web.EnablePprof {
-		profiles(users)
-	}
-	limiter, err := limits.New(limits.Options{File: h.cfg.IngestLimitsFile, Logger: h.logger.With("component", "limits"),
-		Registerer: h.registry, HeadSeries: store.HeadSeries})
+	defer usersLn.Close() // when the users' server never started
+	h.boundAddr.Store(usersLn.Addr().(*net.TCPAddr))
+	p := &parts{usersLn: usersLn}
+	mm, err := h.modules(p)
 	if err != nil {
 		return err
 	}
-	h.limits.Store(limiter)
-	alertsCtx, stopAlerts := context.WithCancel(context.Background())
-	alertsDone := make(chan error, 1)
-	go func() { alertsDone <- alerts.Run(alertsCtx) }()
-	defer func() {
-		stopAlerts()
-		if aerr := <-alertsDone; aerr != nil && err == nil {
-			err = aerr
-		}
-	}()
-
-	var servers []*http.Server
-	serveErr := make(chan error, 2)
-	userSrv := &http.Server{
-		Handler:           users,
-		ReadHeaderTimeout: userReadHeaderTimeout,
-		ReadTimeout:       h.cfg.Web.ReadTimeout,
-		IdleTimeout:       h.cfg.Web.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
+	svcs, err := mm.InitModuleServices(moduleAll)
+	if err != nil {
+		return fmt.Errorf("build the hub's modules: %w", err)
 	}
-	ln := sourceLimit(usersLn, "web", h.cfg.Web.MaxConnectionsPerSource, h.webTLS(), h.registry)
-	h.serveUsers(connectionLimit(ln, userSrv, "web", h.cfg.Web.MaxConnections, h.registry), userSrv, serveErr)
-	servers = append(servers, userSrv)
-	// The controllers run until the servers are shut down, and are joined
-	// before the store closes.
-	controllersCtx, stopControllers := context.WithCancel(context.Background())
-	var controllersDone chan error
-	defer func() {
-		stopControllers()
-		if controllersDone != nil {
-			if cerr := <-controllersDone; cerr != nil {
-				h.logger.Error("control-plane controllers stopped with an error", "err", cerr)
-			}
-		}
-	}()
-	var agentAddr *net.TCPAddr
-	if h.cfg.AgentListenAddress != "" {
-		tlsCfg, err := gateway.TLSConfig(h.cfg.AgentTLS.CertFile, h.cfg.AgentTLS.KeyFile, h.cfg.AgentTLS.ClientCAFile)
-		if err != nil {
-			h.shutdown(servers)
-			return err
-		}
-		instant := query.InstantQueryFunc(engine, store.Queryable())
-		// Without registration a static certificate's name is the cluster.
-		var auth gateway.Authenticator = gateway.CommonName
-		var cp *controlplane.ControlPlane
-		var reg *registration.Service
-		if h.cfg.ControlPlaneKubeconfig != "" {
-			if cp, reg, err = h.controlPlane(ctx, instant, store); err != nil {
-				h.shutdown(servers)
-				return err
-			}
-			auth = reg
-		}
-		agents := gateway.New(gateway.Options{Authenticator: auth, Ready: h.ready.Load, Limits: limiter,
-			Logger: h.logger.With("component", "gateway"), Registerer: h.registry})
-		h.probes(agents)
-		agents.Handle("/api/v1/write", ingest.NewHandler(store, ingest.Options{
-			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry, Limits: limiter,
-		}), gateway.RateLimited())
-		eventSeries := events.NewSeriesRecorder(store)
-		agents.Handle("/v1/logs", events.NewIngestHandler(evs, eventSeries, h.cfg.MaxRequestBytes))
-		if cp != nil {
-			reg.Routes(agents)
-			if err := h.setupControllers(cp.Manager(), instant, agents); err != nil {
-				h.shutdown(servers)
-				return err
-			}
-			// What the hub keeps per cluster goes with the cluster.
-			for _, forget := range []func(string){evs.Forget, eventSeries.Forget, md.Forget, limiter.Forget, agents.Forget} {
-				reg.OnDeregistered(forget)
-			}
-			controllersDone = make(chan error, 1)
-			go func() { controllersDone <- cp.Run(controllersCtx) }()
-			if !cp.WaitReady(ctx) {
-				h.shutdown(servers)
-				return errors.New("control-plane caches did not sync")
-			}
-		}
-		maxConns := agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards)
-		agentSrv, addr, err := h.serve(h.cfg.AgentListenAddress, tlsCfg, agents, serveErr, func(ln net.Listener, srv *http.Server) net.Listener {
-			// A connection holds one of maxConns from its accept: one that
-			// does not complete its handshake and headers in time is closed,
-			// and one an agent leaves idle longer than any heartbeat period
-			// is too.
-			srv.ReadHeaderTimeout, srv.IdleTimeout = h.cfg.AgentHandshakeTimeout, agentIdleTimeout
-			return connectionLimit(ln, srv, "agent", maxConns, h.registry)
-		})
-		if err != nil {
-			h.shutdown(servers)
-			return err
-		}
-		servers = append(servers, agentSrv)
-		agentAddr = addr
+	all := make([]services.Service, 0, len(svcs))
+	for _, s := range svcs {
+		all = append(all, s)
 	}
-	h.ready.Store(true)
-	// Published once ready: the gateway answers 503 until then.
-	if agentAddr != nil {
-		h.agentAddr.Store(agentAddr)
+	mgr, err := services.NewManager(all...)
+	if err != nil {
+		return fmt.Errorf("manage the hub's modules: %w", err)
 	}
-	h.logger.Info("hub ready", "http", h.Addr(), "external_url", h.externalURL(), "web_config", h.cfg.Web.ConfigFile != "",
-		"agents", h.AgentAddr(), "agent_connection_limit", agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards))
-	if h.cfg.Web.ConfigFile == "" && !isLoopback(usersLn.Addr()) {
-		h.logger.Warn("the users' port serves without TLS or authentication on a non-loopback address: give it a web config file (--web.config.file)",
-			"http", h.Addr())
+	failures := services.NewFailureWatcher()
+	failures.WatchManager(mgr)
+	if err := mgr.StartAsync(context.Background()); err != nil {
+		return fmt.Errorf("start the hub's modules: %w", err)
 	}
-
-	select {
-	case err = <-serveErr:
-	case <-ctx.Done():
+	if err = mgr.AwaitHealthy(ctx); err == nil {
+		h.ready.Store(true)
+		// Published once ready: the gateway answers 503 until then.
+		h.httpAddr.Store(h.boundAddr.Load())
+		if p.agentAddr != nil {
+			h.agentAddr.Store(p.agentAddr)
+		}
+		h.logger.Info("hub ready", "http", h.Addr(), "external_url", h.externalURL(), "web_config", h.cfg.Web.ConfigFile != "",
+			"agents", h.AgentAddr(), "agent_connection_limit", agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards))
+		if h.cfg.Web.ConfigFile == "" && !isLoopback(usersLn.Addr()) {
+			h.logger.Warn("the users' port serves without TLS or authentication on a non-loopback address: give it a web config file (--web.config.file)",
+				"http", h.Addr())
+		}
+		select {
+		case err = <-failures.Chan():
+		case <-ctx.Done():
+		}
 	}
+	stoppedStarting := err != nil && ctx.Err() != nil
 	h.ready.Store(false)
 	h.logger.Info("hub shutting down", "timeout", h.cfg.ShutdownTimeout)
-	if serr := h.shutdown(servers); err == nil {
-		err = serr
+	mgr.StopAsync()
+	_ = mgr.AwaitStopped(context.Background())
+	// Every module's failure, in dependency order.
+	var errs []error
+	for _, name := range []string{ModuleGateway, ModuleAPI, ModuleControllers, ModuleRules, ModuleQuery, ModuleStore} {
+		if s := svcs[name]; s != nil && s.FailureCase() != nil && !(stoppedStarting && errors.Is(s.FailureCase(), context.Canceled)) {
+			errs = append(errs, s.FailureCase())
+		}
+	}
+	if len(errs) > 0 || stoppedStarting {
+		return errors.Join(errs...)
 	}
 	return err
 }
@@ -323,39 +213,46 @@ const agentIdleTimeout = 5 * time.Minute
 // userReadHeaderTimeout bounds the request headers of users' clients.
 const userReadHeaderTimeout = 30 * time.Second
 
-// serve listens on addr (with TLS when given, and the listener wrapped by
-// wrap when given) and serves in the background; it returns the server and
-// the address it bound.
-func (h *Hub) serve(addr string, tlsCfg *tls.Config, handler http.Handler, errs chan<- error,
-	wrap func(net.Listener, *http.Server) net.Listener) (*http.Server, *net.TCPAddr, error) {
+// listen binds addr.
+func (h *Hub) listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listen on %q: %w", addr, err)
+		return nil, fmt.Errorf("listen on %q: %w", addr, err)
 	}
-	bound := ln.Addr().(*net.TCPAddr)
-	srv := &http.Server{Handler: handler, TLSConfig: tlsCfg, ErrorLog: slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn)}
-	if wrap != nil {
-		ln = wrap(ln, srv)
-	}
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
-	}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- fmt.Errorf("serve %s: %w", addr, err)
-		}
-	}()
-	return srv, bound, nil
+	return ln, nil
 }
 
-func (h *Hub) shutdown(servers []*http.Server) error {
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ShutdownTimeout)
-	defer cancel()
-	var errs []error
-	for _, s := range servers {
-		if err := s.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("shut down http server: %w", err))
-		}
+// errorLog is where the HTTP servers log what they cannot answer.
+func (h *Hub) errorLog() *log.Logger { return slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn) }
+
+// usersServer serves handler on the users' port.
+func (h *Hub) usersServer(handler http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: userReadHeaderTimeout,
+		ReadTimeout:       h.cfg.Web.ReadTimeout,
+		IdleTimeout:       h.cfg.Web.IdleTimeout,
+		ErrorLog:          h.errorLog(),
 	}
-	return errors.Join(errs...)
+}
+
+// usersMux routes the users' port: the Prometheus API, events, the
+// operational endpoints.
+func (h *Hub) usersMux(p *parts, qopts query.Options) *http.ServeMux {
+	users := http.NewServeMux()
+	users.Handle("/api/v1/", query.NewHandler(p.engine, p.store.Queryable(), qopts))
+	users.Handle("GET /api/v1/events", events.NewQueryHandler(p.evs))
+	users.HandleFunc("GET /graph", h.graph)
+	h.operational(users)
+	users.HandleFunc("POST /-/reload", h.lifecycle(func(w http.ResponseWriter, _ *http.Request) {
+		if err := h.Reload(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "rules and limits reloaded")
+	}))
+	if h.cfg.Web.EnablePprof {
+		profiles(users)
+	}
+	return users
 }

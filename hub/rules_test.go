@@ -73,11 +73,17 @@ func TestRuleOutputIsStoredPerCluster(t *testing.T) {
 func startHub(t *testing.T, cfg Config) (promv1.API, func()) {
 	t.Helper()
 	h, stop := runHub(t, cfg)
+	return hubAPI(t, h), stop
+}
+
+// hubAPI is a Prometheus API client on a ready hub.
+func hubAPI(t *testing.T, h *Hub) promv1.API {
+	t.Helper()
 	c, err := api.NewClient(api.Config{Address: "http://" + h.Addr().String()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return promv1.NewAPI(c), stop
+	return promv1.NewAPI(c)
 }
 
 // runHub runs a hub until the test ends (or stop), once its listeners are

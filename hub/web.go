@@ -92,14 +92,10 @@ func (c WebConfig) Validate() error {
 // Prometheus's: the web config file's TLS and authentication wrap every
 // route, and it is read again on each connection, so certificates and
 // users rotate without a restart.
-func (h *Hub) serveUsers(ln net.Listener, srv *http.Server, errs chan<- error) {
+func (h *Hub) serveUsers(ln net.Listener, srv *http.Server) error {
 	cfgFile := h.cfg.Web.ConfigFile
 	flags := &web.FlagConfig{WebConfigFile: &cfgFile, WebListenAddresses: &[]string{ln.Addr().String()}}
-	go func() {
-		if err := web.Serve(ln, srv, flags, h.logger.With("component", "web")); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- fmt.Errorf("serve users on %s: %w", ln.Addr(), err)
-		}
-	}()
+	return web.Serve(ln, srv, flags, h.logger.With("component", "web"))
 }
 
 // lifecycle guards a handler that changes the hub's state, as Prometheus
@@ -166,7 +162,7 @@ func (h *Hub) externalURL() string {
 	if h.cfg.Web.ExternalURL != "" {
 		return strings.TrimSuffix(h.cfg.Web.ExternalURL, "/")
 	}
-	addr := h.Addr()
+	addr := h.boundAddr.Load()
 	if addr == nil {
 		return ""
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/thanos-io/thanos/pkg/store"
 
 	"github.com/fleetpulse/fleetpulse/hub/metadata"
+	"github.com/fleetpulse/fleetpulse/internal/kitlog"
 )
 
 // Per-shard head sizing: 4096 stripes keep a shard of 400k series at about
@@ -82,7 +83,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer, options ..
 	if err != nil {
 		return nil, fmt.Errorf("open tsdb dir %q: %w", dir, err)
 	}
-	kit := kitLogger(logger)
+	kit := kitlog.New(logger)
 	s := &Store{cfg: cfg, root: root, shardIndex: make(map[string]int, cfg.Shards)}
 	for _, o := range options {
 		o(s)

@@ -1,4 +1,6 @@
-package metricstore
+// Package kitlog lets the parts that log through go-kit (Thanos, dskit)
+// log through the hub's slog logger.
+package kitlog
 
 import (
 	"context"
@@ -8,8 +10,9 @@ import (
 	"github.com/go-kit/log"
 )
 
-// kitLogger lets Thanos, which logs through go-kit, log through slog.
-func kitLogger(l *slog.Logger) log.Logger {
+// New returns a go-kit logger that writes to l: go-kit's level and msg
+// keys become the record's level and message.
+func New(l *slog.Logger) log.Logger {
 	return log.LoggerFunc(func(kv ...any) error {
 		level, msg := slog.LevelInfo, ""
 		attrs := make([]any, 0, len(kv))

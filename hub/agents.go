@@ -1,0 +1,56 @@
+package hub
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+
+	"github.com/grafana/dskit/services"
+
+	"github.com/fleetpulse/fleetpulse/hub/events"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
+	"github.com/fleetpulse/fleetpulse/hub/ingest"
+	"github.com/fleetpulse/fleetpulse/hub/limits"
+)
+
+// newAgents builds the agents' gateway over auth.
+func (h *Hub) newAgents(auth gateway.Authenticator, limiter *limits.Limiter) *gateway.Gateway {
+	return gateway.New(gateway.Options{Authenticator: auth, Ready: h.ready.Load, Limits: limiter,
+		Logger: h.logger.With("component", "gateway"), Registerer: h.registry})
+}
+
+// gatewayService serves the agents' port: ingest and events into the
+// store, and whatever the controllers added to the gateway. Without a
+// control plane a static certificate's name is the cluster.
+func (h *Hub) gatewayService(p *parts) services.Service {
+	return h.serverService("agent", func() (*http.Server, func() error, error) {
+		tlsCfg, err := gateway.TLSConfig(h.cfg.AgentTLS.CertFile, h.cfg.AgentTLS.KeyFile, h.cfg.AgentTLS.ClientCAFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		if p.agents == nil {
+			p.agents = h.newAgents(gateway.CommonName, p.limiter)
+		}
+		agents := p.agents
+		h.probes(agents)
+		agents.Handle("/api/v1/write", ingest.NewHandler(p.store, ingest.Options{
+			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry, Limits: p.limiter,
+		}), gateway.RateLimited())
+		agents.Handle("/v1/logs", events.NewIngestHandler(p.evs, p.eventSeries, h.cfg.MaxRequestBytes))
+		ln, err := h.listen(h.cfg.AgentListenAddress)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.agentAddr = ln.Addr().(*net.TCPAddr)
+		srv := &http.Server{Handler: agents, TLSConfig: tlsCfg, ErrorLog: h.errorLog(),
+			// A connection holds one of maxConns from its accept: one that
+			// does not complete its handshake and headers in time is closed,
+			// and one an agent leaves idle longer than any heartbeat period
+			// is too.
+			ReadHeaderTimeout: h.cfg.AgentHandshakeTimeout, IdleTimeout: agentIdleTimeout}
+		maxConns := agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards)
+		limited := connectionLimit(ln, srv, "agent", maxConns, h.registry)
+		tlsLn := tls.NewListener(limited, tlsCfg)
+		return srv, func() error { return srv.Serve(tlsLn) }, nil
+	})
+}

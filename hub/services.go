@@ -1,0 +1,222 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/grafana/dskit/modules"
+	"github.com/grafana/dskit/services"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/util/features"
+
+	"github.com/fleetpulse/fleetpulse/hub/alerting"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
+	"github.com/fleetpulse/fleetpulse/hub/events"
+	"github.com/fleetpulse/fleetpulse/hub/gateway"
+	"github.com/fleetpulse/fleetpulse/hub/limits"
+	"github.com/fleetpulse/fleetpulse/hub/metadata"
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+	"github.com/fleetpulse/fleetpulse/hub/query"
+	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/internal/kitlog"
+)
+
+// The hub's modules. Each is a dskit service that starts once every module
+// it depends on runs, and stops only after every module that depends on it
+// has stopped, so no part is closed under a part still using it: the
+// servers stop first, then the controllers, rule evaluation, the query
+// engine, and the store last.
+const (
+	// ModuleStore is the metric store (the shard TSDBs and the bucket), the
+	// clusters' metadata, events and ingest limits.
+	ModuleStore = "store"
+	// ModuleQuery is the PromQL engine over the store.
+	ModuleQuery = "query"
+	// ModuleRules is rule evaluation and sending alerts.
+	ModuleRules = "rules"
+	// ModuleControllers is the controller manager on the hub's control
+	// plane: registration and the controllers acting on the fleet.
+	ModuleControllers = "controllers"
+	// ModuleAPI is the users' HTTP server: the Prometheus API and the
+	// operational endpoints.
+	ModuleAPI = "api"
+	// ModuleGateway is the agents' HTTPS server: ingest, events and, with a
+	// control plane, registration, work and policies.
+	ModuleGateway = "gateway"
+	// moduleAll names every module the configuration turns on.
+	moduleAll = "all"
+)
+
+// parts are what the modules build when they start, for the modules that
+// depend on them. A module writes its fields in its starting function and
+// only its dependents read them, after it runs.
+type parts struct {
+	usersLn net.Listener
+
+	md          *metadata.Store
+	store       *metricstore.Store
+	evs         *events.Store
+	eventSeries *events.SeriesRecorder
+	limiter     *limits.Limiter
+
+	tracker *promql.ActiveQueryTracker
+	engine  *promql.Engine
+	qopts   query.Options
+
+	alerts *alerting.Alerting
+
+	cp     *controlplane.ControlPlane
+	reg    *registration.Service
+	agents *gateway.Gateway
+
+	agentAddr *net.TCPAddr
+}
+
+// modules registers the hub's modules and their dependencies, as the
+// configuration turns them on.
+func (h *Hub) modules(p *parts) (*modules.Manager, error) {
+	mm := modules.NewManager(kitlog.New(h.logger.With("component", "modules")))
+	deps := map[string][]string{
+		ModuleQuery: {ModuleStore},
+		ModuleRules: {ModuleQuery},
+		ModuleAPI:   {ModuleQuery, ModuleRules},
+	}
+	mm.RegisterModule(ModuleStore, func() (services.Service, error) { return h.storeService(p), nil })
+	mm.RegisterModule(ModuleQuery, func() (services.Service, error) { return h.queryService(p), nil })
+	mm.RegisterModule(ModuleRules, func() (services.Service, error) { return h.rulesService(p), nil })
+	mm.RegisterModule(ModuleAPI, func() (services.Service, error) { return h.apiService(p), nil })
+	all := []string{ModuleAPI}
+	if h.cfg.ControlPlaneKubeconfig != "" {
+		mm.RegisterModule(ModuleControllers, func() (services.Service, error) { return h.controllersService(p), nil })
+		deps[ModuleControllers] = []string{ModuleStore, ModuleQuery, ModuleRules}
+	}
+	if h.cfg.AgentListenAddress != "" {
+		mm.RegisterModule(ModuleGateway, func() (services.Service, error) { return h.gatewayService(p), nil })
+		deps[ModuleGateway] = []string{ModuleStore, ModuleQuery}
+		if h.cfg.ControlPlaneKubeconfig != "" {
+			// Registration authenticates agents, and the controllers add
+			// their endpoints to the gateway.
+			deps[ModuleGateway] = append(deps[ModuleGateway], ModuleControllers)
+		}
+		all = append(all, ModuleGateway)
+	}
+	mm.RegisterModule(moduleAll, nil)
+	deps[moduleAll] = all
+	for name, on := range deps {
+		if err := mm.AddDependency(name, on...); err != nil {
+			return nil, fmt.Errorf("module %s: %w", name, err)
+		}
+	}
+	return mm, nil
+}
+
+// storeService opens the store when it starts and closes it when it stops.
+func (h *Hub) storeService(p *parts) services.Service {
+	return services.NewIdleService(func(context.Context) error {
+		// The clusters' remote-written metric metadata, served at /api/v1/metadata.
+		md, err := metadata.New(metadata.DefaultLimits(), h.registry)
+		if err != nil {
+			return err
+		}
+		store, err := metricstore.Open(h.cfg.Store, h.logger.With("component", "metricstore"), h.registry, metricstore.WithMetadata(md))
+		if err != nil {
+			return err
+		}
+		limiter, err := limits.New(limits.Options{File: h.cfg.IngestLimitsFile, Logger: h.logger.With("component", "limits"),
+			Registerer: h.registry, HeadSeries: store.HeadSeries})
+		if err != nil {
+			return errors.Join(err, store.Close())
+		}
+		p.md, p.store, p.limiter = md, store, limiter
+		p.evs = events.NewStore(h.cfg.EventCapacity, h.registry)
+		p.eventSeries = events.NewSeriesRecorder(store)
+		h.limits.Store(limiter)
+		return nil
+	}, func(error) error {
+		if err := p.store.Close(); err != nil {
+			return fmt.Errorf("close metric store: %w", err)
+		}
+		return nil
+	})
+}
+
+// queryService builds the PromQL engine over the store; its active query
+// log is closed when it stops.
+func (h *Hub) queryService(p *parts) services.Service {
+	return services.NewIdleService(func(context.Context) error {
+		qopts := h.cfg.Query
+		qopts.Logger, qopts.Registerer, qopts.Gatherer = h.logger.With("component", "query"), h.registry, h.registry
+		qopts.Metadata, qopts.Exemplars, qopts.TSDB, qopts.Retention = p.md, p.store.ExemplarQueryable(), p.store, h.cfg.Store.Retention
+		qopts.Features = features.NewRegistry()
+		p.tracker = promql.NewActiveQueryTracker(h.cfg.Store.Dir, qopts.MaxConcurrency, qopts.Logger)
+		qopts.Tracker = p.tracker
+		p.engine, p.qopts = query.NewEngine(qopts), qopts
+		return nil
+	}, func(error) error {
+		return p.tracker.Close()
+	})
+}
+
+// rulesService evaluates the rules until it stops.
+func (h *Hub) rulesService(p *parts) services.Service {
+	return services.NewBasicService(func(context.Context) error {
+		alerts, err := h.alerting(p.engine, p.store)
+		if err != nil {
+			return err
+		}
+		p.alerts = alerts
+		h.alerts.Store(alerts)
+		return nil
+	}, func(ctx context.Context) error {
+		return p.alerts.Run(ctx)
+	}, nil)
+}
+
+// apiService serves the users' port.
+func (h *Hub) apiService(p *parts) services.Service {
+	return h.serverService("web", func() (*http.Server, func() error, error) {
+		qopts := p.qopts
+		qopts.Rules, qopts.Alertmanagers = p.alerts.Retriever(), p.alerts.Alertmanagers()
+		srv := h.usersServer(h.usersMux(p, qopts))
+		ln := sourceLimit(p.usersLn, "web", h.cfg.Web.MaxConnectionsPerSource, h.webTLS(), h.registry)
+		ln = connectionLimit(ln, srv, "web", h.cfg.Web.MaxConnections, h.registry)
+		return srv, func() error { return h.serveUsers(ln, srv) }, nil
+	})
+}
+
+// serverService builds a server when it starts and runs its serve
+// function until the service stops, then shuts the server down gracefully:
+// in-flight requests complete, within the shutdown timeout, before the
+// modules they use stop.
+func (h *Hub) serverService(name string, build func() (*http.Server, func() error, error)) services.Service {
+	var (
+		srv    *http.Server
+		serve  func() error
+		served = make(chan error, 1)
+	)
+	return services.NewBasicService(func(context.Context) (err error) {
+		srv, serve, err = build()
+		return err
+	}, func(ctx context.Context) error {
+		go func() { served <- serve() }()
+		select {
+		case err := <-served:
+			return fmt.Errorf("serve %s: %w", name, err)
+		case <-ctx.Done():
+			return nil
+		}
+	}, func(failure error) error {
+		if failure != nil {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			return fmt.Errorf("shut down the %s server: %w", name, err)
+		}
+		return nil
+	})
+}
