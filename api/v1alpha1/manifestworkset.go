@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // ManifestWorkSet binds a ManifestWork template to Placements: it keeps one
@@ -31,6 +32,11 @@ type ManifestWorkSet struct {
 type ManifestWorkSetSpec struct {
 	// ManifestWorkTemplate is the spec of every ManifestWork.
 	ManifestWorkTemplate ManifestWorkSpec `json:"manifestWorkTemplate"`
+	// Chart is a Helm chart the hub renders into the template: its objects
+	// follow the template's own manifests. A change of the chart (version,
+	// values) is a new revision, which holds the rendered objects.
+	// +optional
+	Chart *HelmChartSource `json:"chart,omitempty"`
 	// PlacementRefs are Placements in this namespace.
 	PlacementRefs []PlacementRef `json:"placementRefs"`
 	// RevisionHistoryLimit is how many revisions are kept (10 when unset).
@@ -44,6 +50,46 @@ type ManifestWorkSetSpec struct {
 	// measured, and a failure is still acted on.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+}
+
+// HelmChartSource is a Helm chart in an HTTP chart repository or an OCI
+// registry, and the values to render it with (as `helm template` would).
+type HelmChartSource struct {
+	// RepoURL is an HTTP(S) chart repository (the URL its index.yaml is
+	// under) or oci://host/path, where the chart is host/path/<chart>.
+	// +kubebuilder:validation:Pattern=`^(https?|oci)://`
+	RepoURL string `json:"repoURL"`
+	// Chart is the chart's name.
+	// +kubebuilder:validation:MinLength=1
+	Chart string `json:"chart"`
+	// Version is the chart's version; in an HTTP repository also a semver
+	// constraint (the newest match when the spec changes). Required for OCI.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Values are merged over the chart's values.yaml.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	Values *runtime.RawExtension `json:"values,omitempty"`
+	// ReleaseName is .Release.Name (default: the set's name).
+	// +optional
+	ReleaseName string `json:"releaseName,omitempty"`
+	// Namespace is .Release.Namespace (default: default).
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// CredentialsSecretRef names a Secret in the set's namespace with the
+	// keys username and password, for a private repository or registry.
+	// +optional
+	CredentialsSecretRef *LocalSecretReference `json:"credentialsSecretRef,omitempty"`
+	// PlainHTTP reaches an OCI registry over HTTP instead of HTTPS.
+	// +optional
+	PlainHTTP bool `json:"plainHTTP,omitempty"`
+}
+
+// LocalSecretReference names a Secret in the referring object's namespace.
+type LocalSecretReference struct {
+	Name string `json:"name"`
 }
 
 // PlacementRef names a Placement and how to roll out to its decisions.
@@ -75,7 +121,8 @@ type ManifestWorkSetStatus struct {
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// +optional
 	Summary WorkSummary `json:"summary,omitempty"`
-	// Conditions: PlacementVerified, Progressing, Available.
+	// Conditions: PlacementVerified, Progressing, Available, and
+	// ChartRendered for a set with a chart.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -42,6 +42,14 @@ type ManifestWorkSetRevisionSpec struct {
 	// ManifestWorkTemplate is the spec every cluster's ManifestWork gets,
 	// with a chart source already rendered into its manifests.
 	ManifestWorkTemplate ManifestWorkSpec `json:"manifestWorkTemplate"`
+	// SourceHash identifies what the revision was made from when it differs
+	// from the template: the set's template and chart source, hashed as the
+	// template is. A set with a chart renders anew only when it changes.
+	// +optional
+	SourceHash string `json:"sourceHash,omitempty"`
+	// Chart is the chart rendered into the template.
+	// +optional
+	Chart *RenderedChart `json:"chart,omitempty"`
 	// ChangeCause is why, from the set's fleetpulse.io/change-cause
 	// annotation when the revision was written.
 	// +optional
@@ -56,6 +64,33 @@ type ManifestWorkSetRevisionSpec struct {
 	// +optional
 	RollbackOf int64 `json:"rollbackOf,omitempty"`
 }
+
+// RenderedChart records the chart a revision holds.
+type RenderedChart struct {
+	// URL is where the archive came from (an OCI reference for a registry).
+	URL string `json:"url"`
+	// Chart and Version are the chart's name and resolved version.
+	Chart   string `json:"chart"`
+	Version string `json:"version"`
+	// Digest is the archive's sha256:<hex>.
+	// +optional
+	Digest string `json:"digest,omitempty"`
+	// Objects counts the rendered objects; SkippedHooks the hooks left out.
+	Objects int32 `json:"objects"`
+	// +optional
+	SkippedHooks int32 `json:"skippedHooks,omitempty"`
+	// Source is the set's chart source the revision was rendered from. The
+	// rendered objects are the template's last Objects manifests; those
+	// before them are the set's own. A rollback puts both back, and the hub
+	// reuses this revision's objects instead of fetching the chart again.
+	Source HelmChartSource `json:"source"`
+}
+
+// ConditionChartRendered is the ManifestWorkSet condition that says whether
+// its chart was fetched and rendered into the current revision; when not,
+// the reason names what was wrong (chartsource's reasons) and the previous
+// revision goes on.
+const ConditionChartRendered = "ChartRendered"
 
 // Annotations a user (or `fleetpulse app`) sets on a ManifestWorkSet with a
 // change of its template; the revision the change makes records them.

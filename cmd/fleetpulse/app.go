@@ -405,6 +405,14 @@ Without --to-revision: the stable revision, or else the one before the current.`
 			}
 			mws, err = f.edit(cmd.Context(), args[0], func(s *fleetv1.ManifestWorkSet) error {
 				s.Spec.ManifestWorkTemplate = *target.Spec.ManifestWorkTemplate.DeepCopy()
+				s.Spec.Chart = nil
+				if c := target.Spec.Chart; c != nil {
+					// The set's own manifests and the chart source come back;
+					// the hub reuses the revision's rendered objects.
+					own := s.Spec.ManifestWorkTemplate.Workload.Manifests
+					s.Spec.ManifestWorkTemplate.Workload.Manifests = own[:max(0, len(own)-int(c.Objects))]
+					s.Spec.Chart = c.Source.DeepCopy()
+				}
 				s.Spec.Paused = false
 				setAnnotation(s, fleetv1.AnnotationChangeCause, cause)
 				setAnnotation(s, fleetv1.AnnotationChangedBy, by)

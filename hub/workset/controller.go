@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -29,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/chartsource"
 	"github.com/fleetpulse/fleetpulse/hub/internal/conflict"
 	"github.com/fleetpulse/fleetpulse/hub/query"
 )
@@ -46,10 +48,18 @@ type Config struct {
 	QueryTimeout time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// ChartLimits bound what a chart source fetches and renders.
+	ChartLimits chartsource.Limits
+	// ChartRetry is how long after a failed chart render the hub tries the
+	// same source again.
+	ChartRetry time.Duration
 }
 
-// DefaultConfig returns the defaults: 10 s per gate query.
-func DefaultConfig() Config { return Config{QueryTimeout: 10 * time.Second} }
+// DefaultConfig returns the defaults: 10 s per gate query, chartsource's
+// default limits, a failed chart tried again after 30 s.
+func DefaultConfig() Config {
+	return Config{QueryTimeout: 10 * time.Second, ChartLimits: chartsource.DefaultLimits(), ChartRetry: 30 * time.Second}
+}
 
 // Setup adds the ManifestWorkSet controller to the hub's controller
 // manager. query reads the hub's telemetry for rollout gates (nil: no
@@ -70,11 +80,14 @@ func SetupWithConfig(mgr manager.Manager, cfg Config, query query.QueryFunc, reg
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ChartRetry <= 0 {
+		cfg.ChartRetry = DefaultConfig().ChartRetry
+	}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return fmt.Errorf("register rollout metrics: %w", err)
 	}
-	r := &reconciler{cfg: cfg, client: mgr.GetClient(), api: mgr.GetAPIReader(), query: query, metrics: m,
+	r := &reconciler{cfg: cfg, client: mgr.GetClient(), api: mgr.GetAPIReader(), query: query, metrics: m, charts: chartsource.New(cfg.ChartLimits),
 		events: mgr.GetEventRecorder("fleetpulse-manifestworkset")}
 	base := logr.FromSlogHandler(logger.Handler())
 	err = ctrl.NewControllerManagedBy(mgr).Named("manifestworkset").
@@ -138,6 +151,9 @@ type reconciler struct {
 	metrics *metrics
 	events  events.EventRecorder
 	hashes  hashCache
+	// charts renders chart sources; attempts holds their failures.
+	charts   *chartsource.Renderer
+	attempts chartAttempts
 }
 
 // byPlacement maps a Placement or PlacementDecision to the sets of its
@@ -194,6 +210,7 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if mws.DeletionTimestamp != nil {
 		r.hashes.forget(key)
+		r.attempts.forget(key)
 		r.metrics.forget(mws.Namespace, mws.Name)
 		return ctrl.Result{}, r.finalize(ctx, mws, list.Items)
 	}
@@ -206,9 +223,13 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	current, err := r.ensureRevision(ctx, mws, &revs)
+	current, chartCond, chartRetry, err := r.currentRevision(ctx, mws, &revs)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if current == nil {
+		// A chart that never rendered: nothing to roll out yet.
+		return ctrl.Result{RequeueAfter: chartRetry}, r.chartStatus(ctx, mws, chartCond)
 	}
 
 	obs := observation{refs: len(mws.Spec.PlacementRefs)}
@@ -263,7 +284,7 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	in.results = r.measure(ctx, dueGates(mws.Status.Rollout, in, mws.Namespace, mws.Name))
 	rollout, out := decideRollout(mws.Status.Rollout, in)
 
-	requeue := out.requeue
+	requeue := minPositive(out.requeue, chartRetry)
 	for _, c := range sortedKeys(out.apply) {
 		rev := revs.byNumber(out.apply[c])
 		if rev == nil {
@@ -328,6 +349,7 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	for _, c := range conditions(obs, mws.Generation) {
 		meta.SetStatusCondition(&status.Conditions, c)
 	}
+	setChartCondition(status, chartCond, mws.Generation)
 	if !equality.Semantic.DeepEqual(&mws.Status, status) {
 		mws.Status = *status
 		if err := r.client.Status().Update(ctx, mws); err != nil {
@@ -350,6 +372,34 @@ func (r *reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// setChartCondition sets ChartRendered, or removes it from a set without a
+// chart.
+func setChartCondition(status *fleetv1.ManifestWorkSetStatus, c *metav1.Condition, generation int64) {
+	if c == nil {
+		meta.RemoveStatusCondition(&status.Conditions, fleetv1.ConditionChartRendered)
+		return
+	}
+	c = c.DeepCopy()
+	c.ObservedGeneration = generation
+	meta.SetStatusCondition(&status.Conditions, *c)
+}
+
+// chartStatus writes only the ChartRendered condition, for a set that has
+// no revision yet.
+func (r *reconciler) chartStatus(ctx context.Context, mws *fleetv1.ManifestWorkSet, c *metav1.Condition) error {
+	status := mws.Status.DeepCopy()
+	status.ObservedGeneration = mws.Generation
+	setChartCondition(status, c, mws.Generation)
+	if equality.Semantic.DeepEqual(&mws.Status, status) {
+		return nil
+	}
+	mws.Status = *status
+	if err := r.client.Status().Update(ctx, mws); err != nil {
+		return fmt.Errorf("update status: %w", err)
+	}
+	return nil
 }
 
 // minPositive is the lesser of two durations, 0 meaning none.

@@ -28,8 +28,11 @@ const DefaultRevisionHistoryLimit = 10
 
 // templateHash identifies a template by its JSON with sorted keys, so that
 // manifests differing only in key order or spacing hash alike.
-func templateHash(spec *fleetv1.ManifestWorkSpec) string {
-	b, err := json.Marshal(asJSON(spec))
+func templateHash(spec *fleetv1.ManifestWorkSpec) string { return hashOf(spec) }
+
+// hashOf is the SHA-256 of v's JSON with sorted keys, in hex, cut to 16.
+func hashOf(v any) string {
+	b, err := json.Marshal(asJSON(v))
 	if err != nil {
 		return ""
 	}
@@ -105,12 +108,13 @@ func (r *reconciler) listRevisions(ctx context.Context, mws *fleetv1.ManifestWor
 	return rs, nil
 }
 
-// ensureRevision returns the revision of the set's template, writing a new
-// one, numbered one past the latest, when the template differs from the
-// latest revision's.
-func (r *reconciler) ensureRevision(ctx context.Context, mws *fleetv1.ManifestWorkSet, rs *revisionSet) (*fleetv1.ManifestWorkSetRevision, error) {
-	hash := templateHash(&mws.Spec.ManifestWorkTemplate)
-	if latest := rs.latest(); latest != nil && latest.Spec.TemplateHash == hash {
+// ensureRevision returns the revision of a template, writing a new one,
+// numbered one past the latest, when the template differs from the latest
+// revision's. A chart set's revision records its source hash and chart.
+func (r *reconciler) ensureRevision(ctx context.Context, mws *fleetv1.ManifestWorkSet, rs *revisionSet, tmpl *fleetv1.ManifestWorkSpec,
+	source string, chart *fleetv1.RenderedChart) (*fleetv1.ManifestWorkSetRevision, error) {
+	hash := templateHash(tmpl)
+	if latest := rs.latest(); latest != nil && latest.Spec.TemplateHash == hash && latest.Spec.SourceHash == source {
 		return latest, nil
 	}
 	n := int64(1)
@@ -125,7 +129,9 @@ func (r *reconciler) ensureRevision(ctx context.Context, mws *fleetv1.ManifestWo
 		},
 		Spec: fleetv1.ManifestWorkSetRevisionSpec{
 			ManifestWorkSet: mws.Name, Revision: n, TemplateHash: hash,
-			ManifestWorkTemplate: *mws.Spec.ManifestWorkTemplate.DeepCopy(),
+			ManifestWorkTemplate: *tmpl.DeepCopy(),
+			SourceHash:           source,
+			Chart:                chart.DeepCopy(),
 			ChangeCause:          mws.Annotations[fleetv1.AnnotationChangeCause],
 			ChangedBy:            changedBy(mws),
 			RollbackOf:           rollbackOf,
@@ -144,7 +150,7 @@ func (r *reconciler) ensureRevision(ctx context.Context, mws *fleetv1.ManifestWo
 		if err := r.api.Get(ctx, client.ObjectKeyFromObject(rev), existing); err != nil {
 			return nil, fmt.Errorf("read revision %d: %w", n, err)
 		}
-		if existing.Spec.TemplateHash != hash || existing.Spec.ManifestWorkSet != mws.Name {
+		if existing.Spec.TemplateHash != hash || existing.Spec.SourceHash != source || existing.Spec.ManifestWorkSet != mws.Name {
 			return nil, fmt.Errorf("revision %d exists with template %s, not %s: %w", n, existing.Spec.TemplateHash, hash, errRevisionRace)
 		}
 		rev = existing
