@@ -38,6 +38,7 @@ func (h *Hub) controllersService(p *parts) services.Service {
 			return err
 		}
 		p.cp, p.reg = cp, reg
+		h.manager.Store(cp)
 		p.agents = h.newAgents(reg, p.limiter)
 		reg.Routes(p.agents)
 		if err := h.setupControllers(cp.Manager(), instant, p.agents); err != nil {
@@ -89,7 +90,8 @@ func (h *Hub) controlPlane(ctx context.Context, instant query.QueryFunc, store *
 	if err := controlplane.InstallAt(ctx, restCfg, h.cfg.Registration.Namespace); err != nil {
 		return nil, nil, fmt.Errorf("install the API on the control plane: %w", err)
 	}
-	cp, err := controlplane.New(restCfg, h.cfg.ControlPlane, h.logger.With("component", "controlplane"), registration.CacheByObject(h.cfg.Registration))
+	cp, err := controlplane.New(restCfg, h.cfg.ControlPlane, h.cfg.Registration.Namespace, h.logger.With("component", "controlplane"), h.registry,
+		registration.CacheByObject(h.cfg.Registration))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/events"
 	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/limits"
@@ -42,6 +43,8 @@ type Hub struct {
 	boundAddr atomic.Pointer[net.TCPAddr]
 	// alerts is rule evaluation, which the control-plane controllers act on.
 	alerts atomic.Pointer[alerting.Alerting]
+	// manager is the controllers' manager once it runs.
+	manager atomic.Pointer[controlplane.ControlPlane]
 	// limits are the clusters' ingest limits, which Reload reads again.
 	limits atomic.Pointer[limits.Limiter]
 }
@@ -74,6 +77,13 @@ func (h *Hub) Addr() *net.TCPAddr { return h.httpAddr.Load() }
 // AgentAddr returns the agent listener's address once the hub is ready,
 // else nil.
 func (h *Hub) AgentAddr() *net.TCPAddr { return h.agentAddr.Load() }
+
+// LeadsControllers reports whether this hub runs the control-plane
+// controllers: it holds their Lease, or leader election is off.
+func (h *Hub) LeadsControllers() bool {
+	cp := h.manager.Load()
+	return cp != nil && cp.Leading()
+}
 
 // Ready reports whether the hub serves every part, as /-/ready does.
 func (h *Hub) Ready() bool { return h.ready.Load() }

@@ -44,7 +44,9 @@ func TestManagerOnTheControlPlane(t *testing.T) {
 		t.Fatalf("install over an installed API: %v", err)
 	}
 	clusterNamespaces := labels.SelectorFromSet(labels.Set{fleetv1.LabelCluster: "cp-east"})
-	cp, err := controlplane.New(shared.RESTConfig, controlplane.DefaultConfig(), testutil.Logger(t, slog.LevelWarn),
+	cfg := controlplane.DefaultConfig()
+	cfg.LeaderElect = false
+	cp, err := controlplane.New(shared.RESTConfig, cfg, testcp.Namespace, testutil.Logger(t, slog.LevelWarn), nil,
 		map[client.Object]cache.ByObject{&corev1.Namespace{}: {Label: clusterNamespaces}})
 	if err != nil {
 		t.Fatal(err)

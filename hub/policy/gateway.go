@@ -24,6 +24,7 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/internal/longpoll"
 )
@@ -78,7 +79,7 @@ func SetupGateway(mgr manager.Manager, agents *gateway.Gateway, logger *slog.Log
 	}); err != nil {
 		return fmt.Errorf("policy event handler: %w", err)
 	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	if err := mgr.Add(controlplane.EveryReplica(func(ctx context.Context) error {
 		<-ctx.Done()
 		close(stopped)
 		return nil

@@ -65,7 +65,10 @@ func startHarness(t *testing.T) *harness {
 	cfg.InventoryInterval = 100 * time.Millisecond
 	cfg.Workers = 2
 	h := &harness{t: t, kube: cp.Client, clock: clocktesting.NewFakeClock(t0), store: &fakeStore{}}
-	plane, err := hubcp.New(cp.RESTConfig, hubcp.DefaultConfig(), testutil.Logger(t, slog.LevelWarn), CacheByObject(cfg))
+	// Each test runs its own manager on the shared control plane.
+	planeCfg := hubcp.DefaultConfig()
+	planeCfg.LeaderElect = false
+	plane, err := hubcp.New(cp.RESTConfig, planeCfg, cfg.Namespace, testutil.Logger(t, slog.LevelWarn), nil, CacheByObject(cfg))
 	require.NoError(t, err)
 	s, err := Setup(plane.Manager(), cfg, nil, h.store.query, nil, testutil.Logger(t, slog.LevelWarn), prometheus.NewRegistry())
 	require.NoError(t, err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
 	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/internal/longpoll"
 )
@@ -92,7 +93,7 @@ func NewGateway(mgr manager.Manager, logger *slog.Logger, reg prometheus.Registe
 	}
 	// Waiting polls answer when the hub stops, so that its server's
 	// shutdown does not wait for their timeouts.
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	if err := mgr.Add(controlplane.EveryReplica(func(ctx context.Context) error {
 		<-ctx.Done()
 		close(g.stopped)
 		return nil

@@ -358,7 +358,9 @@ func TestRegistrationDeregisteredHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	noTelemetry := func(context.Context, string, time.Time) (promql.Vector, error) { return nil, nil }
-	plane, err := controlplane.New(cp.RESTConfig, controlplane.DefaultConfig(), nil, registration.CacheByObject(cfg))
+	planeCfg := controlplane.DefaultConfig()
+	planeCfg.LeaderElect = false // one manager alone on its control plane
+	plane, err := controlplane.New(cp.RESTConfig, planeCfg, cfg.Namespace, nil, nil, registration.CacheByObject(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
