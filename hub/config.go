@@ -34,6 +34,13 @@ type Config struct {
 	// request headers: a connection that sends neither in time is closed,
 	// so silent connections cannot hold the limit.
 	AgentHandshakeTimeout time.Duration
+	// GRPCListenAddress serves Thanos's StoreAPI over the store, for
+	// `thanos query`; empty (the default) turns it off: it serves every
+	// cluster's series to whoever connects unless GRPCTLS names a client CA.
+	GRPCListenAddress string
+	// GRPCTLS is the StoreAPI's certificate and the CA of its clients'
+	// certificates; empty, it serves plain gRPC.
+	GRPCTLS TLSConfig
 	// MaxRequestBytes bounds one agent request body.
 	MaxRequestBytes int64
 	// IngestLimitsFile holds the clusters' ingest limits (hub/limits: a
@@ -107,6 +114,14 @@ func (c Config) Validate() error {
 		if c.AgentTLS.CertFile == "" || c.AgentTLS.KeyFile == "" || c.AgentTLS.ClientCAFile == "" {
 			errs = append(errs, errors.New("the agent listener needs a TLS certificate, key and client CA: every agent call is authenticated"))
 		}
+	}
+	if c.GRPCListenAddress != "" {
+		if _, _, err := net.SplitHostPort(c.GRPCListenAddress); err != nil {
+			errs = append(errs, fmt.Errorf("grpc listen address %q: %w", c.GRPCListenAddress, err))
+		}
+	}
+	if (c.GRPCTLS.CertFile == "") != (c.GRPCTLS.KeyFile == "") || (c.GRPCTLS.ClientCAFile != "" && c.GRPCTLS.CertFile == "") {
+		errs = append(errs, errors.New("the StoreAPI's TLS needs a certificate and its key (and a client CA only with them)"))
 	}
 	if c.AgentMaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("agent max connections must not be negative (0 derives it from the open-file limit), got %d", c.AgentMaxConnections))

@@ -37,7 +37,7 @@ type Hub struct {
 	registry *prometheus.Registry
 	ready    atomic.Bool
 
-	httpAddr, agentAddr atomic.Pointer[net.TCPAddr]
+	httpAddr, agentAddr, grpcAddr atomic.Pointer[net.TCPAddr]
 	// boundAddr is the users' listener's address from its bind on, which
 	// alerts link back to before the hub is ready.
 	boundAddr atomic.Pointer[net.TCPAddr]
@@ -85,6 +85,10 @@ func (h *Hub) LeadsControllers() bool {
 	return cp != nil && cp.Leading()
 }
 
+// GRPCAddr returns the StoreAPI listener's address once the hub is ready,
+// else nil (also when it serves none).
+func (h *Hub) GRPCAddr() *net.TCPAddr { return h.grpcAddr.Load() }
+
 // Ready reports whether the hub serves every part, as /-/ready does.
 func (h *Hub) Ready() bool { return h.ready.Load() }
 
@@ -130,8 +134,15 @@ func (h *Hub) Run(ctx context.Context) error {
 		if p.agentAddr != nil {
 			h.agentAddr.Store(p.agentAddr)
 		}
+		if p.grpcAddr != nil {
+			h.grpcAddr.Store(p.grpcAddr)
+		}
 		h.logger.Info("hub ready", "http", h.Addr(), "external_url", h.externalURL(), "web_config", h.cfg.Web.ConfigFile != "",
-			"agents", h.AgentAddr(), "agent_connection_limit", agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards))
+			"agents", h.AgentAddr(), "grpc", h.GRPCAddr(), "agent_connection_limit", agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards))
+		if p.grpcAddr != nil && h.cfg.GRPCTLS.ClientCAFile == "" && !isLoopback(p.grpcAddr) {
+			h.logger.Warn("the StoreAPI serves every cluster's series without client certificates on a non-loopback address: give it a client CA (--grpc.tls-client-ca-file)",
+				"grpc", p.grpcAddr)
+		}
 		if h.cfg.Web.ConfigFile == "" && !isLoopback(usersLn.Addr()) {
 			h.logger.Warn("the users' port serves without TLS or authentication on a non-loopback address: give it a web config file (--web.config.file)",
 				"http", h.Addr())
@@ -148,7 +159,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	_ = mgr.AwaitStopped(context.Background())
 	// Every module's failure, in dependency order.
 	var errs []error
-	for _, name := range []string{ModuleGateway, ModuleAPI, ModuleControllers, ModuleRules, ModuleQuery, ModuleStore} {
+	for _, name := range []string{ModuleGateway, ModuleAPI, ModuleStoreAPI, ModuleControllers, ModuleRules, ModuleQuery, ModuleStore} {
 		if s := svcs[name]; s != nil && s.FailureCase() != nil && !(stoppedStarting && errors.Is(s.FailureCase(), context.Canceled)) {
 			errs = append(errs, s.FailureCase())
 		}

@@ -72,7 +72,7 @@ type parts struct {
 	reg    *registration.Service
 	agents *gateway.Gateway
 
-	agentAddr *net.TCPAddr
+	agentAddr, grpcAddr *net.TCPAddr
 }
 
 // modules registers the hub's modules and their dependencies, as the
@@ -102,6 +102,11 @@ func (h *Hub) modules(p *parts) (*modules.Manager, error) {
 			deps[ModuleGateway] = append(deps[ModuleGateway], ModuleControllers)
 		}
 		all = append(all, ModuleGateway)
+	}
+	if h.cfg.GRPCListenAddress != "" {
+		mm.RegisterModule(ModuleStoreAPI, func() (services.Service, error) { return h.storeAPIService(p), nil })
+		deps[ModuleStoreAPI] = []string{ModuleStore}
+		all = append(all, ModuleStoreAPI)
 	}
 	mm.RegisterModule(moduleAll, nil)
 	deps[moduleAll] = all

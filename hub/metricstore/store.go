@@ -50,6 +50,7 @@ type Store struct {
 	shards     []*receive.ReadyStorage
 	shardIndex map[string]int
 	fleet      storage.Queryable
+	proxy      *store.ProxyStore
 	meta       *metadata.Store // nil: metadata is dropped
 
 	closeOnce sync.Once
@@ -127,6 +128,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer, options ..
 	}
 	proxy := store.NewProxyStore(kit, reg, s.storeClients, component.Query, labels.EmptyLabels(), 0, store.EagerRetrieval)
 	creator := query.NewQueryableCreator(kit, prometheus.WrapRegistererWithPrefix("fleetpulse_hub_query_", reg), proxy, 4, time.Minute, dedup.AlgorithmPenalty, 64)
+	s.proxy = proxy
 	s.fleet = creator(false, nil, nil, 0, false, false, nil, query.NoopSeriesStatsReporter)
 	return s, nil
 }
@@ -154,6 +156,11 @@ func (s *Store) openShards() error {
 	}
 	return nil
 }
+
+// StoreServer serves Thanos's StoreAPI over what Queryable reads: the
+// local TSDBs and the bucket's blocks, each series labelled with its
+// cluster and without the hub's internal labels.
+func (s *Store) StoreServer() *store.ProxyStore { return s.proxy }
 
 // Queryable reads every cluster's series, each labelled cluster="<name>",
 // from the local TSDBs and the bucket's blocks.

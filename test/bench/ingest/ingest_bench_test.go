@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 // The simulated fleet: 100 clusters reporting every 30s (the agent's
@@ -54,7 +56,7 @@ func mean(fs []figures) figures {
 func BenchmarkIngest(b *testing.B) {
 	root := repoRoot(b)
 	hubBin := buildHub(b, root)
-	thanosBin := thanosBinary(b, root)
+	thanosBin := testbed.ThanosBinary(b)
 
 	f := newFleet(fleetClusters, defaultShape, interval, false)
 	t0 := time.Now()
