@@ -22,13 +22,16 @@ import (
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
-// clusterRules records a gauge and a counter-like series per cluster into
-// the hub's store, as a cluster's agent would write them.
+// probeValues is each cluster's fleet_probe value.
+var probeValues = map[string]int{"east-1": 2, "east-2": 3, "west-1": 4}
+
+// clusterRules records two series per cluster into the hub's store, as a
+// cluster's agent would write them.
 func clusterRules(t *testing.T, clusters ...string) string {
 	var b strings.Builder
 	b.WriteString("groups:\n  - name: fleet\n    rules:\n")
-	for i, c := range clusters {
-		fmt.Fprintf(&b, "      - record: fleet_probe\n        expr: label_replace(vector(%d), \"cluster\", %q, \"\", \"\")\n", i+2, c)
+	for _, c := range clusters {
+		fmt.Fprintf(&b, "      - record: fleet_probe\n        expr: label_replace(vector(%d), \"cluster\", %q, \"\", \"\")\n", probeValues[c], c)
 		fmt.Fprintf(&b, "      - record: fleet_probe_nodes\n        expr: label_replace(label_replace(vector(1), \"cluster\", %q, \"\", \"\"), \"node\", \"n1\", \"\", \"\")\n", c)
 	}
 	path := filepath.Join(t.TempDir(), "fleet.yaml")
