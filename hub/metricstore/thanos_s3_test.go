@@ -2,6 +2,7 @@ package metricstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	blockmeta "github.com/thanos-io/thanos/pkg/block/metadata"
 
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/internal/testutil"
@@ -63,7 +65,7 @@ func TestThanosStoreReadsShippedBlocks(t *testing.T) {
 
 	storeGRPC := freeAddr(t)
 	run(t, thanos, "store", "--objstore.config-file="+cfg.BucketConfigFile, "--data-dir="+t.TempDir(),
-		"--grpc-address="+storeGRPC, "--http-address="+freeAddr(t), "--log.level=warn")
+		"--grpc-address="+storeGRPC, "--http-address="+freeAddr(t), "--consistency-delay=0s", "--log.level=warn")
 	queryHTTP := freeAddr(t)
 	run(t, thanos, "query", "--endpoint="+storeGRPC, "--http-address="+queryHTTP, "--grpc-address="+freeAddr(t), "--log.level=warn")
 	c, err := api.NewClient(api.Config{Address: "http://" + queryHTTP})
@@ -118,4 +120,91 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestThanosCompactDownsamplesShippedBlocks ships four days of one
+// cluster's samples to a real S3 bucket and runs Thanos v0.42.4's own
+// `thanos compact` over it once: it downsamples the hub's block to 5 m
+// resolution (Thanos downsamples blocks spanning over 40 h), keeping the
+// shard as its external label.
+func TestThanosCompactDownsamplesShippedBlocks(t *testing.T) {
+	thanos := testbed.ThanosBinary(t)
+	s3 := testbed.StartS3(t)
+	cfg := metricstore.DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.BucketConfigFile = filepath.Join(t.TempDir(), "bucket.yaml")
+	if err := os.WriteFile(cfg.BucketConfigFile, []byte(s3.BucketConfig()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := metricstore.Open(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const step, span = time.Minute, 96 * time.Hour
+	start := time.Now().Add(-span - 2*time.Hour)
+	a, err := s.Appender(context.Background(), "cluster-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range int(span / step) {
+		ts := start.Add(time.Duration(k) * step).UnixMilli()
+		if _, err := a.Append(0, labels.FromStrings("__name__", "compact_probe"), ts, float64(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Append(0, labels.FromStrings("__name__", "flush_marker"), start.Add(span).UnixMilli(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without --wait it runs once. The blocks were made a moment ago, and
+	// the compactor leaves blocks younger than --consistency-delay (30m)
+	// alone, as possibly still uploading.
+	cmd := exec.Command(thanos, "compact", "--objstore.config-file="+cfg.BucketConfigFile, "--data-dir="+t.TempDir(),
+		"--http-address="+freeAddr(t), "--consistency-delay=0s", "--log.level=warn")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("thanos compact: %v\n%s", err, out)
+	}
+
+	bkt, err := s3.NewBucket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bkt.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resolutions := map[int64]int{}
+	if err := bkt.Iter(ctx, "", func(dir string) error {
+		if !strings.HasSuffix(dir, "/") || strings.HasPrefix(dir, "debug") {
+			return nil
+		}
+		rc, err := bkt.Get(ctx, dir+"meta.json")
+		if err != nil {
+			return nil // a folder without a block, such as the deletion marks'
+		}
+		defer rc.Close()
+		var meta blockmeta.Meta
+		if err := json.NewDecoder(rc).Decode(&meta); err != nil {
+			return fmt.Errorf("meta.json of %s: %w", dir, err)
+		}
+		if meta.Thanos.Labels[metricstore.ShardLabel] == "" {
+			t.Errorf("block %s has external labels %v, want its shard's", dir, meta.Thanos.Labels)
+		}
+		resolutions[meta.Thanos.Downsample.Resolution]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("blocks in the bucket after thanos compact, by resolution (ms): %v", resolutions)
+	if resolutions[(5*time.Minute).Milliseconds()] == 0 {
+		t.Errorf("no 5m-resolution block after thanos compact: blocks by resolution %v", resolutions)
+	}
 }
