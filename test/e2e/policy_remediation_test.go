@@ -32,10 +32,11 @@ import (
 // three real clusters, with the shipped policy rule pack (its `for:`
 // shortened) evaluated inside the hub: a policy's compliance series fires
 // an alert for one cluster, and an AlertRemediation enforces another policy
-// there only (a dry-run rule only records), undone once the alert stayed
-// resolved; a cluster that turns NonCompliant on a critical policy is
-// tainted by an AlertTaint and leaves a placement, its work coming back once
-// it complies, and a policy flipping faster than the hold moves nothing.
+// there only (a dry-run rule only records, maxClusters holds a second
+// cluster), undone once the alert stayed resolved; a cluster that turns
+// NonCompliant on a critical policy is tainted by an AlertTaint and leaves a
+// placement, its work coming back once it complies, and a policy flipping
+// faster than the hold moves nothing.
 func TestPolicyAlertLoop(t *testing.T) {
 	t.Parallel()
 	cp := testbed.StartClusters(t, "plrhub", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
@@ -100,8 +101,9 @@ type policyFleet struct {
 // NonCompliant on plr-2 only, when a debug ConfigMap appears there; the
 // shipped FleetpulsePolicyNonCompliant fires for plr-2, and the
 // AlertRemediation enforces "lockdown" (NonCompliant everywhere in inform)
-// on plr-2 only. A dry-run rule on the same alert only records. Once the
-// ConfigMap goes and the alert has stayed resolved for undoAfter, lockdown
+// on plr-2 only. A dry-run rule on the same alert only records; with
+// maxClusters 1, the alert firing for plr-3 as well holds it. Once the
+// ConfigMaps go and the alert has stayed resolved for undoAfter, lockdown
 // is back to inform on plr-2.
 func testAlertRemediation(ctx context.Context, t *testing.T, f *policyFleet) {
 	fast := fleetv1.EvaluationInterval{Compliant: "5s", NonCompliant: "2s"}
@@ -205,21 +207,40 @@ func testAlertRemediation(ctx context.Context, t *testing.T, f *policyFleet) {
 		}
 	}
 
-	// The debug endpoint goes: once the alert has stayed resolved for
+	// maxClusters 1: the alert firing for plr-3 too holds it, unenforced.
+	if _, err := f.dyns["plr-3"].Resource(polCMs).Namespace("default").Create(ctx, debug, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFiring(t, f.hubURL, "FleetpulsePolicyNonCompliant", "plr-3")
+	pollUntil(ctx, t, "lockdown-debug holding plr-3 (maxClusters 1)", func() (bool, string) {
+		r := f.remediation("lockdown-debug")
+		for _, c := range r.Status.Clusters {
+			if c.Cluster == "plr-3" {
+				return c.State == fleetv1.RemediationStateHeld && strings.Contains(c.Message, "maxClusters 1") && r.Status.EnforcingClusters == 1,
+					remediationStatus(r)
+			}
+		}
+		return false, remediationStatus(r)
+	})
+	f.assertReplica(ctx, t, "plr-3", "lockdown", fleetv1.RemediationInform, fleetv1.NonCompliant)
+
+	// The debug endpoints go: once the alert has stayed resolved for
 	// undoAfter, lockdown is back to inform on plr-2. Undoing lowers the
 	// remediation and deletes nothing: the NetworkPolicy stays, so the
 	// replica stays Compliant.
-	if err := f.dyns["plr-2"].Resource(polCMs).Namespace("default").Delete(ctx, "debug-endpoint", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
+	for _, n := range []string{"plr-3", "plr-2"} {
+		if err := f.dyns[n].Resource(polCMs).Namespace("default").Delete(ctx, "debug-endpoint", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cleared := time.Now()
 	f.waitReplica(ctx, t, "plr-2", "lockdown", fleetv1.RemediationInform, fleetv1.Compliant)
 	// The hold counts from the evaluation that saw the alert resolved, as
 	// the status records it in whole seconds.
 	if held := time.Since(cleared); held < undoAfter-time.Second {
-		t.Errorf("lockdown back to inform %s after the debug endpoint went, want after the %s hold", held, undoAfter)
+		t.Errorf("lockdown back to inform %s after the debug endpoints went, want after the %s hold", held, undoAfter)
 	}
-	t.Logf("lockdown back to inform on plr-2 %s after the debug endpoint went (undoAfter %s)", time.Since(cleared).Round(10*time.Millisecond), undoAfter)
+	t.Logf("lockdown back to inform on plr-2 %s after the debug endpoints went (undoAfter %s)", time.Since(cleared).Round(10*time.Millisecond), undoAfter)
 	f.waitEvent(ctx, t, "lockdown-debug", "Undone", "default/lockdown back to its own remediation on plr-2: alert FleetpulsePolicyNonCompliant resolved for")
 	pollUntil(ctx, t, "both rules' status empty", func() (bool, string) {
 		a, b := f.remediation("lockdown-debug"), f.remediation("quarantine-debug")
