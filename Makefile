@@ -54,7 +54,8 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) GO=$(GO) GOTAGS=$(GOTAGS) ./.ci/fuzz
 
 ## bench: the benchmarks, with their peers where they have one: the agent vs a contrib Collector (test/bench),
-## the hub's ingest vs Prometheus and Thanos receive (built once into .cache/bench) and its dashboard queries (test/bench/ingest),
+## the hub's ingest vs VictoriaMetrics, Thanos receive and Prometheus v3 on every workload shape (peers built once into .cache/bench;
+## FLEETPULSE_BENCH_PROFILE=<dir> keeps CPU and heap profiles) and its dashboard queries (test/bench/ingest),
 ## and one hub registering a simulated fleet of 10,000 clusters (test/bench, FleetRegistration; FLEETPULSE_FLEET_CLUSTERS=N for another size)
 # -p 1: one package's benchmarks at a time, so that no two measurements share the cores.
 bench: deps testbed

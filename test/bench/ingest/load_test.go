@@ -102,11 +102,17 @@ func (f *fleet) request(c, step int, start time.Time) []byte {
 }
 
 // requestV2 is the same request as remote write 2.0, as the agent's
-// exporter sends it to the hub: labels as references into one symbol table
-// per request, each series with its type.
+// exporter sends it to the hub.
 func (f *fleet) requestV2(c, step int, start time.Time) []byte {
+	return toV2(f.request(c, step, start))
+}
+
+// toV2 turns a snappy remote-write 1.0 request into the same samples as
+// remote write 2.0: labels as references into one symbol table per
+// request, each series with its type.
+func toV2(body []byte) []byte {
 	v1 := prompb.WriteRequest{}
-	raw, _ := snappy.Decode(nil, f.request(c, step, start))
+	raw, _ := snappy.Decode(nil, body)
 	if err := v1.Unmarshal(raw); err != nil {
 		panic(err) // our own encoding
 	}
@@ -135,36 +141,50 @@ func (f *fleet) requestV2(c, step int, start time.Time) []byte {
 	return snappy.Encode(nil, raw)
 }
 
-// load is a pre-generated load: bodies[c][step] is cluster c's request for
-// that step. Every target gets these very bytes; the hub may also get
-// bodiesV2, the same samples as remote write 2.0.
+// load is a pre-generated load: bodies[i][step] are sender i's requests
+// for that step, sent in order on its own connection with the client
+// certificate of cluster senders[i]. Every target gets these very bytes; a
+// target that speaks remote write 2.0 may get bodiesV2 instead, the same
+// samples.
 type load struct {
-	fleet    *fleet
-	start    time.Time
-	steps    int
-	bodies   [][][]byte
-	bodiesV2 [][][]byte
-	bytes    int
-	bytesV2  int
-	samples  int
+	clusters    []string // the clusters' names, as their certificates carry them
+	senders     []int    // each sender's cluster
+	start       time.Time
+	interval    time.Duration
+	steps       int
+	bodies      [][][][]byte
+	bodiesV2    [][][][]byte
+	bytes       int
+	bytesV2     int
+	samples     int   // every sample of the load
+	stepSamples []int // samples of each step
+	active      int   // series that get a sample in the last step
+	distinct    int   // series that get a sample in any step: the head's series afterwards
 }
 
+// rest is the number of samples of steps 1 and later.
+func (l *load) rest() int { return l.samples - l.stepSamples[0] }
+
+// newLoad is the fleet's load: one sender per cluster, one request per
+// cluster and step.
 func newLoad(f *fleet, start time.Time, steps int, withV2 bool) *load {
-	l := &load{fleet: f, start: start, steps: steps,
-		bodies: make([][][]byte, len(f.clusters)), bodiesV2: make([][][]byte, len(f.clusters))}
+	n := len(f.clusters)
+	l := &load{clusters: f.clusters, start: start, interval: f.interval, steps: steps,
+		bodies: make([][][][]byte, n), bodiesV2: make([][][][]byte, n)}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for c := range f.clusters {
+		l.senders = append(l.senders, c)
 		// Clusters are independent: generate them on every core.
 		wg.Go(func() {
-			v1, v2 := make([][]byte, steps), make([][]byte, steps)
+			v1, v2 := make([][][]byte, steps), make([][][]byte, steps)
 			n1, n2 := 0, 0
 			for s := range steps {
-				v1[s] = f.request(c, s, start)
-				n1 += len(v1[s])
+				v1[s] = [][]byte{f.request(c, s, start)}
+				n1 += len(v1[s][0])
 				if withV2 {
-					v2[s] = f.requestV2(c, s, start)
-					n2 += len(v2[s])
+					v2[s] = [][]byte{f.requestV2(c, s, start)}
+					n2 += len(v2[s][0])
 				}
 			}
 			mu.Lock()
@@ -175,7 +195,11 @@ func newLoad(f *fleet, start time.Time, steps int, withV2 bool) *load {
 		})
 	}
 	wg.Wait()
+	for range steps {
+		l.stepSamples = append(l.stepSamples, f.samplesPerStep())
+	}
 	l.samples = f.samplesPerStep() * steps
+	l.active, l.distinct = f.seriesCount(), f.seriesCount()
 	return l
 }
 

@@ -88,10 +88,14 @@ func (t *target) settledRSS(ctx context.Context) (float64, error) {
 }
 
 // tsdbTotals sums, over every TSDB of the target (one per tenant for the
-// hub and Thanos), the head's active series and the samples appended,
-// from its /metrics. Names differ by prefix only (the hub's carry
-// fleetpulse_hub_).
+// hub and Thanos), the head's series and the samples appended, from its
+// /metrics. Names differ by prefix only (the hub's carry fleetpulse_hub_).
+// VictoriaMetrics has no head: series is -1 and samples its rows added to
+// storage.
 func (t *target) tsdbTotals(ctx context.Context) (series, samples float64, err error) {
+	if t.vm {
+		series = -1
+	}
 	err = t.get(ctx, "/metrics", func(resp *http.Response) error {
 		p := expfmt.NewTextParser(model.UTF8Validation)
 		fams, err := p.TextToMetricFamilies(resp.Body)
@@ -104,7 +108,8 @@ func (t *target) tsdbTotals(ctx context.Context) (series, samples float64, err e
 				switch {
 				case strings.HasSuffix(name, "prometheus_tsdb_head_series"):
 					series += v
-				case strings.HasSuffix(name, "prometheus_tsdb_head_samples_appended_total"):
+				case strings.HasSuffix(name, "prometheus_tsdb_head_samples_appended_total"),
+					name == "vm_rows_added_to_storage_total":
 					samples += v
 				}
 			}

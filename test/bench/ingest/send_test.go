@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// maxSkew bounds how many steps one cluster may run ahead of the slowest.
+// maxSkew bounds how many steps one sender may run ahead of the slowest.
 // Unbounded, a fast sender could push the head's newest time more than an
 // hour (half the block range) past a slow one's samples, which Prometheus
 // and Thanos then refuse as out of bounds; real agents are never that far
@@ -24,10 +24,9 @@ type sendStats struct {
 	wall               time.Duration
 }
 
-// send posts steps [from, to) of every cluster to t, one sender per
-// cluster (as each agent sends with one consumer, in order) on its own
-// connection, all clusters at once, as remote write 2.0 if v2. Refusals are
-// counted, not retried.
+// send posts steps [from, to) of every sender to t, each sender's requests
+// in order on its own connection (clients[i] is sender i's), all senders at
+// once, as remote write 2.0 if v2. Refusals are counted, not retried.
 func send(ctx context.Context, t *target, l *load, clients []*http.Client, from, to int, v2 bool) sendStats {
 	bodies, proto := l.bodies, rw1
 	if v2 {
@@ -44,17 +43,19 @@ func send(ctx context.Context, t *target, l *load, clients []*http.Client, from,
 		wg.Go(func() {
 			for s := from; s < to; s++ {
 				g.wait(s - maxSkew)
-				err := post(ctx, clients[c], t.writeURL, bodies[c][s], proto)
-				g.done(s)
-				mu.Lock()
-				stats.requests++
-				if err != nil {
-					stats.rejected++
-					if len(stats.errs) < 5 {
-						stats.errs = append(stats.errs, fmt.Sprintf("cluster %d step %d: %v", c, s, err))
+				for r, body := range bodies[c][s] {
+					err := post(ctx, clients[c], t.writeURL, body, proto)
+					mu.Lock()
+					stats.requests++
+					if err != nil {
+						stats.rejected++
+						if len(stats.errs) < 5 {
+							stats.errs = append(stats.errs, fmt.Sprintf("sender %d step %d request %d: %v", c, s, r, err))
+						}
 					}
+					mu.Unlock()
 				}
-				mu.Unlock()
+				g.done(s)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,6 +33,9 @@ type target struct {
 	// promAPI says baseURL serves the Prometheus query API (Thanos
 	// receive serves only the gRPC StoreAPI).
 	promAPI bool
+	// vm says the target is VictoriaMetrics, whose own metrics differ from
+	// the Prometheus TSDB's.
+	vm bool
 }
 
 // pki is the benchmark's CA with one client certificate per cluster (the
@@ -90,15 +94,12 @@ func startHub(b *testing.B, bin string, p *pki) *target {
 	return t
 }
 
-// startPrometheus runs Debian's Prometheus with its remote-write receiver
-// behind the same mutual TLS (web config), so it pays for the same
-// transport; every endpoint then wants a client certificate.
-func startPrometheus(b *testing.B, p *pki) *target {
+// startPrometheus runs Prometheus v3 (bin, built from ../prompeer) with its
+// remote-write receiver, for both protocol versions, behind the same mutual
+// TLS (web config), so it pays for the same transport; every endpoint then
+// wants a client certificate.
+func startPrometheus(b *testing.B, bin string, p *pki) *target {
 	b.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		b.Fatalf("prometheus not on PATH (make deps installs Debian's): %v", err)
-	}
 	dir := b.TempDir()
 	web := fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: %s\n",
 		p.serverCert, p.srvKey, p.ca.CertFile)
@@ -112,8 +113,31 @@ func startPrometheus(b *testing.B, p *pki) *target {
 		"--config.file=" + filepath.Join(dir, "prometheus.yml"), "--web.config.file=" + filepath.Join(dir, "web.yml"),
 		"--storage.tsdb.path=" + filepath.Join(dir, "data"), "--web.listen-address=" + addr,
 		"--web.enable-remote-write-receiver", "--log.level=warn",
+		"--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest",
+		"--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request",
 	}, "https://"+addr+"/api/v1/write", "https://"+addr, p.httpClient(p.operator))
 	t.promAPI = true
+	return t
+}
+
+// startVictoriaMetrics runs VictoriaMetrics single-node (bin, built from
+// ../vmpeer) with its HTTP listener behind TLS with the same serving
+// certificate. Verifying client certificates (-mtls) is an Enterprise
+// feature, so VictoriaMetrics is the one peer that does not check the
+// senders' certificates; the connections are as long-lived as the others'.
+// Queries see the newest samples at once (no latency offset), so the
+// read-back check can run just after the load.
+func startVictoriaMetrics(b *testing.B, bin string, p *pki) *target {
+	b.Helper()
+	dir := b.TempDir()
+	addr := testbed.FreeAddr(b)
+	t := start(b, "victoria-metrics", dir, bin, []string{
+		"-httpListenAddr=" + addr, "-storageDataPath=" + filepath.Join(dir, "data"),
+		"-tls", "-tlsCertFile=" + p.serverCert, "-tlsKeyFile=" + p.srvKey,
+		"-retentionPeriod=100y", "-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=WARN",
+	}, "https://"+addr+"/api/v1/write", "https://"+addr, p.httpClient(p.operator))
+	t.promAPI = true
+	t.vm = true
 	return t
 }
 
@@ -133,10 +157,18 @@ func startThanos(b *testing.B, bin string, p *pki) *target {
 	}, "https://"+rw+"/api/v1/receive", "http://"+httpAddr, http.DefaultClient)
 }
 
-// start starts a target's process and waits until it answers /-/ready.
+// start starts a target's process, pinned to the last core (taskset), and
+// waits until it answers /-/ready. Pinned, every receiver has the same one
+// core however many it would take (the Go runtime of each sizes GOMAXPROCS
+// from its affinity), and the senders keep the other cores.
 func start(b *testing.B, name, dir, bin string, args []string, writeURL, baseURL string, client *http.Client) *target {
 	b.Helper()
-	proc, err := testbed.StartProcess(name, bin, args, dir)
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		b.Fatalf("taskset (util-linux) not on PATH: %v", err)
+	}
+	core := fmt.Sprint(runtime.NumCPU() - 1)
+	proc, err := testbed.StartProcess(name, taskset, append([]string{"-c", core, bin}, args...), dir)
 	if err != nil {
 		b.Fatal(err)
 	}

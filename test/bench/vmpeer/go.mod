@@ -1,0 +1,31 @@
+// Module vmpeer builds VictoriaMetrics single-node v1.151.0 (app/victoria-metrics),
+// a peer of the hub's ingest benchmark (../ingest). It is a module of its own so
+// that VictoriaMetrics's dependencies stay out of the product module's graph.
+module github.com/fleetpulse/fleetpulse/test/bench/vmpeer
+
+go 1.26.6
+
+tool github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics
+
+require (
+	cloud.google.com/go/compute/metadata v0.9.0 // indirect
+	github.com/VictoriaMetrics/VictoriaMetrics v1.151.0 // indirect
+	github.com/VictoriaMetrics/easyproto v1.2.0 // indirect
+	github.com/VictoriaMetrics/fastcache v1.13.3 // indirect
+	github.com/VictoriaMetrics/metrics v1.44.0 // indirect
+	github.com/VictoriaMetrics/metricsql v0.87.3 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/golang/snappy v1.0.0 // indirect
+	github.com/klauspost/compress v1.19.1 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	github.com/valyala/fastjson v1.6.10 // indirect
+	github.com/valyala/fastrand v1.1.0 // indirect
+	github.com/valyala/fasttemplate v1.2.2 // indirect
+	github.com/valyala/gozstd v1.25.0 // indirect
+	github.com/valyala/histogram v1.2.0 // indirect
+	github.com/valyala/quicktemplate v1.8.0 // indirect
+	golang.org/x/net v0.57.0 // indirect
+	golang.org/x/oauth2 v0.36.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
+	gopkg.in/yaml.v2 v2.4.0 // indirect
+)
