@@ -16,16 +16,16 @@ import (
 // 0, every churnEvery steps a tenth of the pods are replaced by new ones
 // (new name and UID, so new series), as rollouts replace pods.
 type bigCluster struct {
-	name                 string
-	pods, containers     int
-	metrics              int
-	batch, senders       int
-	churnEvery           int
-	interval             time.Duration
-	nodes, namespaces    int
-	metricNames          []string
-	containerNames       []string
-	nodeNames, nsNames   []string
+	name               string
+	pods, containers   int
+	metrics            int
+	batch, senders     int
+	churnEvery         int
+	interval           time.Duration
+	nodes, namespaces  int
+	metricNames        []string
+	containerNames     []string
+	nodeNames, nsNames []string
 }
 
 // largeCluster is the large-cluster shape: 100,000 active series of
