@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
@@ -104,13 +105,15 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 		return true
 	}
 	updateMetadataRW1(app, buf) // held until app commits, on either path
-	if !prepareSeries(series, cluster) {
+	refs := getResolved(len(series))
+	defer putResolved(refs)
+	if !prepareSeries(series, cluster, refsOf(app), refs.s) {
 		return false
 	}
 	if h.overHeadSeriesRW1(w, app, cluster, series) {
 		return true
 	}
-	if err := h.appendSeries(app, series); err != nil {
+	if err := h.appendSeries(app, series, refs.s); err != nil {
 		h.answerError(w, err)
 		return true
 	}
@@ -123,9 +126,13 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 // handler sorts them) and with cluster="<cluster>" in place of any
 // "cluster" label the writer gave (as metricstore's stamp would set it; set
 // here, in place and without copying, the series' hash is that of its
-// stored labels). It returns false when the request is for Prometheus's
+// stored labels). It looks each series up in the head (refs[i] is series
+// i's reference and stored labels, or zero): a series the head holds has
+// the very labels of a series that was checked when it was created, so only
+// the others are checked, which spares the common case reading every byte of
+// every label. It returns false when the request is for Prometheus's
 // handler: exemplars, native histograms, or labels it would refuse.
-func prepareSeries(series []prompb.TimeSeries, cluster string) bool {
+func prepareSeries(series []prompb.TimeSeries, cluster string, getRef storage.GetRef, refs []resolved) bool {
 	for i := range series {
 		ts := &series[i]
 		if len(ts.Exemplars) > 0 || len(ts.Histograms) > 0 {
@@ -134,19 +141,46 @@ func prepareSeries(series []prompb.TimeSeries, cluster string) bool {
 		if !sortedByName(ts.Labels) {
 			slices.SortFunc(ts.Labels, func(a, b labelpb.ZLabel) int { return strings.Compare(a.Name, b.Name) })
 		}
-		ls := labelpb.ZLabelsToPromLabels(ts.Labels)
-		if !ls.Has(model.MetricNameLabel) || !ls.IsValid(model.UTF8Validation) {
+		var ok bool
+		ts.Labels, refs[i], ok = prepareLabels(ts.Labels, cluster, getRef)
+		if !ok {
 			return false
 		}
-		if _, dup := ls.HasDuplicateLabelNames(); dup {
-			return false
-		}
-		if ls.Has(metricstore.ShardLabel) {
-			return false // for metricstore's stamp to drop
-		}
-		ts.Labels = stampCluster(ts.Labels, cluster)
 	}
 	return true
+}
+
+// resolved is a series the head holds: its reference and stored labels.
+type resolved struct {
+	ref  storage.SeriesRef
+	lset labels.Labels
+}
+
+// prepareLabels stamps sorted labels zl, looks the stamped series up, and
+// checks the labels of a series the head does not hold as Prometheus's
+// handler checks them (a metric name, valid UTF-8, no name twice) and for a
+// shard label (for metricstore's stamp to drop). The stamp replaces the
+// value of a cluster label the writer gave: a replaced value is checked
+// whatever the lookup finds.
+func prepareLabels(zl []labelpb.ZLabel, cluster string, getRef storage.GetRef) ([]labelpb.ZLabel, resolved, bool) {
+	i, found := slices.BinarySearchFunc(zl, metricstore.ClusterLabel, func(l labelpb.ZLabel, name string) int { return strings.Compare(l.Name, name) })
+	if found && zl[i].Value != cluster && !utf8.ValidString(zl[i].Value) {
+		return zl, resolved{}, false
+	}
+	stamped := stampCluster(zl, cluster)
+	lset := labelpb.ZLabelsToPromLabels(stamped)
+	if ref, stored := getRef.GetRef(lset, lset.Hash()); ref != 0 {
+		return stamped, resolved{ref, stored}, true
+	}
+	// The stamped labels pass where the written ones do: the stamp's
+	// label is valid, and a name twice stays twice.
+	if !lset.Has(model.MetricNameLabel) || !lset.IsValid(model.UTF8Validation) {
+		return stamped, resolved{}, false
+	}
+	if _, dup := lset.HasDuplicateLabelNames(); dup || lset.Has(metricstore.ShardLabel) {
+		return stamped, resolved{}, false
+	}
+	return stamped, resolved{}, true
 }
 
 // stampCluster sets the cluster label of sorted labels: in place where the
@@ -291,6 +325,27 @@ func sortedByName(ls []labelpb.ZLabel) bool {
 	return true
 }
 
+// resolvedSlice is a pooled array of resolved series.
+type resolvedSlice struct{ s []resolved }
+
+var resolvedPool = sync.Pool{New: func() any { return new(resolvedSlice) }}
+
+// getResolved returns n zero resolved series from the pool; putResolved
+// returns them, dropping the stored labels they point to.
+func getResolved(n int) *resolvedSlice {
+	r := resolvedPool.Get().(*resolvedSlice)
+	r.s = slices.Grow(r.s[:0], n)[:n]
+	return r
+}
+
+func putResolved(r *resolvedSlice) {
+	if cap(r.s) > maxPooledLabels {
+		return
+	}
+	clear(r.s)
+	resolvedPool.Put(r)
+}
+
 // noRefs stands for an appender that cannot look series up: every series
 // is then appended by (copied) labels.
 type noRefs struct{}
@@ -323,7 +378,7 @@ func (noRefs) GetRef(labels.Labels, uint64) (storage.SeriesRef, labels.Labels) {
 // appendSeries appends every sample and commits, returning the refusals
 // of the samples the TSDB refused (isBadSample), joined; or stops at the
 // first other failure, rolls back and returns it.
-func (h *handler) appendSeries(app storage.Appender, series []prompb.TimeSeries) (err error) {
+func (h *handler) appendSeries(app storage.Appender, series []prompb.TimeSeries, refs []resolved) (err error) {
 	var bad []error
 	defer func() {
 		if err != nil {
@@ -341,7 +396,12 @@ func (h *handler) appendSeries(app storage.Appender, series []prompb.TimeSeries)
 		if len(ts.Samples) == 0 {
 			continue
 		}
-		ref, lset := lookup(getRef, ts.Labels)
+		ref, lset := refs[i].ref, refs[i].lset
+		if ref == 0 {
+			// Looked up again: an earlier series of the request may have
+			// created it.
+			ref, lset = lookup(getRef, ts.Labels)
+		}
 		for _, s := range ts.Samples {
 			if s.Timestamp > maxTime {
 				err = errTooFarAhead

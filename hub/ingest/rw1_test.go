@@ -271,9 +271,6 @@ func TestRW1LabelsDoNotPointIntoTheRequest(t *testing.T) {
 		if err := req.Unmarshal(raw); err != nil {
 			t.Fatal(err)
 		}
-		if !prepareSeries(req.Timeseries, testCluster) {
-			t.Fatal("rw1.go refused the request")
-		}
 		app, err := store.Appender(context.Background(), testCluster)
 		if err != nil {
 			t.Fatal(err)
@@ -281,7 +278,11 @@ func TestRW1LabelsDoNotPointIntoTheRequest(t *testing.T) {
 		if _, ok := app.(storage.GetRef); !ok {
 			t.Fatalf("the store's appender %T cannot look series up: every series' labels would be copied", app)
 		}
-		if err := h.appendSeries(app, req.Timeseries); err != nil {
+		refs := make([]resolved, len(req.Timeseries))
+		if !prepareSeries(req.Timeseries, testCluster, refsOf(app), refs) {
+			t.Fatal("rw1.go refused the request")
+		}
+		if err := h.appendSeries(app, req.Timeseries, refs); err != nil {
 			t.Fatal(err)
 		}
 		for i := range raw {

@@ -14,7 +14,6 @@ import (
 	"unsafe"
 
 	"github.com/golang/snappy"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/storage"
@@ -22,7 +21,6 @@ import (
 	"github.com/thanos-io/thanos/pkg/store/storepb/prompb"
 
 	"github.com/fleetpulse/fleetpulse/hub/metadata"
-	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
 
 // The response headers of remote write 2.0 (client_golang's exp/api/remote
@@ -77,7 +75,7 @@ func (h *handler) writeRW2(w http.ResponseWriter, app storage.Appender, cluster 
 	if h.overLimitsRW2(w, app, cluster, req) {
 		return true
 	}
-	if !req.prepare(cluster) {
+	if !req.prepare(cluster, refsOf(app)) {
 		return false
 	}
 	if h.overHeadSeriesRW2(w, app, cluster, req) {
@@ -125,7 +123,12 @@ func (h *handler) appendRW2(app storage.Appender, req *rw2Request) (written int,
 	maxTime := timestamp.FromTime(time.Now().Add(maxAheadTime))
 	for i := range req.series {
 		s := &req.series[i]
-		ref, lset := lookup(getRef, s.labels)
+		ref, lset := s.resolved.ref, s.resolved.lset
+		if ref == 0 {
+			// Looked up again: an earlier series of the request may have
+			// created it.
+			ref, lset = lookup(getRef, s.labels)
+		}
 		for _, smpl := range s.samples {
 			if smpl.Timestamp > maxTime {
 				ref, err = 0, errTooFarAhead
@@ -171,8 +174,10 @@ type rw2Series struct {
 	// typ, help and unit are the series' metadata: its type and the
 	// symbol references of its help and unit.
 	typ, help, unit uint32
-	// labels are set by prepare: sorted and stamped.
-	labels []labelpb.ZLabel
+	// labels are set by prepare: sorted and stamped; and resolved, if the
+	// head holds the series.
+	labels   []labelpb.ZLabel
+	resolved resolved
 	// refsEnd and samplesEnd are where the series' references and samples
 	// end in the request's arrays, which decoding may still move.
 	refsEnd, samplesEnd int
@@ -397,9 +402,10 @@ func lengthDelimitedV2(buf []byte, off int) (msg []byte, next int, ok bool) {
 // prepare checks every series before anything is appended and builds its
 // labels into the request's label array: sorted, as Prometheus's handler
 // sorts them, and stamped (stampCluster, with room for the cluster label
-// left after each series'). It returns false when the request is for
-// Prometheus's handler.
-func (r *rw2Request) prepare(cluster string) bool {
+// left after each series'); it looks each up in the head, and checks the
+// labels of those the head does not hold (prepareLabels). It returns false
+// when the request is for Prometheus's handler.
+func (r *rw2Request) prepare(cluster string, getRef storage.GetRef) bool {
 	// Every reference is checked before the label array is sized, so a
 	// request for Prometheus's handler costs no memory here.
 	nsym := uint32(len(r.symbols))
@@ -429,17 +435,10 @@ func (r *rw2Request) prepare(cluster string) bool {
 		if !sortedByName(zl) {
 			slices.SortFunc(zl, func(a, b labelpb.ZLabel) int { return strings.Compare(a.Name, b.Name) })
 		}
-		ls := labelpb.ZLabelsToPromLabels(zl)
-		if !ls.Has(model.MetricNameLabel) || !ls.IsValid(model.UTF8Validation) {
+		var ok bool
+		if s.labels, s.resolved, ok = prepareLabels(zl, cluster, getRef); !ok {
 			return false
 		}
-		if _, dup := ls.HasDuplicateLabelNames(); dup {
-			return false
-		}
-		if ls.Has(metricstore.ShardLabel) {
-			return false // for metricstore's stamp to drop
-		}
-		s.labels = stampCluster(zl, cluster)
 	}
 	return true
 }

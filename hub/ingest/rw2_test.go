@@ -216,13 +216,13 @@ func TestRW2LabelsDoNotPointIntoTheRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := new(rw2Request)
-		if !req.decode(raw) || !req.prepare(testCluster) {
-			t.Fatal("rw2.go refused the request")
-		}
 		app, err := store.Appender(context.Background(), testCluster)
 		if err != nil {
 			t.Fatal(err)
+		}
+		req := new(rw2Request)
+		if !req.decode(raw) || !req.prepare(testCluster, refsOf(app)) {
+			t.Fatal("rw2.go refused the request")
 		}
 		if written, bad, err := h.appendRW2(app, req); err != nil || len(bad) > 0 || written != 2 {
 			t.Fatalf("appended %d, refused %v, error %v", written, bad, err)
@@ -256,7 +256,7 @@ func TestRW2LeavesMetadataOutsideTheSymbols(t *testing.T) {
 		if !req.decode(raw) {
 			t.Fatalf("%+v: not decoded", md)
 		}
-		if req.prepare(testCluster) {
+		if req.prepare(testCluster, noRefs{}) {
 			t.Errorf("%+v: rw2.go would answer it", md)
 		}
 		for _, fast := range []bool{true, false} {
