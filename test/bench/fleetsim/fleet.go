@@ -29,6 +29,7 @@ type Fleet struct {
 	clusters []*cluster
 	stats    counters
 	policy   policyCounters
+	work     workCounters
 }
 
 type counters struct {
