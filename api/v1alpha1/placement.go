@@ -1,6 +1,10 @@
 package v1alpha1
 
 import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -239,7 +243,39 @@ type ClusterDecision struct {
 	Reason string `json:"reason,omitempty"`
 	// Score is the cluster's total score when it was selected.
 	// +optional
-	Score int64 `json:"score,omitempty"`
+	Score DecisionScore `json:"score,omitempty"`
+}
+
+// DecisionScore is a score written as a decimal string ("87"): Argo CD's
+// cluster-decision-resource generator copies every field of a decision
+// into its template parameters as a string and fails on any other type.
+// A number, as older hubs wrote it, is read as well.
+//
+// +kubebuilder:validation:Type=string
+type DecisionScore int64
+
+// MarshalJSON writes the score as a decimal string.
+func (s DecisionScore) MarshalJSON() ([]byte, error) {
+	return json.Marshal(strconv.FormatInt(int64(s), 10))
+}
+
+// UnmarshalJSON reads a decimal string or a number.
+func (s *DecisionScore) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		var n int64
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("score %s: want a decimal string or an integer", b)
+		}
+		*s = DecisionScore(n)
+		return nil
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil {
+		return fmt.Errorf("score %q: %w", str, err)
+	}
+	*s = DecisionScore(n)
+	return nil
 }
 
 // Labels of PlacementDecisions.

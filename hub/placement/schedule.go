@@ -171,7 +171,7 @@ func schedule(in input, preds []clusterPredicate) result {
 	}
 
 	for _, name := range sortedKeys(gone) {
-		r.removed = append(r.removed, move{cluster: name, score: in.current[name].Score, why: gone[name]})
+		r.removed = append(r.removed, move{cluster: name, score: int64(in.current[name].Score), why: gone[name]})
 	}
 	var kept, rest []string
 	for name := range cands {
@@ -293,7 +293,7 @@ func schedule(in input, preds []clusterPredicate) result {
 			r.selected = append(r.selected, d)
 			continue
 		}
-		r.selected = append(r.selected, fleetv1.ClusterDecision{ClusterName: name, Reason: reason[name], Score: t.total[name]})
+		r.selected = append(r.selected, fleetv1.ClusterDecision{ClusterName: name, Reason: reason[name], Score: fleetv1.DecisionScore(t.total[name])})
 		r.added = append(r.added, move{cluster: name, score: t.total[name], why: reason[name]})
 	}
 	// A cluster may leave and come back, or come and leave, within a pass:
