@@ -104,7 +104,8 @@ func (t *target) tsdbTotals(ctx context.Context) (series, samples float64, err e
 		}
 		for name, f := range fams {
 			for _, m := range f.GetMetric() {
-				v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				// VictoriaMetrics states no types: its values are untyped.
+				v := m.GetGauge().GetValue() + m.GetCounter().GetValue() + m.GetUntyped().GetValue()
 				switch {
 				case strings.HasSuffix(name, "prometheus_tsdb_head_series"):
 					series += v
