@@ -1,5 +1,5 @@
 // Package dashboards ships Fleetpulse's Grafana dashboards (Fleet overview,
-// Cluster detail, Agent health) and the provisioning files that load them
+// Cluster detail, Agent health, Rollouts) and the provisioning files that load them
 // with the hub as a Prometheus datasource. It also reads them back, so that
 // tests and benchmarks can run every panel's query against a hub.
 package dashboards

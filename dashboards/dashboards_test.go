@@ -22,7 +22,7 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantTitles := map[string]bool{"Fleetpulse / Fleet overview": false, "Fleetpulse / Cluster detail": false, "Fleetpulse / Agent health": false,
-		"Fleetpulse / Policy compliance": false}
+		"Fleetpulse / Policy compliance": false, "Fleetpulse / Rollouts": false}
 	uids := map[string]bool{}
 	for _, d := range ds {
 		wantTitles[d.Title] = true

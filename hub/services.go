@@ -21,6 +21,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/selfmetrics"
 	"github.com/fleetpulse/fleetpulse/internal/kitlog"
 )
 
@@ -67,6 +68,7 @@ type parts struct {
 	qopts   query.Options
 
 	alerts *alerting.Alerting
+	self   *selfmetrics.Writer
 
 	cp     *controlplane.ControlPlane
 	reg    *registration.Service
@@ -174,8 +176,16 @@ func (h *Hub) rulesService(p *parts) services.Service {
 		}
 		p.alerts = alerts
 		h.alerts.Store(alerts)
-		return nil
+		// The rollouts' series of the hub's registry, written into its store
+		// at the rules' interval for the shipped rules and dashboards.
+		p.self, err = selfmetrics.New(selfmetrics.Config{Interval: h.cfg.Alerting.EvaluationInterval,
+			Prefixes: []string{"fleetpulse_hub_rollout_"}},
+			h.registry, p.store.RoutingAppendable(), h.logger.With("component", "selfmetrics"))
+		return err
 	}, func(ctx context.Context) error {
+		selfDone := make(chan struct{})
+		go func() { _ = p.self.Run(ctx); close(selfDone) }()
+		defer func() { <-selfDone }()
 		return p.alerts.Run(ctx)
 	}, nil)
 }
