@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -206,7 +207,11 @@ func startOnce(ctx context.Context, bins *Binaries, opts ClusterOptions) (c *Clu
 		"--node-lease-duration-seconds=" + strconv.Itoa(leaseSeconds(opts.NodeMonitorGracePeriod)),
 		"--server-address=127.0.0.1:" + strconv.Itoa(kwokPort),
 	}
-	for _, s := range bins.KwokStages {
+	own, err := writeOwnStages(filepath.Join(c.Dir, "kwok-stages"))
+	if err != nil {
+		return c, false, err
+	}
+	for _, s := range append(slices.Clone(bins.KwokStages), own...) {
 		kwokArgs = append(kwokArgs, "--config="+s)
 	}
 	kwok, err := c.start("kwok", bins.Kwok, kwokArgs...)

@@ -165,3 +165,44 @@ func TestNodesStayReadyPastTheGracePeriod(t *testing.T) {
 		t.Errorf("%d node leases (err %v), want 2", len(leases.Items), err)
 	}
 }
+
+// TestCrashLoopStage: a pod labelled LabelCrashLoop runs, then crash-loops
+// as a kubelet reports it — not ready, waiting in CrashLoopBackOff, its
+// restart count growing — while an unlabelled pod stays Ready.
+func TestCrashLoopStage(t *testing.T) {
+	t.Parallel()
+	c := StartClusters(t, "crash", 1, ClusterOptions{Nodes: 1})[0]
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig)
+	ctx := context.Background()
+	for name, labels := range map[string]map[string]string{"bad": {LabelCrashLoop: "true"}, "good": nil} {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: labels},
+			Spec:       corev1.PodSpec{NodeName: NodeName("crash-0", 0), Containers: []corev1.Container{{Name: "app", Image: "app:1"}}},
+		}
+		if _, err := client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		bad, err := client.CoreV1().Pods("default").Get(ctx, "bad", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs := bad.Status.ContainerStatuses; len(cs) == 1 && cs[0].RestartCount >= 2 && !cs[0].Ready &&
+			cs[0].State.Waiting != nil && cs[0].State.Waiting.Reason == "CrashLoopBackOff" && bad.Status.Phase == corev1.PodRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod bad after 30s: phase %s, containers %+v", bad.Status.Phase, bad.Status.ContainerStatuses)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	good, err := client.CoreV1().Pods("default").Get(ctx, "good", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := good.Status.ContainerStatuses; len(cs) != 1 || !cs[0].Ready || cs[0].RestartCount != 0 {
+		t.Errorf("pod good: %+v, want ready without restarts", cs)
+	}
+}
