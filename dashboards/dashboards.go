@@ -1,6 +1,6 @@
 // Package dashboards ships Fleetpulse's Grafana dashboards (Fleet overview,
-// Cluster detail, Agent health, Rollouts) and the provisioning files that load them
-// with the hub as a Prometheus datasource. It also reads them back, so that
+// Cluster detail, Agent health, Policy compliance, Rollouts) and the
+// provisioning files that load them with the hub as a Prometheus datasource. It also reads them back, so that
 // tests and benchmarks can run every panel's query against a hub.
 package dashboards
 
