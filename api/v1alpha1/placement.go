@@ -241,7 +241,8 @@ type ClusterDecision struct {
 	ClusterName string `json:"clusterName"`
 	// +optional
 	Reason string `json:"reason,omitempty"`
-	// Score is the cluster's total score when it was selected.
+	// Score is the cluster's current total score, refreshed when it
+	// changes (kept while a PromQL score fails).
 	// +optional
 	Score DecisionScore `json:"score,omitempty"`
 }

@@ -47,6 +47,9 @@
 // from 1; at most 100 clusters each, sorted by name), labelled with the
 // placement's name and decision group (cluster.fleetpulse.io/* and the
 // multicluster.x-k8s.io/* labels of KEP-5313, whose decision-index counts from
-// 0) and owned by the Placement, so deleting it deletes them. Each change is
-// recorded as an Event on the Placement naming the clusters and scores.
+// 0) and owned by the Placement, so deleting it deletes them. A kept
+// cluster's decision keeps the reason it was chosen for, and its score is
+// the cluster's current one, written only when it changes (and left as it is
+// while a PromQL query fails). Each change of the decision is recorded as an
+// Event on the Placement naming the clusters and scores.
 package placement

@@ -68,7 +68,7 @@ func TestPlacementOnControlPlane(t *testing.T) {
 	cp.StartManager(t, func(mgr ctrl.Manager) error {
 		return placement.SetupWithConfig(mgr, placement.Config{ScoreInterval: 200 * time.Millisecond, QueryTimeout: time.Second, Workers: 2},
 			sc.query, testutil.Logger(t, slog.LevelInfo))
-	})
+	}, controlplane.InNamespaces("apps"))
 	kube := cp.Client
 	require.NoError(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}))
 	require.NoError(t, kube.Create(ctx, &fleetv1.ClusterSet{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}))

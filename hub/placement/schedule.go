@@ -290,6 +290,12 @@ func schedule(in input, preds []clusterPredicate) result {
 	for _, name := range kept {
 		final[name] = true
 		if d, ok := in.current[name]; ok {
+			// A kept cluster keeps its reason; its score follows the
+			// cluster's, except in a pass whose PromQL scores failed, which
+			// knows only part of it.
+			if len(in.scoreErrors) == 0 {
+				d.Score = fleetv1.DecisionScore(t.total[name])
+			}
 			r.selected = append(r.selected, d)
 			continue
 		}

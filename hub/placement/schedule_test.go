@@ -254,10 +254,20 @@ func TestSchedule(t *testing.T) {
 			if tc.message != "" && r.message() != tc.message {
 				t.Errorf("message %q, want %q", r.message(), tc.message)
 			}
-			// Clusters kept keep what was recorded when they were chosen.
+			// Clusters kept keep the reason they were chosen for; their
+			// score is the current one, or the recorded one when a PromQL
+			// score failed.
 			for _, d := range r.selected {
-				if cur, ok := current[d.ClusterName]; ok && d != cur {
-					t.Errorf("kept decision %+v rewritten as %+v", cur, d)
+				cur, ok := current[d.ClusterName]
+				if !ok {
+					continue
+				}
+				want := cur
+				if len(tc.scoreErrors) == 0 {
+					want.Score = fleetv1.DecisionScore(r.totals[d.ClusterName])
+				}
+				if d != want {
+					t.Errorf("kept decision %+v written as %+v, want %+v", cur, d, want)
 				}
 			}
 		})
@@ -277,5 +287,25 @@ func TestScheduleRecordsReasonsAndScores(t *testing.T) {
 	}
 	if !strings.Contains(r.removed[0].why, "b scores 100") {
 		t.Errorf("removal explained as %q", r.removed[0].why)
+	}
+}
+
+// TestScheduleKeptClusterScoreFollows checks that a kept cluster's decision
+// shows its current score (here one recorded before PromQL scores existed),
+// keeping its reason, and keeps the recorded score while a query fails.
+func TestScheduleKeptClusterScoreFollows(t *testing.T) {
+	p := mkPlacement(ptr.To[int32](1), exactPromQL(50))
+	clusters := []fleetv1.ManagedCluster{mkCluster("a"), mkCluster("b"), mkCluster("c")}
+	current := map[string]fleetv1.ClusterDecision{"a": {ClusterName: "a", Reason: ReasonFallback}}
+	in := input{placement: p, clusters: clusters, current: current, sets: []fleetv1.ClusterSet{{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}},
+		promQL: map[int]map[string]float64{0: {"a": 50, "b": 55, "c": 0}}, now: now}
+	r := schedule(in, nil)
+	if want := (fleetv1.ClusterDecision{ClusterName: "a", Reason: ReasonFallback, Score: 82}); len(r.selected) != 1 || r.selected[0] != want {
+		t.Errorf("selected %+v, want %+v", r.selected, want)
+	}
+	in.scoreErrors = []string{"PromQL prioritizer 0: store down"}
+	r = schedule(in, nil)
+	if len(r.selected) != 1 || r.selected[0] != current["a"] {
+		t.Errorf("with a failed query selected %+v, want %+v as recorded", r.selected, current["a"])
 	}
 }

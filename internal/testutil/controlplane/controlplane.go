@@ -3,8 +3,9 @@
 // and runs controller-runtime managers on it.
 //
 // The control plane starts on first use and is shared by the package's
-// tests, which therefore name their objects apart; the package's TestMain
-// calls Main to stop it when the tests are done:
+// tests, which therefore name their objects apart, and whose controllers see
+// every test's objects unless InNamespaces confines them; the package's
+// TestMain calls Main to stop it when the tests are done:
 //
 //	func TestMain(m *testing.M) { controlplane.Main(m) }
 //
@@ -31,6 +32,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -168,19 +170,40 @@ func install(ctx context.Context, c client.Client) error {
 	return nil
 }
 
+// ManagerOption changes the options of a manager that StartManager runs.
+type ManagerOption func(*ctrl.Options)
+
+// InNamespaces confines a manager's cache, and so what its controllers watch
+// and list, to the namespaced objects of these namespaces; cluster-scoped
+// objects it sees all. Tests that run the same controller side by side on
+// the shared control plane need it, or each test's controller also acts on
+// the other tests' objects, with that test's configuration.
+func InNamespaces(namespaces ...string) ManagerOption {
+	return func(o *ctrl.Options) {
+		o.Cache.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			o.Cache.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+}
+
 // StartManager runs a controller-runtime manager on the control plane, with
 // the controllers that setup adds, until the test ends; its caches are synced
 // when StartManager returns. The manager logs warnings to the test's log.
-func (cp *ControlPlane) StartManager(t testing.TB, setup func(ctrl.Manager) error) ctrl.Manager {
+func (cp *ControlPlane) StartManager(t testing.TB, setup func(ctrl.Manager) error, opts ...ManagerOption) ctrl.Manager {
 	t.Helper()
-	mgr, err := ctrl.NewManager(cp.RESTConfig, ctrl.Options{
+	o := ctrl.Options{
 		Scheme:                 Scheme(),
 		Logger:                 logr.FromSlogHandler(testutil.Logger(t, slog.LevelWarn).Handler()),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// Each test runs its own controllers: their names may repeat.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	mgr, err := ctrl.NewManager(cp.RESTConfig, o)
 	if err != nil {
 		t.Fatalf("new manager: %v", err)
 	}
