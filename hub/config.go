@@ -41,6 +41,25 @@ type Config struct {
 	// GRPCTLS is the StoreAPI's certificate and the CA of its clients'
 	// certificates; empty, it serves plain gRPC.
 	GRPCTLS TLSConfig
+	// GRPCAdvertiseAddress is the StoreAPI address the other replicas reach
+	// this one at, as QueryPeers lists it; empty, the listen address (the
+	// host name for one on every interface).
+	GRPCAdvertiseAddress string
+	// QueryPeers are the StoreAPI addresses of the hub's replicas, this
+	// one's among them or not. With them, the replica's queries and rules
+	// read the peers' StoreAPIs besides its own store (the fleet), and the
+	// replicas split the clusters among them for rule results and alerts
+	// (StaticMembership). Membership, set, replaces them.
+	QueryPeers []string
+	// Membership is the hub's replicas and their clusters (a ring); nil
+	// uses QueryPeers.
+	Membership Membership
+	// PeerTLS is how the replica connects to its peers' StoreAPIs; empty,
+	// over plain gRPC.
+	PeerTLS PeerTLSConfig
+	// PeerRefreshInterval is how often the peers are listed and asked
+	// whether they answer.
+	PeerRefreshInterval time.Duration
 	// MaxRequestBytes bounds one agent request body.
 	MaxRequestBytes int64
 	// IngestLimitsFile holds the clusters' ingest limits (hub/limits: a
@@ -79,6 +98,14 @@ type TLSConfig struct {
 	CertFile, KeyFile, ClientCAFile, ClientCAKeyFile string
 }
 
+// PeerTLSConfig names the PEM files of connections to the peers' StoreAPIs:
+// the CA their certificates are checked against, the name they are checked
+// for (empty: the address's host), and a client certificate for peers that
+// require one.
+type PeerTLSConfig struct {
+	CAFile, CertFile, KeyFile, ServerName string
+}
+
 // DefaultConfig returns the hub's defaults: loopback only, so a hub started
 // by hand exposes nothing until told to.
 func DefaultConfig() Config {
@@ -93,6 +120,7 @@ func DefaultConfig() Config {
 		Query:                 query.DefaultOptions(),
 		Alerting:              alerting.Config{EvaluationInterval: 15 * time.Second},
 		ShutdownTimeout:       30 * time.Second,
+		PeerRefreshInterval:   5 * time.Second,
 		ControlPlane:          controlplane.DefaultConfig(),
 		Registration:          registration.DefaultConfig(),
 	}
@@ -122,6 +150,25 @@ func (c Config) Validate() error {
 	}
 	if (c.GRPCTLS.CertFile == "") != (c.GRPCTLS.KeyFile == "") || (c.GRPCTLS.ClientCAFile != "" && c.GRPCTLS.CertFile == "") {
 		errs = append(errs, errors.New("the StoreAPI's TLS needs a certificate and its key (and a client CA only with them)"))
+	}
+	if len(c.QueryPeers) > 0 || c.Membership != nil {
+		if c.GRPCListenAddress == "" {
+			errs = append(errs, errors.New("hub replicas read each other's StoreAPI: set the grpc listen address with query peers"))
+		}
+		if c.Store.Replica == "" {
+			errs = append(errs, errors.New("hub replicas need each a replica name (--replica.name), which their blocks and series carry"))
+		}
+		if c.PeerRefreshInterval <= 0 {
+			errs = append(errs, fmt.Errorf("peer refresh interval must be positive, got %s", c.PeerRefreshInterval))
+		}
+	}
+	for _, p := range c.QueryPeers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			errs = append(errs, fmt.Errorf("query peer %q: want host:port: %w", p, err))
+		}
+	}
+	if (c.PeerTLS.CertFile == "") != (c.PeerTLS.KeyFile == "") || (c.PeerTLS.CertFile != "" && c.PeerTLS.CAFile == "") {
+		errs = append(errs, errors.New("the peers' TLS needs a CA, and a client certificate only with its key"))
 	}
 	if c.AgentMaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("agent max connections must not be negative (0 derives it from the open-file limit), got %d", c.AgentMaxConnections))

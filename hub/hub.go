@@ -47,6 +47,8 @@ type Hub struct {
 	manager atomic.Pointer[controlplane.ControlPlane]
 	// limits are the clusters' ingest limits, which Reload reads again.
 	limits atomic.Pointer[limits.Limiter]
+	// membership is the hub's replicas; nil for a hub without peers.
+	membership Membership
 }
 
 // New builds a hub from a valid configuration. It starts nothing.
@@ -65,7 +67,15 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("fleetpulse_hub"),
 	)
-	return &Hub{cfg: cfg, logger: logger, registry: reg}, nil
+	h := &Hub{cfg: cfg, logger: logger, registry: reg, membership: cfg.Membership}
+	if h.membership == nil && len(cfg.QueryPeers) > 0 {
+		self, err := advertiseAddress(cfg.GRPCAdvertiseAddress, cfg.GRPCListenAddress)
+		if err != nil {
+			return nil, err
+		}
+		h.membership = NewStaticMembership(self, cfg.QueryPeers)
+	}
+	return h, nil
 }
 
 // Registry is where the hub's parts register their metrics.
@@ -193,7 +203,11 @@ func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerti
 		cfg.RuleFiles = append(shipped, cfg.RuleFiles...)
 	}
 	cfg.ExternalURL = h.externalURL()
-	return alerting.New(cfg, engine, store.Queryable(), store.RoutingAppendable(), h.logger.With("component", "alerting"), h.registry)
+	var opts []alerting.Option
+	if keep := h.partition(); keep != nil {
+		opts = append(opts, alerting.WithPartition(keep))
+	}
+	return alerting.New(cfg, engine, store.Queryable(), store.RoutingAppendable(), h.logger.With("component", "alerting"), h.registry, opts...)
 }
 
 func (h *Hub) operational(mux *http.ServeMux) {
@@ -261,7 +275,7 @@ func (h *Hub) usersServer(handler http.Handler) *http.Server {
 // operational endpoints.
 func (h *Hub) usersMux(p *parts, qopts query.Options) *http.ServeMux {
 	users := http.NewServeMux()
-	users.Handle("/api/v1/", query.NewHandler(p.engine, p.store.Queryable(), qopts))
+	users.Handle("/api/v1/", query.NewHandler(p.engine, p.store.PartialQueryable(), qopts))
 	users.Handle("GET /api/v1/events", events.NewQueryHandler(p.evs))
 	users.HandleFunc("GET /graph", h.graph)
 	h.operational(users)

@@ -11,6 +11,7 @@ import (
 	"github.com/grafana/dskit/services"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/util/features"
+	thanosquery "github.com/thanos-io/thanos/pkg/query"
 
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
 	"github.com/fleetpulse/fleetpulse/hub/controlplane"
@@ -75,6 +76,8 @@ type parts struct {
 	agents *gateway.Gateway
 
 	agentAddr, grpcAddr *net.TCPAddr
+
+	peers *thanosquery.EndpointSet // nil without peers
 }
 
 // modules registers the hub's modules and their dependencies, as the
@@ -90,6 +93,12 @@ func (h *Hub) modules(p *parts) (*modules.Manager, error) {
 	mm.RegisterModule(ModuleQuery, func() (services.Service, error) { return h.queryService(p), nil })
 	mm.RegisterModule(ModuleRules, func() (services.Service, error) { return h.rulesService(p), nil })
 	mm.RegisterModule(ModuleAPI, func() (services.Service, error) { return h.apiService(p), nil })
+	if h.membership != nil {
+		// The queries read the peers once the store has them.
+		mm.RegisterModule(ModuleFanout, func() (services.Service, error) { return h.fanoutService(p), nil })
+		deps[ModuleFanout] = []string{ModuleStore}
+		deps[ModuleQuery] = []string{ModuleStore, ModuleFanout}
+	}
 	all := []string{ModuleAPI}
 	if h.cfg.ControlPlaneKubeconfig != "" {
 		mm.RegisterModule(ModuleControllers, func() (services.Service, error) { return h.controllersService(p), nil })
@@ -128,7 +137,14 @@ func (h *Hub) storeService(p *parts) services.Service {
 		if err != nil {
 			return err
 		}
-		store, err := metricstore.Open(h.cfg.Store, h.logger.With("component", "metricstore"), h.registry, metricstore.WithMetadata(md))
+		opts := []metricstore.Option{metricstore.WithMetadata(md)}
+		if h.membership != nil {
+			if p.peers, err = h.newPeerSet(); err != nil {
+				return err
+			}
+			opts = append(opts, metricstore.WithRemoteStores(p.peers.GetStoreClients))
+		}
+		store, err := metricstore.Open(h.cfg.Store, h.logger.With("component", "metricstore"), h.registry, opts...)
 		if err != nil {
 			return err
 		}

@@ -105,14 +105,23 @@ func (a *Alerting) evalIteration(ctx context.Context, g *rules.Group, ts time.Ti
 // New builds the rules manager over q (read) and app (recording rules'
 // output, ALERTS and ALERTS_FOR_STATE), sharing the engine with the query
 // API. It starts nothing.
-func New(cfg Config, engine *promql.Engine, q storage.Queryable, app storage.Appendable, logger *slog.Logger, reg prometheus.Registerer) (*Alerting, error) {
+func New(cfg Config, engine *promql.Engine, q storage.Queryable, app storage.Appendable, logger *slog.Logger, reg prometheus.Registerer,
+	opts ...Option) (*Alerting, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid alerting configuration: %w", err)
 	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	n := notifier.NewManager(&notifier.Options{QueueCapacity: 10000, Registerer: reg}, model.UTF8Validation, logger.With("component", "notifier"))
+	notify := rules.SendAlerts(n, cfg.ExternalURL)
+	if o.keep != nil {
+		notify, app = partitioned(notify, o.keep), partitionedAppendable{Appendable: app, keep: o.keep}
+	}
 	m := rules.NewManager(&rules.ManagerOptions{
 		QueryFunc:  rules.EngineQueryFunc(engine, q),
-		NotifyFunc: rules.SendAlerts(n, cfg.ExternalURL),
+		NotifyFunc: notify,
 		Context:    context.Background(),
 		Appendable: app,
 		Queryable:  q,

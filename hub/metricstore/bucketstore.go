@@ -230,16 +230,20 @@ func (r *bucketReader) updateBlocks(metas []blockmeta.Meta, err error) {
 }
 
 // clients returns one store client per shard in the bucket (and per cluster
-// of the earlier layout), covering the time range of its bucket blocks that
+// of the earlier layout) whose external labels keep passes (nil: all),
+// covering the time range of its bucket blocks that
 // local(shard) does not list. A shard whose bucket blocks are all local gets
 // none: the proxy then reads its local TSDB only. Blocks shipped from a local TSDB keep
 // their ULID, so a block in both places is read once, from the local disk;
 // where ranges still overlap (a local block deleted between this call and
 // the read, a compactor's merged block), the proxy store merges the
 // identical series and drops identical chunks.
-func (r *bucketReader) clients(local func(shard string) []ulid.ULID) []store.Client {
+func (r *bucketReader) clients(local func(shard string) []ulid.ULID, keep func(labels.Labels) bool) []store.Client {
 	var out []store.Client
 	for _, g := range r.blocks.Load().groups {
+		if keep != nil && !keep(g.lset) {
+			continue
+		}
 		isLocal := make([]bool, len(g.blocks))
 		for _, id := range local(g.shard) {
 			if i, ok := g.index[id]; ok {
@@ -305,7 +309,7 @@ func (c *bucketClient) Series(ctx context.Context, in *storepb.SeriesRequest, op
 	req := *in // the proxy shares its request among its stores
 	req.Matchers = c.matchers(in.Matchers)
 	req.MinTime, req.MaxTime = max(in.MinTime, c.mint), min(in.MaxTime, c.maxt)
-	req.WithoutReplicaLabels = c.hidden
+	req.WithoutReplicaLabels = hiddenAnd(in.WithoutReplicaLabels, c.hidden)
 	return c.r.client.Series(ctx, &req, opts...)
 }
 
@@ -313,7 +317,7 @@ func (c *bucketClient) LabelNames(ctx context.Context, in *storepb.LabelNamesReq
 	req := *in
 	req.Matchers = c.matchers(in.Matchers)
 	req.Start, req.End = max(in.Start, c.mint), min(in.End, c.maxt)
-	req.WithoutReplicaLabels = c.hidden
+	req.WithoutReplicaLabels = hiddenAnd(in.WithoutReplicaLabels, c.hidden)
 	return c.r.client.LabelNames(ctx, &req, opts...)
 }
 
@@ -321,7 +325,7 @@ func (c *bucketClient) LabelValues(ctx context.Context, in *storepb.LabelValuesR
 	req := *in
 	req.Matchers = c.matchers(in.Matchers)
 	req.Start, req.End = max(in.Start, c.mint), min(in.End, c.maxt)
-	req.WithoutReplicaLabels = c.hidden
+	req.WithoutReplicaLabels = hiddenAnd(in.WithoutReplicaLabels, c.hidden)
 	return c.r.client.LabelValues(ctx, &req, opts...)
 }
 
@@ -345,16 +349,6 @@ func (c *bucketClient) String() string {
 // writes is under --storage.tsdb.path.
 func bucketCacheDir(tsdbDir string) string {
 	return filepath.Join(tsdbDir, bucketCacheName)
-}
-
-// storeClients is what the fleet's proxy store reads on every query: every
-// shard's TSDB and, with a bucket, the bucket blocks no shard holds.
-func (s *Store) storeClients() []store.Client {
-	clients := s.localClients()
-	if s.reader == nil {
-		return clients
-	}
-	return append(clients, s.reader.clients(s.localBlocks)...)
 }
 
 // localClients are the shards' TSDBs as store clients.

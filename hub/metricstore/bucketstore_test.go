@@ -200,7 +200,7 @@ func TestBucketBlocksReadWithoutLocalTSDB(t *testing.T) {
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	clients := s.storeClients()
+	clients := s.fleetClients()
 	var ranges []string
 	for _, c := range clients {
 		if b, ok := c.(*bucketClient); ok {
@@ -244,7 +244,7 @@ func TestBlockLocalAndInBucketCountedOnce(t *testing.T) {
 	if blocks < 2*len(probeShards(cfg)) {
 		t.Fatalf("the bucket store lists %d blocks, want at least 2 per shard written to", blocks)
 	}
-	if got := len(s.storeClients()); got != cfg.Shards {
+	if got := len(s.fleetClients()); got != cfg.Shards {
 		t.Errorf("the fleet reads %d stores, want the %d shards' TSDBs only: every bucket block is local", got, cfg.Shards)
 	}
 	checkProbes(t, "local and bucket", s.Queryable(), last, 1)
@@ -252,7 +252,7 @@ func TestBlockLocalAndInBucketCountedOnce(t *testing.T) {
 	// The same blocks from each side alone, then from both at once.
 	local := s.localClients
 	bucket := func() []store.Client {
-		return s.reader.clients(func(string) []ulid.ULID { return nil })
+		return s.reader.clients(func(string) []ulid.ULID { return nil }, nil)
 	}
 	both := func() []store.Client { return append(slices.Clip(local()), bucket()...) }
 	for name, clients := range map[string]func() []store.Client{"local only": local, "bucket only": bucket, "both": both} {

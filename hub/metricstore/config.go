@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/thanos-io/objstore"
 	"sigs.k8s.io/yaml"
 )
@@ -18,6 +19,9 @@ const ClusterLabel = "cluster"
 // MaxShards bounds Config.Shards: each shard is a TSDB with its own head,
 // WAL and open files.
 const MaxShards = 1024
+
+// DefaultReplicaLabel is the external label that names a hub replica.
+const DefaultReplicaLabel = "fleetpulse_replica"
 
 // Config configures the store.
 type Config struct {
@@ -57,6 +61,17 @@ type Config struct {
 	// newest replacing the oldest. 0 keeps none. Exemplars are kept in the
 	// heads (and their WALs) only, not in blocks, as Prometheus keeps them.
 	MaxExemplars int64
+	// Replica names this hub among its replicas; empty (one hub) labels
+	// nothing. Set, every block the store ships and every series its
+	// StoreAPI serves carries ReplicaLabel="<Replica>" as an external
+	// label: thanos compact then keeps each replica's blocks a stream of
+	// their own rather than overlapping blocks of one, and thanos query
+	// (--query.replica-label) and the hub's own queries deduplicate by it
+	// the series several replicas hold. It must be stable across restarts
+	// (a StatefulSet pod's name) and unique among the replicas.
+	Replica string
+	// ReplicaLabel is the name of that label.
+	ReplicaLabel string
 }
 
 // DefaultConfig returns the defaults: 16 shards, 15 days local retention,
@@ -65,7 +80,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Dir: "data/tsdb", Shards: 16, Retention: 15 * 24 * time.Hour, BlockDuration: 2 * time.Hour, OutOfOrderWindow: time.Hour,
-		BucketSyncInterval: 3 * time.Minute, MaxExemplars: 100_000,
+		BucketSyncInterval: 3 * time.Minute, MaxExemplars: 100_000, ReplicaLabel: DefaultReplicaLabel,
 	}
 }
 
@@ -96,6 +111,9 @@ func (c Config) Validate() error {
 	if c.BucketDir != "" && c.BucketConfigFile != "" {
 		errs = append(errs, errors.New("bucket path (--storage.bucket.path) and bucket config file (--storage.bucket.config-file) are both set: "+
 			"give one; the path is shorthand for a FILESYSTEM bucket config"))
+	}
+	if !model.LegacyValidation.IsValidLabelName(c.ReplicaLabel) || c.ReplicaLabel == ShardLabel || c.ReplicaLabel == ClusterLabel {
+		errs = append(errs, fmt.Errorf("replica label %q: want a label name other than %s and %s", c.ReplicaLabel, ShardLabel, ClusterLabel))
 	}
 	if c.BucketConfigFile != "" {
 		if _, err := readBucketConfig(c.BucketConfigFile); err != nil {

@@ -115,24 +115,39 @@ func hiddenMatchers(ms []storepb.LabelMatcher, hidden []string) []storepb.LabelM
 	return out
 }
 
+// hiddenAnd is the replica labels a request asks a store to leave out
+// (those a deduplicating reader names) and the hidden ones.
+func hiddenAnd(asked, hidden []string) []string {
+	if len(asked) == 0 {
+		return hidden
+	}
+	out := slices.Clone(asked)
+	for _, h := range hidden {
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 func (c *shardClient) Series(ctx context.Context, in *storepb.SeriesRequest, opts ...grpc.CallOption) (storepb.Store_SeriesClient, error) {
 	req := *in // the proxy shares its request among its stores
 	req.Matchers = hiddenMatchers(in.Matchers, withoutShardLabel)
-	req.WithoutReplicaLabels = withoutShardLabel
+	req.WithoutReplicaLabels = hiddenAnd(in.WithoutReplicaLabels, withoutShardLabel)
 	return c.Client.Series(ctx, &req, opts...)
 }
 
 func (c *shardClient) LabelNames(ctx context.Context, in *storepb.LabelNamesRequest, opts ...grpc.CallOption) (*storepb.LabelNamesResponse, error) {
 	req := *in
 	req.Matchers = hiddenMatchers(in.Matchers, withoutShardLabel)
-	req.WithoutReplicaLabels = withoutShardLabel
+	req.WithoutReplicaLabels = hiddenAnd(in.WithoutReplicaLabels, withoutShardLabel)
 	return c.Client.LabelNames(ctx, &req, opts...)
 }
 
 func (c *shardClient) LabelValues(ctx context.Context, in *storepb.LabelValuesRequest, opts ...grpc.CallOption) (*storepb.LabelValuesResponse, error) {
 	req := *in
 	req.Matchers = hiddenMatchers(in.Matchers, withoutShardLabel)
-	req.WithoutReplicaLabels = withoutShardLabel
+	req.WithoutReplicaLabels = hiddenAnd(in.WithoutReplicaLabels, withoutShardLabel)
 	return c.Client.LabelValues(ctx, &req, opts...)
 }
 

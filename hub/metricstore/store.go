@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,9 +18,6 @@ import (
 	"github.com/thanos-io/objstore/client"
 	"github.com/thanos-io/objstore/providers/filesystem"
 	blockmeta "github.com/thanos-io/thanos/pkg/block/metadata"
-	"github.com/thanos-io/thanos/pkg/component"
-	"github.com/thanos-io/thanos/pkg/dedup"
-	"github.com/thanos-io/thanos/pkg/query"
 	"github.com/thanos-io/thanos/pkg/receive"
 	"github.com/thanos-io/thanos/pkg/store"
 
@@ -49,9 +45,11 @@ type Store struct {
 	// their numbers by tenant name; both are set by Open and never change.
 	shards     []*receive.ReadyStorage
 	shardIndex map[string]int
-	fleet      storage.Queryable
-	proxy      *store.ProxyStore
-	meta       *metadata.Store // nil: metadata is dropped
+	// proxy serves the StoreAPI; fleet and partial read the fleet.
+	proxy          *store.ProxyStore
+	fleet, partial storage.Queryable
+	remote         func() []store.Client // nil: no other replicas
+	meta           *metadata.Store       // nil: metadata is dropped
 
 	closeOnce sync.Once
 	closeErr  error
@@ -109,8 +107,12 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer, options ..
 	// allocated whole when the shard opens.
 	opts.EnableExemplarStorage = cfg.MaxExemplars > 0
 	opts.MaxExemplars = exemplarsPerShard(cfg.MaxExemplars, cfg.Shards)
+	external := labels.EmptyLabels()
+	if cfg.Replica != "" {
+		external = labels.FromStrings(cfg.ReplicaLabel, cfg.Replica)
+	}
 	s.dbs = receive.NewMultiTSDB(root, kit, prometheus.WrapRegistererWithPrefix("fleetpulse_hub_", reg), opts,
-		labels.EmptyLabels(), ShardLabel, s.bucket, false, false, blockmeta.NoneFunc)
+		external, ShardLabel, s.bucket, false, false, blockmeta.NoneFunc)
 	if err := s.openShards(); err != nil {
 		s.dbs.Close()
 		_ = s.closeBucket()
@@ -126,10 +128,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer, options ..
 		}
 		s.reader.start(cfg.BucketSyncInterval)
 	}
-	proxy := store.NewProxyStore(kit, reg, s.storeClients, component.Query, labels.EmptyLabels(), 0, store.EagerRetrieval)
-	creator := query.NewQueryableCreator(kit, prometheus.WrapRegistererWithPrefix("fleetpulse_hub_query_", reg), proxy, 4, time.Minute, dedup.AlgorithmPenalty, 64)
-	s.proxy = proxy
-	s.fleet = creator(false, nil, nil, 0, false, false, nil, query.NoopSeriesStatsReporter)
+	s.buildProxies(kit, reg)
 	return s, nil
 }
 
@@ -157,14 +156,11 @@ func (s *Store) openShards() error {
 	return nil
 }
 
-// StoreServer serves Thanos's StoreAPI over what Queryable reads: the
-// local TSDBs and the bucket's blocks, each series labelled with its
-// cluster and without the hub's internal labels.
+// StoreServer serves Thanos's StoreAPI over this replica's data: the local
+// TSDBs and the bucket's blocks this replica shipped, each series labelled
+// with its cluster and the replica label, without the hub's internal
+// labels.
 func (s *Store) StoreServer() *store.ProxyStore { return s.proxy }
-
-// Queryable reads every cluster's series, each labelled cluster="<name>",
-// from the local TSDBs and the bucket's blocks.
-func (s *Store) Queryable() storage.Queryable { return s.fleet }
 
 // Appender returns an appender for the cluster's series: into its shard's
 // TSDB, stamping every series with cluster="<cluster>". ErrNotReady means

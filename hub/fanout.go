@@ -1,0 +1,137 @@
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"github.com/grafana/dskit/services"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/thanos-io/thanos/pkg/query"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+	"github.com/fleetpulse/fleetpulse/internal/kitlog"
+)
+
+// ModuleFanout keeps the hub's view of its peers' StoreAPIs current, so
+// that its queries and rules read the whole fleet.
+const ModuleFanout = "fanout"
+
+// Thanos query's endpoint timings: how long a peer's Info call may take,
+// and how long a peer that stopped answering stays listed (it is not
+// queried meanwhile).
+const (
+	peerInfoTimeout      = 5 * time.Second
+	peerUnhealthyTimeout = 5 * time.Minute
+)
+
+// newPeerSet builds Thanos's endpoint set over the StoreAPIs of the
+// membership's other replicas, as `thanos query` builds its own over
+// --endpoint. It starts nothing: the fanout module updates it.
+func (h *Hub) newPeerSet() (*query.EndpointSet, error) {
+	dial, err := peerDialOptions(h.cfg.PeerTLS)
+	if err != nil {
+		return nil, err
+	}
+	self := h.membership.Self()
+	logger := h.logger.With("component", "fanout")
+	specs := func() []*query.GRPCEndpointSpec {
+		peers, err := h.membership.Peers()
+		if err != nil {
+			logger.Warn("list the hub's peers; the last list stays", "err", err)
+			return nil
+		}
+		var out []*query.GRPCEndpointSpec
+		for _, p := range peers {
+			if p.ID == self.ID || p.GRPCAddr == "" || p.GRPCAddr == self.GRPCAddr {
+				continue
+			}
+			out = append(out, query.NewGRPCEndpointSpec(p.GRPCAddr, false, dial...))
+		}
+		return out
+	}
+	return query.NewEndpointSet(time.Now, kitlog.New(logger), prometheus.WrapRegistererWithPrefix("fleetpulse_hub_peers_", h.registry),
+		specs, peerUnhealthyTimeout, peerInfoTimeout, h.cfg.Query.Timeout), nil
+}
+
+// fanoutService updates the peer set every PeerRefreshInterval: replicas
+// that answer their Info call are read, the others are not. It closes the
+// peers' connections when it stops, after every query that reads them.
+func (h *Hub) fanoutService(p *parts) services.Service {
+	update := func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, h.cfg.PeerRefreshInterval+peerInfoTimeout)
+		defer cancel()
+		p.peers.Update(ctx)
+	}
+	return services.NewTimerService(h.cfg.PeerRefreshInterval, func(ctx context.Context) error {
+		update(ctx)
+		return nil
+	}, func(ctx context.Context) error {
+		update(ctx)
+		return nil
+	}, func(error) error {
+		p.peers.Close()
+		return nil
+	})
+}
+
+// peerDialOptions are the gRPC options of the connections to the peers'
+// StoreAPIs: TLS with the peers' CA (and a client certificate when they
+// require one), or plain gRPC.
+func peerDialOptions(c PeerTLSConfig) ([]grpc.DialOption, error) {
+	opts := []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32))}
+	if c.CAFile == "" {
+		return append(opts, grpc.WithTransportCredentials(insecure.NewCredentials())), nil
+	}
+	caPEM, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("peers' StoreAPI CA: %w", err)
+	}
+	cfg := &tls.Config{RootCAs: x509.NewCertPool(), ServerName: c.ServerName, MinVersion: tls.VersionTLS12}
+	if !cfg.RootCAs.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("peers' StoreAPI CA %q holds no PEM certificate", c.CAFile)
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate for the peers' StoreAPIs: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg))), nil
+}
+
+// partition decides which rule results this replica writes and which
+// alerts it sends, with peers: a series or alert that names a cluster
+// belongs to the cluster's owner, one that names none (a fleet-wide
+// aggregate) to the replica that leads the controllers, or without a
+// control plane to the owner of the empty cluster name. Without peers it
+// is nil: one hub writes everything.
+func (h *Hub) partition() func(labels.Labels) bool {
+	if h.membership == nil {
+		return nil
+	}
+	return func(l labels.Labels) bool {
+		if c := l.Get(metricstore.ClusterLabel); c != "" {
+			return h.membership.Owns(c)
+		}
+		return h.leadsFleet()
+	}
+}
+
+// leadsFleet tells whether this replica evaluates the fleet-wide results.
+func (h *Hub) leadsFleet() bool {
+	if h.cfg.ControlPlaneKubeconfig != "" && h.cfg.ControlPlane.LeaderElect {
+		cp := h.manager.Load()
+		return cp != nil && cp.Leading()
+	}
+	return h.membership.Owns("")
+}

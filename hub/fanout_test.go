@@ -1,0 +1,300 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/thanos-io/thanos/pkg/store/storepb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+// fanoutRules are a fleet-wide recording rule, a per-cluster one and a
+// per-cluster alert.
+const fanoutRules = `groups:
+  - name: fanout
+    rules:
+      - record: fleet:fanout_probe:count
+        expr: count(fanout_probe)
+      - record: cluster:fanout_probe:sum
+        expr: sum by (cluster) (fanout_probe)
+      - alert: FanoutProbe
+        expr: sum by (cluster) (fanout_probe) >= 0
+`
+
+// fanoutClusters are the clusters the test writes, each to one replica.
+var fanoutClusters = []string{"c-0", "c-1", "c-2", "c-3", "c-4", "c-5"}
+
+// TestEveryReplicaAnswersForTheFleet runs three hub replicas that list each
+// other as peers, writes each cluster's series to one of them through its
+// agents' port, and the same series to one hub: every replica's /api/v1
+// (instant and range queries, series, label names and values) answers what
+// the one hub answers. The rules split the work: each per-cluster result is
+// written, and each alert sent, by the cluster's owner only, and the
+// fleet-wide result by one replica.
+func TestEveryReplicaAnswersForTheFleet(t *testing.T) {
+	t.Parallel()
+	ca := testbed.NewCA(t, "agents")
+	rules := filepath.Join(t.TempDir(), "fanout.yaml")
+	if err := os.WriteFile(rules, []byte(fanoutRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	config := func(am string) Config {
+		cfg := DefaultConfig()
+		cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("localhost")
+		cfg.AgentTLS.ClientCAFile = ca.CertFile
+		cfg.Store.Dir = t.TempDir()
+		cfg.NoShippedRules = true
+		cfg.Alerting.RuleFiles = []string{rules}
+		cfg.Alerting.EvaluationInterval = 200 * time.Millisecond
+		cfg.Alerting.AlertmanagerURLs = []string{am}
+		return cfg
+	}
+	var peers []string
+	for range 3 {
+		peers = append(peers, freeLoopback(t))
+	}
+	var replicas []*Hub
+	var ams []*alertSink
+	for i, addr := range peers {
+		am := newAlertSink(t)
+		cfg := config(am.URL)
+		cfg.GRPCListenAddress, cfg.QueryPeers = addr, peers
+		cfg.Store.Replica = fmt.Sprintf("hub-%d", i)
+		cfg.PeerRefreshInterval = 200 * time.Millisecond
+		h, _ := runHub(t, cfg)
+		replicas, ams = append(replicas, h), append(ams, am)
+	}
+	one, _ := runHub(t, config(newAlertSink(t).URL))
+
+	now := time.Now().Truncate(time.Second)
+	for i, cluster := range fanoutClusters {
+		for _, h := range []*Hub{replicas[i%len(replicas)], one} {
+			writeProbe(t, ca, h, cluster, i, now)
+		}
+	}
+
+	for i, h := range replicas {
+		testutil.Eventually(t, 30*time.Second, func() error {
+			want, got := answers(t, hubAPI(t, one), now), answers(t, hubAPI(t, h), now)
+			for _, k := range slices.Sorted(func(yield func(string) bool) {
+				for k := range want {
+					if !yield(k) {
+						return
+					}
+				}
+			}) {
+				if got[k] != want[k] {
+					return fmt.Errorf("replica %d: %s = %s, want what one hub answers: %s", i, k, got[k], want[k])
+				}
+			}
+			return nil
+		})
+	}
+
+	// Each cluster's alert reaches the Alertmanager of its owner only.
+	owners := map[string]int{}
+	for i, h := range replicas {
+		for _, c := range fanoutClusters {
+			if h.membership.Owns(c) {
+				owners[c] = i
+			}
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		for _, c := range fanoutClusters {
+			for i, am := range ams {
+				if got, want := am.has("FanoutProbe", c), owners[c] == i; got != want {
+					return fmt.Errorf("alert FanoutProbe of %s at replica %d's Alertmanager: %t, want %t (owner: replica %d)", c, i, got, want, owners[c])
+				}
+			}
+		}
+		return nil
+	})
+	// Each rule result is in one replica's own store: the per-cluster ones
+	// in their owner's, the fleet-wide one in one replica's.
+	for _, metric := range []string{"cluster:fanout_probe:sum", "fleet:fanout_probe:count"} {
+		var held []string
+		for _, h := range replicas {
+			held = append(held, ownSeries(t, h, metric)...)
+		}
+		slices.Sort(held)
+		if n := len(held); (metric == "fleet:fanout_probe:count" && n != 1) || (metric != "fleet:fanout_probe:count" && n != len(fanoutClusters)) {
+			t.Errorf("the replicas' own stores hold %s as %v, want each series once", metric, held)
+		}
+	}
+}
+
+// answers are a hub's answers to the users' API calls the test compares.
+func answers(t *testing.T, api promv1.API, now time.Time) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	for _, q := range []string{`fanout_probe`, `count(fanout_probe)`, `sum by (cluster) (fanout_probe)`, `sum by (node) (fanout_probe)`,
+		`fanout_probe{cluster=~"c-[0-2]"}`} {
+		v, _, err := api.Query(ctx, q, now)
+		out["query "+q] = fmt.Sprint(v, err)
+	}
+	// The rules' results, as they are now: values, not timestamps.
+	for _, q := range []string{`cluster:fanout_probe:sum`, `fleet:fanout_probe:count`, `count by (cluster) (ALERTS{alertname="FanoutProbe"})`} {
+		v, _, err := api.Query(ctx, q, time.Now())
+		var vals []string
+		if vec, ok := v.(model.Vector); ok {
+			for _, s := range vec {
+				vals = append(vals, fmt.Sprintf("%s %s", s.Metric, s.Value))
+			}
+		}
+		slices.Sort(vals)
+		out["rules "+q] = fmt.Sprint(vals, err)
+	}
+	for _, q := range []string{`sum by (cluster) (fanout_probe)`, `max(fanout_probe)`} {
+		v, _, err := api.QueryRange(ctx, q, promv1.Range{Start: now.Add(-4 * time.Minute), End: now, Step: 30 * time.Second})
+		out["query_range "+q] = fmt.Sprint(v, err)
+	}
+	series, _, err := api.Series(ctx, []string{`fanout_probe`}, now.Add(-time.Hour), now.Add(time.Minute))
+	slices.SortFunc(series, func(a, b model.LabelSet) int { return strings.Compare(a.String(), b.String()) })
+	out["series"] = fmt.Sprint(series, err)
+	names, _, err := api.LabelNames(ctx, []string{`fanout_probe`}, now.Add(-time.Hour), now.Add(time.Minute))
+	out["labels"] = fmt.Sprint(names, err)
+	values, _, err := api.LabelValues(ctx, "cluster", []string{`{__name__=~"fanout_probe|cluster:fanout_probe:sum"}`}, now.Add(-time.Hour), now.Add(time.Minute))
+	out["label values"] = fmt.Sprint(values, err)
+	return out
+}
+
+// writeProbe remote-writes two series of fanout_probe for the cluster
+// through the hub's agents' port, five minutes of samples 30 s apart.
+func writeProbe(t *testing.T, ca *testbed.CA, h *Hub, cluster string, i int, now time.Time) {
+	t.Helper()
+	certFile, keyFile := ca.Client(cluster)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{cert}, RootCAs: ca.Pool(), ServerName: "localhost"}}}
+	var wr prompb.WriteRequest
+	for n, node := range []string{"n1", "n2"} {
+		ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "fanout_probe"}, {Name: "node", Value: node}}}
+		for k := range 10 {
+			ts.Samples = append(ts.Samples, prompb.Sample{Value: float64(10*i + n + k), Timestamp: now.Add(time.Duration(k-9) * 30 * time.Second).UnixMilli()})
+		}
+		wr.Timeseries = append(wr.Timeseries, ts)
+	}
+	raw, err := wr.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "https://"+h.AgentAddr().String()+"/api/v1/write",
+		bytes.NewReader(snappy.Encode(nil, raw)))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("remote write %s: %v", cluster, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("remote write %s: %s", cluster, resp.Status)
+	}
+}
+
+// ownSeries are the series of a metric in the replica's own store, as its
+// StoreAPI serves them over the last hour.
+func ownSeries(t *testing.T, h *Hub, metric string) []string {
+	t.Helper()
+	conn, err := grpc.NewClient(h.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := storepb.NewStoreClient(conn).Series(context.Background(), &storepb.SeriesRequest{
+		MinTime: time.Now().Add(-time.Hour).UnixMilli(), MaxTime: time.Now().Add(time.Minute).UnixMilli(),
+		Matchers: []storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: model.MetricNameLabel, Value: metric}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := r.GetSeries(); s != nil {
+			out = append(out, s.PromLabels().String())
+		}
+	}
+}
+
+// alertSink is an Alertmanager's alerts endpoint that records what it
+// receives.
+type alertSink struct {
+	URL string
+	mu  sync.Mutex
+	got map[string]bool // alertname/cluster
+}
+
+func newAlertSink(t *testing.T) *alertSink {
+	s := &alertSink{got: map[string]bool{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var alerts []struct {
+			Labels map[string]string `json:"labels"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&alerts); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, a := range alerts {
+			s.got[a.Labels["alertname"]+"/"+a.Labels["cluster"]] = true
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+func (s *alertSink) has(alert, cluster string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got[alert+"/"+cluster]
+}
+
+// freeLoopback returns a loopback address with a port free a moment ago.
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
