@@ -25,6 +25,15 @@ func TestConfigValidate(t *testing.T) {
 		{"store", func(c *Config) { c.Store.Dir = "" }, []string{"tsdb path is required"}},
 		{"negative connection limit", func(c *Config) { c.AgentMaxConnections = -1 }, []string{"agent max connections must not be negative"}},
 		{"shards", func(c *Config) { c.Store.Shards = 0 }, []string{"shards 0: want 1 to 1024"}},
+		{"peers", func(c *Config) {
+			c.GRPCListenAddress, c.Store.Replica = ":10901", "hub-0"
+			c.QueryPeers = []string{"hub-0:10901", "hub-1"}
+		},
+			[]string{`query peer "hub-1"`}},
+		{"peers without a StoreAPI or a replica name", func(c *Config) { c.QueryPeers = []string{"hub-1:10901"} },
+			[]string{"set the grpc listen address", "replica name (--replica.name)"}},
+		{"replica label", func(c *Config) { c.Store.ReplicaLabel = "fleetpulse_shard" }, []string{`replica label "fleetpulse_shard"`}},
+		{"peer TLS", func(c *Config) { c.PeerTLS.CertFile = "c" }, []string{"the peers' TLS needs a CA"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
