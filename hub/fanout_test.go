@@ -298,3 +298,65 @@ func freeLoopback(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// TestReplicaAnswersWhenAPeerStops runs two replicas that list each other
+// and stops one: the other's /api/v1 keeps answering with its own
+// clusters (the stopped peer is no longer read once its Info call fails),
+// and its rules keep evaluating.
+func TestReplicaAnswersWhenAPeerStops(t *testing.T) {
+	t.Parallel()
+	ca := testbed.NewCA(t, "agents")
+	rules := filepath.Join(t.TempDir(), "fanout.yaml")
+	if err := os.WriteFile(rules, []byte(fanoutRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	peers := []string{freeLoopback(t), freeLoopback(t)}
+	var replicas []*Hub
+	var stops []func()
+	for i, addr := range peers {
+		cfg := DefaultConfig()
+		cfg.HTTPListenAddress, cfg.AgentListenAddress, cfg.GRPCListenAddress = "127.0.0.1:0", "127.0.0.1:0", addr
+		cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("localhost")
+		cfg.AgentTLS.ClientCAFile = ca.CertFile
+		cfg.Store.Dir, cfg.Store.Replica = t.TempDir(), fmt.Sprintf("hub-%d", i)
+		cfg.QueryPeers, cfg.PeerRefreshInterval = peers, 200*time.Millisecond
+		cfg.NoShippedRules, cfg.Alerting.RuleFiles, cfg.Alerting.EvaluationInterval = true, []string{rules}, 200*time.Millisecond
+		h, stop := runHub(t, cfg)
+		replicas, stops = append(replicas, h), append(stops, stop)
+	}
+	now := time.Now().Truncate(time.Second)
+	writeProbe(t, ca, replicas[0], "c-0", 0, now)
+	writeProbe(t, ca, replicas[1], "c-1", 1, now)
+	api := hubAPI(t, replicas[0])
+	clusters := func() (string, error) {
+		v, _, err := api.Query(context.Background(), `count by (cluster) (fanout_probe)`, now)
+		return fmt.Sprint(v), err
+	}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if got, err := clusters(); err != nil || got != "{cluster=\"c-0\"} => 2 @["+fmt.Sprint(now.Unix())+"]\n{cluster=\"c-1\"} => 2 @["+fmt.Sprint(now.Unix())+"]" {
+			return fmt.Errorf("replica 0 answers %q (%v), want both clusters", got, err)
+		}
+		return nil
+	})
+
+	stops[1]()
+	stopped := time.Now()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if got, err := clusters(); err != nil || got != "{cluster=\"c-0\"} => 2 @["+fmt.Sprint(now.Unix())+"]" {
+			return fmt.Errorf("replica 0 answers %q (%v) with its peer stopped, want its own cluster", got, err)
+		}
+		groups, err := api.Rules(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, g := range groups.Groups {
+			for _, r := range g.Rules {
+				if rr, ok := r.(promv1.RecordingRule); ok && (rr.Health != promv1.RuleHealthGood || time.Since(rr.LastEvaluation) > 2*time.Second) {
+					return fmt.Errorf("rule %s: health %s, last evaluated %s", rr.Name, rr.Health, rr.LastEvaluation)
+				}
+			}
+		}
+		return nil
+	})
+	t.Logf("replica 0 answered and evaluated without its peer %s after the peer stopped", time.Since(stopped).Round(time.Millisecond))
+}
