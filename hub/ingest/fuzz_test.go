@@ -79,6 +79,19 @@ func FuzzHandlerRW2(f *testing.F) {
 		f.Fatal(err)
 	}
 	addSeeds(f, valid)
+	// A native histogram older than the out-of-order window allows, after
+	// a sample that makes it so: too old, which must be a 400 naming it.
+	old, err := (&writev2.Request{
+		Timeseries: []writev2.TimeSeries{
+			{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Timestamp: now, Value: 1}}},
+			{LabelsRefs: []uint32{1, 3}, Histograms: []writev2.Histogram{writev2.FromIntHistogram(now-3*time.Hour.Milliseconds(), &histogram1)}},
+		},
+		Symbols: []string{"", "__name__", "up", "h"},
+	}).Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	addSeeds(f, old)
 	// Metadata naming a symbol the request lacks: Prometheus's decoding
 	// panics on it, the hub answers 400.
 	addSeeds(f, []byte{0x22, 0, 0x22, 8, '_', '_', 'n', 'a', 'm', 'e', '_', '_', 0x22, 1, 'm',

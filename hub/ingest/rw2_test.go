@@ -158,6 +158,9 @@ func testRW2AnswersAsPrometheus(t *testing.T, ooo time.Duration) {
 		{"native histogram", rw2Body(t, v2series(nil, "__name__", "with_histogram").with(func(_ *writev2.SymbolsTable, ts *writev2.TimeSeries) {
 			ts.Histograms = []writev2.Histogram{hist}
 		})), rw2Header, http.StatusNoContent, "", false},
+		{"native histogram too old", rw2Body(t, v2series(nil, "__name__", "with_histogram").with(func(_ *writev2.SymbolsTable, ts *writev2.TimeSeries) {
+			ts.Histograms = []writev2.Histogram{writev2.FromIntHistogram(t0+old, &histogram1)}
+		})), rw2Header, http.StatusBadRequest, tooOld + " for series {__name__=\"with_histogram\"}", false},
 		{"exemplar", rw2Body(t, v2series(at(6000, 1), "__name__", "with_exemplar").with(func(st *writev2.SymbolsTable, ts *writev2.TimeSeries) {
 			ts.Exemplars = []writev2.Exemplar{{LabelsRefs: []uint32{st.Symbolize("trace_id"), st.Symbolize("abc")}, Value: 1, Timestamp: t0 + 6000}}
 		})), rw2Header, http.StatusNoContent, "", false},
