@@ -40,6 +40,7 @@ type fleetOptions struct {
 	steady              time.Duration // FLEETPULSE_FLEET_STEADY: the steady-state window
 	lost                int           // FLEETPULSE_FLEET_LOST: clusters taken away at the end
 	maxRSS              float64       // FLEETPULSE_FLEET_MAX_RSS_GIB: the hub is stopped above this
+	starve              bool          // FLEETPULSE_FLEET_STARVE=1: a second loss with the apiserver starved
 }
 
 func fleetOptionsFromEnv(b *testing.B) fleetOptions {
@@ -75,6 +76,7 @@ func fleetOptionsFromEnv(b *testing.B) fleetOptions {
 		}
 		o.maxRSS = f
 	}
+	o.starve = os.Getenv("FLEETPULSE_FLEET_STARVE") == "1"
 	if o.period%time.Second != 0 {
 		b.Fatalf("FLEETPULSE_FLEET_HEARTBEAT_PERIOD=%s: the hub takes whole seconds", o.period)
 	}
@@ -94,8 +96,11 @@ type fleetRun struct {
 	hubGoroutines                                   float64
 	cpCores                                         map[string]float64
 	simCores                                        float64
-	toUnknown                                       []time.Duration
+	toUnknown, toUnknownStarved                     []time.Duration
 	missed, falseUnknowns                           int
+	// writesPerClusterMin is the apiserver's writes per cluster per minute
+	// over the steady-state window.
+	writesPerClusterMin float64
 }
 
 // BenchmarkFleetRegistration registers a simulated fleet (test/bench/fleetsim:
@@ -319,6 +324,11 @@ func runFleet(b *testing.B, o fleetOptions, bin string) fleetRun {
 
 	fleet.ResetLatencies()
 	unknownBefore := avail.unknownCount()
+	writesBefore, err := apiserverWrites(ctx, cp.RESTConfig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	steadyStart := time.Now()
 	meter := startCPU(pids)
 	profileDone := make(chan struct{})
 	if dir := os.Getenv("FLEETPULSE_FLEET_PROFILE_DIR"); dir != "" {
@@ -352,6 +362,14 @@ func runFleet(b *testing.B, o fleetOptions, bin string) fleetRun {
 		samples++
 	}
 	cores := meter.cores()
+	writesAfter, err := apiserverWrites(ctx, cp.RESTConfig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	writes, total := writesBetween(writesBefore, writesAfter)
+	perClusterMin := float64(o.clusters) * time.Since(steadyStart).Minutes()
+	run.writesPerClusterMin = total / perClusterMin
+	b.Logf("apiserver writes per cluster per minute over the window: %.3f (%s)", run.writesPerClusterMin, fmtWrites(writes, perClusterMin))
 	run.hubCores, run.simCores = cores["hub"], cores["simulator"]
 	delete(cores, "hub")
 	delete(cores, "simulator")
@@ -375,7 +393,37 @@ func runFleet(b *testing.B, o fleetOptions, bin string) fleetRun {
 		b.Logf("%d clusters went Unknown while heartbeating during the window", falses)
 	}
 
-	// Loss: clusters stop at once; each must go Unknown.
+	// Loss: clusters stop at once; each must go Unknown. With
+	// FLEETPULSE_FLEET_STARVE=1 more clusters stop afterwards, with the
+	// apiserver starved.
+	lostSet := map[string]bool{}
+	run.toUnknown = loseClusters(b, o, fleet, avail, fleetCtx, lostSet, &run.missed, "")
+	checkGuard()
+	if o.starve {
+		restore := starveAPIServer(b, cp.PIDs()["kube-apiserver"])
+		run.toUnknownStarved = loseClusters(b, o, fleet, avail, fleetCtx, lostSet, &run.missed, " with the apiserver starved")
+		restore()
+		checkGuard()
+	}
+	avail.mu.Lock()
+	for name, ts := range avail.unknownAt {
+		if !lostSet[name] {
+			run.falseUnknowns += len(ts)
+		} else if len(ts) > 1 {
+			run.falseUnknowns += len(ts) - 1
+		}
+	}
+	avail.mu.Unlock()
+	if run.falseUnknowns > 0 {
+		b.Errorf("%d True→Unknown transitions of clusters that kept heartbeating", run.falseUnknowns)
+	}
+	return run
+}
+
+// loseClusters stops o.lost clusters at once, adds them to lostSet, and
+// returns each one's time from its last heartbeat to Unknown, sorted.
+func loseClusters(b *testing.B, o fleetOptions, fleet *fleetsim.Fleet, avail *availability, ctx context.Context,
+	lostSet map[string]bool, missed *int, how string) []time.Duration {
 	lost := fleet.Lose(o.lost)
 	lostAt := time.Now()
 	byName := map[string]time.Time{}
@@ -384,6 +432,7 @@ func runFleet(b *testing.B, o fleetOptions, bin string) fleetRun {
 			b.Fatalf("lost cluster %s never had a heartbeat acknowledged", l.Name)
 		}
 		byName[l.Name] = l.LastHeartbeat
+		lostSet[l.Name] = true
 	}
 	allUnknown := func(a *availability) bool {
 		for name, last := range byName {
@@ -393,42 +442,30 @@ func runFleet(b *testing.B, o fleetOptions, bin string) fleetRun {
 		}
 		return true
 	}
-	avail.waitFor(fleetCtx, lostAt.Add(o.grace()+5*o.period+time.Minute), allUnknown)
-	checkGuard()
+	avail.waitFor(ctx, lostAt.Add(o.grace()+5*o.period+time.Minute), allUnknown)
+	var toUnknown []time.Duration
+	n := 0
 	avail.mu.Lock()
 	for name, last := range byName {
 		at, ok := avail.firstUnknownAfter(name, last)
 		if !ok {
-			run.missed++
+			n++
 			continue
 		}
-		run.toUnknown = append(run.toUnknown, at.Sub(last))
-	}
-	lostSet := map[string]bool{}
-	for name := range byName {
-		lostSet[name] = true
-	}
-	for name, ts := range avail.unknownAt {
-		if !lostSet[name] {
-			run.falseUnknowns += len(ts)
-		} else if len(ts) > 1 {
-			run.falseUnknowns += len(ts) - 1
-		}
+		toUnknown = append(toUnknown, at.Sub(last))
 	}
 	avail.mu.Unlock()
-	slices.Sort(run.toUnknown)
-	if len(run.toUnknown) > 0 {
-		b.Logf("time to Unknown of %d lost clusters: p50 %s, p99 %s, max %s (grace %s)", len(run.toUnknown),
-			fleetsim.Percentile(run.toUnknown, 50).Round(time.Millisecond), fleetsim.Percentile(run.toUnknown, 99).Round(time.Millisecond),
-			run.toUnknown[len(run.toUnknown)-1].Round(time.Millisecond), o.grace())
+	slices.Sort(toUnknown)
+	if len(toUnknown) > 0 {
+		b.Logf("time to Unknown of %d lost clusters%s: p50 %s, p99 %s, max %s (grace %s)", len(toUnknown), how,
+			fleetsim.Percentile(toUnknown, 50).Round(time.Millisecond), fleetsim.Percentile(toUnknown, 99).Round(time.Millisecond),
+			toUnknown[len(toUnknown)-1].Round(time.Millisecond), o.grace())
 	}
-	if run.missed > 0 {
-		b.Errorf("%d of %d lost clusters not Unknown %s after they were lost", run.missed, len(lost), o.grace()+5*o.period+time.Minute)
+	if n > 0 {
+		b.Errorf("%d of %d lost clusters%s not Unknown %s after they were lost", n, len(lost), how, o.grace()+5*o.period+time.Minute)
 	}
-	if run.falseUnknowns > 0 {
-		b.Errorf("%d True→Unknown transitions of clusters that kept heartbeating", run.falseUnknowns)
-	}
-	return run
+	*missed += n
+	return toUnknown
 }
 
 func reportFleet(b *testing.B, o fleetOptions, runs []fleetRun) {
@@ -456,25 +493,36 @@ func reportFleet(b *testing.B, o fleetOptions, runs []fleetRun) {
 	b.ReportMetric(mean(func(r fleetRun) float64 { return r.cpCores["kube-apiserver"] }), "apiserver-cores")
 	b.ReportMetric(mean(func(r fleetRun) float64 { return r.cpCores["etcd"] }), "etcd-cores")
 	b.ReportMetric(mean(func(r fleetRun) float64 { return r.simCores }), "simulator-cores")
-	var all []time.Duration
-	for _, r := range runs {
-		all = append(all, r.toUnknown...)
-	}
-	slices.Sort(all)
-	if len(all) > 0 {
-		p := o.period.Seconds()
-		g := o.grace().Seconds()
-		p50, p99, mx := fleetsim.Percentile(all, 50).Seconds(), fleetsim.Percentile(all, 99).Seconds(), all[len(all)-1].Seconds()
-		b.ReportMetric(p50, "unknown-p50-s")
-		b.ReportMetric(p99, "unknown-p99-s")
-		b.ReportMetric(mx, "unknown-max-s")
-		b.ReportMetric(p99/p, "unknown-p99-periods")
-		b.ReportMetric((p50-g)/p, "unknown-p50-over-grace-periods")
-		b.ReportMetric((p99-g)/p, "unknown-p99-over-grace-periods")
-		b.ReportMetric((mx-g)/p, "unknown-max-over-grace-periods")
+	b.ReportMetric(mean(func(r fleetRun) float64 { return r.writesPerClusterMin }), "apiserver-writes/cluster/min")
+	reportUnknown(b, o, runs, "", func(r fleetRun) []time.Duration { return r.toUnknown })
+	if o.starve {
+		reportUnknown(b, o, runs, "starved-", func(r fleetRun) []time.Duration { return r.toUnknownStarved })
 	}
 	b.ReportMetric(mean(func(r fleetRun) float64 { return float64(r.missed) }), "lost-not-unknown")
 	b.ReportMetric(mean(func(r fleetRun) float64 { return float64(r.falseUnknowns) }), "false-unknowns")
+}
+
+// reportUnknown reports the times to Unknown of every run's lost clusters
+// together, in seconds and in periods over the grace.
+func reportUnknown(b *testing.B, o fleetOptions, runs []fleetRun, prefix string, of func(fleetRun) []time.Duration) {
+	var all []time.Duration
+	for _, r := range runs {
+		all = append(all, of(r)...)
+	}
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	p := o.period.Seconds()
+	g := o.grace().Seconds()
+	p50, p99, mx := fleetsim.Percentile(all, 50).Seconds(), fleetsim.Percentile(all, 99).Seconds(), all[len(all)-1].Seconds()
+	b.ReportMetric(p50, prefix+"unknown-p50-s")
+	b.ReportMetric(p99, prefix+"unknown-p99-s")
+	b.ReportMetric(mx, prefix+"unknown-max-s")
+	b.ReportMetric(p99/p, prefix+"unknown-p99-periods")
+	b.ReportMetric((p50-g)/p, prefix+"unknown-p50-over-grace-periods")
+	b.ReportMetric((p99-g)/p, prefix+"unknown-p99-over-grace-periods")
+	b.ReportMetric((mx-g)/p, prefix+"unknown-max-over-grace-periods")
 }
 
 // waitHubReady polls /-/ready until the hub answers 200.
