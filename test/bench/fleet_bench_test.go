@@ -124,7 +124,9 @@ type fleetRun struct {
 // false Unknown and fails the run, as does a lost cluster that never goes
 // Unknown. Knobs (environment): FLEETPULSE_FLEET_CLUSTERS (10000),
 // FLEETPULSE_FLEET_HEARTBEAT_PERIOD (30s), FLEETPULSE_FLEET_GRACE_PERIODS (3),
-// FLEETPULSE_FLEET_COLLECTION_INTERVAL (30s),
+// FLEETPULSE_FLEET_COLLECTION_INTERVAL (30s), FLEETPULSE_FLEET_STARVE (1: lose
+// as many clusters again with the apiserver confined to one CPU beside a
+// CPU-bound neighbour), FLEETPULSE_FLEET_HUB_BINARY (a prebuilt hub),
 // FLEETPULSE_FLEET_REGISTER_CONCURRENCY (16), FLEETPULSE_FLEET_STEADY (two
 // periods), FLEETPULSE_FLEET_LOST (100), FLEETPULSE_FLEET_MAX_RSS_GIB (16: the
 // run stops when the hub grows past it). Each iteration starts a control
@@ -135,11 +137,16 @@ func BenchmarkFleetRegistration(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bin := filepath.Join(b.TempDir(), "fleetpulse")
-	cmd := exec.Command("go", "build", "-tags", "slicelabels", "-o", bin, "./cmd/fleetpulse")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build fleetpulse: %v\n%s", err, out)
+	// FLEETPULSE_FLEET_HUB_BINARY runs a fleetpulse binary built before,
+	// from another tree, say, to compare.
+	bin := os.Getenv("FLEETPULSE_FLEET_HUB_BINARY")
+	if bin == "" {
+		bin = filepath.Join(b.TempDir(), "fleetpulse")
+		cmd := exec.Command("go", "build", "-tags", "slicelabels", "-o", bin, "./cmd/fleetpulse")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("build fleetpulse: %v\n%s", err, out)
+		}
 	}
 	b.Logf("%d clusters, heartbeat period %s, grace %d periods, collection interval %s, %d series per cluster",
 		o.clusters, o.period, o.gracePeriods, o.interval, fleetsim.SeriesPerCluster)
