@@ -135,8 +135,8 @@ type ManagedClusterStatus struct {
 
 	// LastHeartbeatTime is the last heartbeat the hub has recorded here. The
 	// hub coalesces: it writes it when the cluster's state changes and at most
-	// once per grace period otherwise; the cluster's Lease in its namespace is
-	// renewed more often.
+	// once per refresh interval otherwise, as it does the cluster's Lease in
+	// its namespace.
 	// +optional
 	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
 

@@ -86,28 +86,11 @@ func (s *Service) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	b, seen := s.tracker.get(mc.Name)
 	if !seen {
 		if at, ok := s.leaseTime(ctx, mc.Name); ok {
-			s.tracker.seed(mc.Name, at)
+			s.tracker.seed(mc.Name, s.seedTime(mc, at), grace)
 			b, seen = s.tracker.get(mc.Name)
 		}
 	}
-	fresh := seen && now.Sub(b.At) <= grace
-	avail := metav1.Condition{Type: fleetv1.ConditionAvailable, ObservedGeneration: mc.Generation}
-	taints := withoutManagedTaints(mc.Spec.Taints)
-	switch {
-	case !fresh:
-		avail.Status, avail.Reason = metav1.ConditionUnknown, fleetv1.ReasonHeartbeatMissed
-		avail.Message = fmt.Sprintf("no heartbeat for over %s", grace)
-		if !seen {
-			avail.Message = "no heartbeat yet"
-		}
-		taints = append(taints, managedTaint(mc.Spec.Taints, fleetv1.TaintUnreachable, now))
-	case !b.ClusterAPIReachable:
-		avail.Status, avail.Reason = metav1.ConditionFalse, fleetv1.ReasonClusterAPIUnreachable
-		avail.Message = "the agent cannot reach its cluster's apiserver: " + b.ClusterAPIError
-		taints = append(taints, managedTaint(mc.Spec.Taints, fleetv1.TaintUnavailable, now))
-	default:
-		avail.Status, avail.Reason, avail.Message = metav1.ConditionTrue, fleetv1.ReasonHeartbeating, "heartbeats arrive and the agent reaches its cluster's apiserver"
-	}
+	avail, taints, fresh := availability(mc, b, seen, grace, now)
 	meta.SetStatusCondition(&status.Conditions, avail)
 	joined := metav1.Condition{Type: fleetv1.ConditionJoined, Status: metav1.ConditionFalse, Reason: "WaitingForAgent",
 		Message: "accepted; waiting for the agent's first heartbeat", ObservedGeneration: mc.Generation}
@@ -122,7 +105,7 @@ func (s *Service) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	if inv, ok := s.inventory.get(mc.Name); ok {
 		inv.apply(status)
 	}
-	if seen && (status.LastHeartbeatTime == nil || !sameStatus(&mc.Status, status) || now.Sub(status.LastHeartbeatTime.Time) >= grace) {
+	if seen && (status.LastHeartbeatTime == nil || !sameStatus(&mc.Status, status) || now.Sub(status.LastHeartbeatTime.Time) >= s.cfg.RefreshInterval) {
 		status.LastHeartbeatTime = &metav1.Time{Time: b.At.Truncate(time.Second)}
 	}
 
@@ -144,11 +127,17 @@ func (s *Service) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	if err := s.syncProfile(ctx, mc, status); err != nil {
 		return ctrl.Result{}, err
 	}
-	// Come back when the last heartbeat runs out of grace, or to pick up
-	// inventory; heartbeats that change anything wake the controller sooner.
-	next := s.cfg.InventoryInterval
-	if fresh {
-		next = min(next, b.At.Add(grace).Sub(now)+100*time.Millisecond)
+	// Come back for the next refresh. Heartbeats and inventory that change
+	// anything wake the controller sooner, and a loss is the availability
+	// workers' (watchLoss).
+	next := s.cfg.RefreshInterval
+	if s.resync > 0 {
+		next = s.resync
+	}
+	if status.LastHeartbeatTime != nil {
+		if due := status.LastHeartbeatTime.Add(s.cfg.RefreshInterval).Sub(now); due > 0 {
+			next = min(next, due+time.Second)
+		}
 	}
 	return ctrl.Result{RequeueAfter: next}, nil
 }
@@ -199,15 +188,31 @@ func (s *Service) leaseTime(ctx context.Context, name string) (time.Time, bool) 
 	return l.Spec.RenewTime.Time, true
 }
 
-// renewLease writes the heartbeat time into the Lease at most once per half
-// grace period: heartbeats themselves stay in memory.
+// seedTime is the heartbeat time a hub that has not heard from a cluster
+// yet starts from: its Lease's, or, for a cluster the hub last wrote
+// Available, the time this hub began tracking heartbeats if that is later.
+// The Lease is renewed only once per refresh, so it may be older than the
+// grace while the cluster heartbeats; the hub cannot tell a silence from
+// its own absence, so a cluster that was Available gets a grace from the
+// hub's start to heartbeat, and goes Unknown after it if it does not.
+func (s *Service) seedTime(mc *fleetv1.ManagedCluster, lease time.Time) time.Time {
+	if c := meta.FindStatusCondition(mc.Status.Conditions, fleetv1.ConditionAvailable); c != nil && c.Status == metav1.ConditionTrue {
+		if start := s.trackingSince(); start.After(lease) {
+			return start
+		}
+	}
+	return lease
+}
+
+// renewLease writes the heartbeat time into the Lease at most once per
+// refresh: heartbeats themselves stay in memory.
 func (s *Service) renewLease(ctx context.Context, name string, at time.Time, grace time.Duration) error {
 	l := &coordinationv1.Lease{}
 	err := s.cache.Get(ctx, client.ObjectKey{Namespace: name, Name: leaseName}, l)
 	if apierrors.IsNotFound(err) {
 		l = &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: leaseName},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), LeaseDurationSeconds: ptr.To(int32(grace.Seconds())),
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), LeaseDurationSeconds: ptr.To(s.leaseSeconds(grace)),
 				RenewTime: &metav1.MicroTime{Time: at}},
 		}
 		if err := s.writer.Create(ctx, l); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -218,11 +223,11 @@ func (s *Service) renewLease(ctx context.Context, name string, at time.Time, gra
 	if err != nil {
 		return err
 	}
-	if l.Spec.RenewTime != nil && at.Sub(l.Spec.RenewTime.Time) < grace/2 {
+	if l.Spec.RenewTime != nil && at.Sub(l.Spec.RenewTime.Time) < s.cfg.RefreshInterval && ptr.Deref(l.Spec.LeaseDurationSeconds, 0) == s.leaseSeconds(grace) {
 		return nil
 	}
 	l.Spec.RenewTime = &metav1.MicroTime{Time: at}
-	l.Spec.LeaseDurationSeconds = ptr.To(int32(grace.Seconds()))
+	l.Spec.LeaseDurationSeconds = ptr.To(s.leaseSeconds(grace))
 	if err := s.writer.Update(ctx, l); err != nil {
 		if apierrors.IsConflict(err) {
 			// The Lease was renewed since the cache saw it, typically by
@@ -235,6 +240,13 @@ func (s *Service) renewLease(ctx context.Context, name string, at time.Time, gra
 	}
 	s.leaseWrites.Inc()
 	return nil
+}
+
+// leaseSeconds is how long a Lease holds: a refresh, and the grace after
+// it, so that a reader of the Lease alone sees the cluster go when the hub
+// would mark it Unknown at the latest.
+func (s *Service) leaseSeconds(grace time.Duration) int32 {
+	return int32((s.cfg.RefreshInterval + grace).Seconds())
 }
 
 // deregister removes what the hub made for the cluster and lets it go. Its

@@ -79,12 +79,14 @@ func TestAvailabilityFollowsHeartbeats(t *testing.T) {
 	})
 	testutil.Eventually(t, 10*time.Second, func() error { return leaseRenewedAt(h, "life", first) })
 
-	// Heartbeats within half the grace period cost no Lease write; the
-	// next one after it does.
-	h.step(testGrace/2 - time.Second)
-	h.heartbeat("life", true, "")
+	// Heartbeats within the refresh interval cost no Lease write; the
+	// first one after it does.
+	for range testRefresh/(testPeriod*time.Second) - 1 {
+		h.step(testPeriod * time.Second)
+		h.heartbeat("life", true, "")
+	}
 	testutil.Consistently(t, time.Second, func() error { return leaseRenewedAt(h, "life", first) })
-	h.step(2 * time.Second)
+	h.step(testPeriod * time.Second)
 	renewed := h.clock.Now()
 	h.heartbeat("life", true, "")
 	testutil.Eventually(t, 10*time.Second, func() error { return leaseRenewedAt(h, "life", renewed) })
@@ -154,15 +156,16 @@ func TestAvailabilityFollowsHeartbeats(t *testing.T) {
 	})
 }
 
-// leaseRenewedAt checks the cluster's Lease: renewed at at, for the grace
-// period.
+// leaseRenewedAt checks the cluster's Lease: renewed at at, for the
+// refresh interval and the grace period after it.
 func leaseRenewedAt(h *harness, cluster string, at time.Time) error {
 	l, err := h.lease(cluster)
 	if err != nil {
 		return err
 	}
-	if l.Spec.RenewTime == nil || !l.Spec.RenewTime.Time.Equal(at) || ptr.Deref(l.Spec.LeaseDurationSeconds, 0) != int32(testGrace.Seconds()) {
-		return fmt.Errorf("lease of %s renewed at %v for %v s, want %s for %v s", cluster, l.Spec.RenewTime, ptr.Deref(l.Spec.LeaseDurationSeconds, 0), at, testGrace.Seconds())
+	want := int32((testRefresh + testGrace).Seconds())
+	if l.Spec.RenewTime == nil || !l.Spec.RenewTime.Time.Equal(at) || ptr.Deref(l.Spec.LeaseDurationSeconds, 0) != want {
+		return fmt.Errorf("lease of %s renewed at %v for %v s, want %s for %v s", cluster, l.Spec.RenewTime, ptr.Deref(l.Spec.LeaseDurationSeconds, 0), at, want)
 	}
 	return nil
 }
@@ -178,7 +181,7 @@ func TestLeaseCarriesHeartbeatsAcrossRestart(t *testing.T) {
 		Labels: map[string]string{fleetv1.LabelCluster: "restarted"}}}))
 	last := t0.Add(-10 * time.Second)
 	require.NoError(t, h.kube.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "restarted", Name: leaseName},
-		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("restarted"), LeaseDurationSeconds: ptr.To(int32(testGrace.Seconds())),
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("restarted"), LeaseDurationSeconds: ptr.To(int32((testRefresh + testGrace).Seconds())),
 			RenewTime: &metav1.MicroTime{Time: last}}}))
 	require.NoError(t, h.kube.Create(ctx, accepted("restarted")))
 

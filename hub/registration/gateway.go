@@ -54,10 +54,10 @@ func (s *Service) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	now := s.now()
+	now, grace := s.now(), s.grace(mc)
 	s.tracker.beat(mc.Name, beat{At: now, ClusterAPIReachable: req.ClusterAPIReachable, ClusterAPIError: truncate(req.ClusterAPIError, 512),
-		AgentVersion: truncate(req.AgentVersion, 64), Claims: req.Claims})
-	s.recordHeartbeat(r, mc.Name, now, s.grace(mc), req.ClusterAPIReachable)
+		AgentVersion: truncate(req.AgentVersion, 64), Claims: req.Claims, Grace: grace})
+	s.recordHeartbeat(r, mc.Name, now, grace, req.ClusterAPIReachable)
 	s.count("heartbeat", "ok")
 	writeJSON(w, agentapi.HeartbeatResponse{HeartbeatPeriodSeconds: int(period(mc).Seconds())})
 }

@@ -33,8 +33,9 @@ var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 // testPeriod is the clusters' heartbeat period in these tests; with three
 // grace periods a cluster goes Unknown after 30 s of silence.
 const (
-	testPeriod = 10
-	testGrace  = 3 * testPeriod * time.Second
+	testPeriod  = 10
+	testGrace   = 3 * testPeriod * time.Second
+	testRefresh = 40 * time.Second
 )
 
 // harness is registration's controllers on the package's control plane,
@@ -53,16 +54,15 @@ type harness struct {
 	deregistered []string
 }
 
-func startHarness(t *testing.T) *harness {
+func startHarness(t *testing.T, opts ...func(*Service)) *harness {
 	t.Helper()
 	cp := controlplane.Start(t)
 	cfg := DefaultConfig()
 	cfg.Namespace = controlplane.Namespace
 	cfg.GracePeriods = 3
 	cfg.DefaultHeartbeatPeriodSeconds = testPeriod
-	// Also how often the controller comes back to every cluster: after the
-	// fake clock moves, the next pass sees it within this.
 	cfg.InventoryInterval = 100 * time.Millisecond
+	cfg.RefreshInterval = testRefresh
 	cfg.Workers = 2
 	h := &harness{t: t, kube: cp.Client, clock: clocktesting.NewFakeClock(t0), store: &fakeStore{}}
 	// Each test runs its own manager on the shared control plane.
@@ -73,6 +73,12 @@ func startHarness(t *testing.T) *harness {
 	s, err := Setup(plane.Manager(), cfg, nil, h.store.query, nil, testutil.Logger(t, slog.LevelWarn), prometheus.NewRegistry())
 	require.NoError(t, err)
 	s.clock = h.clock
+	// The controller comes back to every cluster this often, so that the
+	// next pass after the fake clock moves sees it within this.
+	s.resync = 100 * time.Millisecond
+	for _, o := range opts {
+		o(s)
+	}
 	s.OnDeregistered(func(cluster string) {
 		h.mu.Lock()
 		defer h.mu.Unlock()

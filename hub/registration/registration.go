@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -45,6 +46,15 @@ type Config struct {
 	// InventoryInterval is how often the hub reads clusters' inventory from
 	// their telemetry.
 	InventoryInterval time.Duration
+	// RefreshInterval is how often a heartbeating cluster whose state does
+	// not change costs a write: its Lease and status.lastHeartbeatTime are
+	// written on change and at most once per refresh otherwise.
+	RefreshInterval time.Duration
+	// AvailabilityWorkers write availability transitions (a cluster silent
+	// past its grace, an agent that lost its apiserver, and back) on a
+	// queue and a control-plane client of their own, ahead of the
+	// controller's routine writes.
+	AvailabilityWorkers int
 	// Workers reconcile ManagedClusters concurrently. A reconcile mostly
 	// waits for the apiserver (a cluster's first heartbeat costs four
 	// writes: taints, status, Lease, ClusterProfile), so joins and the
@@ -67,7 +77,8 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Namespace: "fleetpulse-system", CertificateTTL: 24 * time.Hour, GracePeriods: 3,
-		DefaultHeartbeatPeriodSeconds: 30, InventoryInterval: 15 * time.Second, Workers: 16,
+		DefaultHeartbeatPeriodSeconds: 30, InventoryInterval: 15 * time.Second, RefreshInterval: 5 * time.Minute,
+		AvailabilityWorkers: 4, Workers: 16,
 		RegisterRatePerSource: 1, RegisterBurstPerSource: 20, RegisterSources: 10000}
 }
 
@@ -88,6 +99,12 @@ func (c Config) Validate() error {
 	}
 	if c.InventoryInterval <= 0 {
 		errs = append(errs, fmt.Errorf("inventory interval must be positive, got %s", c.InventoryInterval))
+	}
+	if c.RefreshInterval < time.Second {
+		errs = append(errs, fmt.Errorf("refresh interval must be at least 1s, got %s", c.RefreshInterval))
+	}
+	if c.AvailabilityWorkers < 1 {
+		errs = append(errs, fmt.Errorf("availability workers must be at least 1, got %d", c.AvailabilityWorkers))
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers must be at least 1, got %d", c.Workers))
@@ -117,23 +134,35 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 
 // Service is registration on one hub.
 type Service struct {
-	cfg       Config
-	logger    *slog.Logger
-	cache     client.Reader // informer caches
-	reader    client.Reader // the apiserver, uncached
-	writer    client.Client
-	tokens    *Tokens
-	ca        *CA
-	tracker   *tracker
-	inventory *inventories
-	query     query.QueryFunc
-	store     events.Appenders
+	cfg    Config
+	logger *slog.Logger
+	cache  client.Reader // informer caches
+	reader client.Reader // the apiserver, uncached
+	writer client.Client
+	// urgentWriter is the availability workers' client: its rate limit is
+	// theirs alone.
+	urgentWriter client.Client
+	urgent       workqueue.TypedRateLimitingInterface[string]
+	tokens       *Tokens
+	ca           *CA
+	tracker      *tracker
+	inventory    *inventories
+	query        query.QueryFunc
+	store        events.Appenders
 	// clock is where the controller, the gateway and the inventory poller
 	// read the time; nil is the system clock (tests set a fake one).
 	clock clock.PassiveClock
+	// resync is how often the controller comes back to a cluster at most;
+	// 0 is the refresh interval (tests shorten it to follow their clock).
+	resync time.Duration
+
+	startOnce sync.Once
+	started   time.Time
 
 	requests    *prometheus.CounterVec
 	leaseWrites prometheus.Counter
+	transitions *prometheus.CounterVec
+	lossDelay   prometheus.Histogram
 	audits      *prometheus.CounterVec
 	limiter     *sourceLimiter
 
@@ -158,14 +187,27 @@ func Setup(mgr manager.Manager, cfg Config, ca *CA, instant query.QueryFunc, sto
 	if err != nil {
 		return nil, fmt.Errorf("control-plane client: %w", err)
 	}
+	urgentWriter, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, fmt.Errorf("control-plane client for availability: %w", err)
+	}
 	s := &Service{
-		cfg: cfg, logger: logger, cache: mgr.GetClient(), reader: direct, writer: direct,
+		cfg: cfg, logger: logger, cache: mgr.GetClient(), reader: direct, writer: direct, urgentWriter: urgentWriter, urgent: newAvailabilityQueue(),
 		tokens: NewTokens(direct, cfg.Namespace), ca: ca, inventory: &inventories{}, query: instant, store: store,
 		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetpulse_hub_gateway_requests_total", Help: "Agent gateway requests by endpoint and result.",
 		}, []string{"endpoint", "result"}),
 		leaseWrites: promauto.With(reg).NewCounter(prometheus.CounterOpts{
 			Name: "fleetpulse_hub_cluster_lease_writes_total", Help: "Writes of clusters' Leases (heartbeats are coalesced into them).",
+		}),
+		transitions: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetpulse_hub_cluster_availability_transitions_total",
+			Help: "Availability transitions written ahead of routine work, by the Available condition's new status.",
+		}, []string{"available"}),
+		lossDelay: promauto.With(reg).NewHistogram(prometheus.HistogramOpts{
+			Name:    "fleetpulse_hub_cluster_unknown_delay_seconds",
+			Help:    "Time from a cluster's grace running out to its Available condition written Unknown.",
+			Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300},
 		}),
 		audits:  newAuditCounter(reg),
 		limiter: newSourceLimiter(cfg.RegisterRatePerSource, cfg.RegisterBurstPerSource, cfg.RegisterSources),
@@ -176,7 +218,7 @@ func Setup(mgr manager.Manager, cfg Config, ca *CA, instant query.QueryFunc, sto
 			return time.Duration(cfg.GracePeriods*int(cfg.DefaultHeartbeatPeriodSeconds)) * time.Second
 		}
 		return s.grace(mc)
-	})
+	}, s.urgent.Add)
 	err = ctrl.NewControllerManagedBy(mgr).Named("managedcluster").
 		For(&fleetv1.ManagedCluster{}).
 		WatchesRawSource(source.Channel(s.tracker.wake, &handler.EnqueueRequestForObject{})).
@@ -187,6 +229,15 @@ func Setup(mgr manager.Manager, cfg Config, ca *CA, instant query.QueryFunc, sto
 	}
 	if err := (clusterSets{s}).setup(mgr); err != nil {
 		return nil, fmt.Errorf("build clusterset controller: %w", err)
+	}
+	// The availability path runs on the leader beside the controller: the
+	// hand-over of heartbeats to the controller, the watch for silent
+	// clusters and the workers that write transitions.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		s.runAvailabilityPath(ctx)
+		return nil
+	})); err != nil {
+		return nil, fmt.Errorf("add the availability path: %w", err)
 	}
 	// The manager joins the poller before its Start returns: the poller
 	// queries the store, which the hub closes next.
@@ -207,6 +258,13 @@ func (s *Service) now() time.Time {
 		return time.Now()
 	}
 	return s.clock.Now()
+}
+
+// trackingSince is when this hub began to track heartbeats for its
+// controllers: the first time it was asked.
+func (s *Service) trackingSince() time.Time {
+	s.startOnce.Do(func() { s.started = s.now() })
+	return s.started
 }
 
 // OnDeregistered registers f to be called with a cluster's name when it is
