@@ -307,7 +307,9 @@ func runFleet(b *testing.B, o fleetOptions, bin string) fleetRun {
 	runDone := make(chan struct{})
 	go func() { defer close(runDone); fleet.Run(fleetCtx) }()
 	defer func() { stopFleet(); <-runDone; <-regDone }()
-	deadline := time.Now().Add(3*o.period + 2*time.Minute + time.Duration(o.clusters)*20*time.Millisecond)
+	// The join is bound by the control plane, which shares the machine:
+	// the deadline leaves room for a busy one.
+	deadline := time.Now().Add(3*o.period + 5*time.Minute + time.Duration(o.clusters)*40*time.Millisecond)
 	if !avail.waitFor(fleetCtx, deadline, func(a *availability) bool { return a.available == o.clusters }) {
 		checkGuard()
 		b.Fatalf("%d of %d clusters Available by the deadline", avail.availableNow(), o.clusters)
