@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -61,6 +62,16 @@ var receivers = []struct {
 	name string
 	v2   bool
 }{{hubName, true}, {vmName, false}, {thanosName, false}, {promName, true}}
+
+// receiversEnv names the receivers to measure, comma-separated (e.g.
+// "hub" to compare two builds of the hub alone); unset, all of them.
+const receiversEnv = "FLEETPULSE_BENCH_RECEIVERS"
+
+// measured reports whether receiver name is to be measured.
+func measured(name string) bool {
+	only := os.Getenv(receiversEnv)
+	return only == "" || slices.Contains(strings.Split(only, ","), name)
+}
 
 // Steps of each shape's load: enough for the existing-series phase to
 // dominate, short enough for every receiver to take every shape in one run.
@@ -148,7 +159,7 @@ func benchShape(b *testing.B, shape string, bins map[string]string, l *load, v2 
 	all := map[string][]figures{}
 	for b.Loop() {
 		for _, r := range receivers {
-			if v2 && !r.v2 {
+			if (v2 && !r.v2) || !measured(r.name) {
 				continue
 			}
 			clients := make([]*http.Client, len(l.senders))
@@ -165,6 +176,9 @@ func benchShape(b *testing.B, shape string, bins map[string]string, l *load, v2 
 	var table strings.Builder
 	m := map[string]figures{}
 	for _, r := range receivers {
+		if !measured(r.name) {
+			continue
+		}
 		if v2 && !r.v2 {
 			fmt.Fprintf(&table, "\n  %-16s does not speak remote write 2.0", r.name)
 			continue
@@ -180,7 +194,7 @@ func benchShape(b *testing.B, shape string, bins map[string]string, l *load, v2 
 	}
 	b.Logf("means over %d iterations:%s", b.N, table.String())
 	for _, peer := range []string{vmName, thanosName, promName} {
-		if _, ok := m[peer]; !ok {
+		if _, ok := m[peer]; !ok || !measured(hubName) {
 			continue
 		}
 		b.ReportMetric(m[hubName].rate/m[peer].rate, "ratio-vs-"+peer)
