@@ -78,7 +78,8 @@ func newHandler(store *metricstore.Store, opts Options) *handler {
 	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "requests_total", Help: "Remote-write requests by status code.",
 	}, []string{"code"})
-	return &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, limits: opts.Limits, rw1: true, rw2: true, requests: requests}
+	return &handler{store: store, rw: rw, max: opts.MaxRequestBytes, logger: opts.Logger, limits: opts.Limits, rw1: true, rw2: true, requests: requests,
+		refs: &refCaches{store: store}}
 }
 
 type handler struct {
@@ -94,6 +95,7 @@ type handler struct {
 	rw1Served atomic.Int64
 	rw2Served atomic.Int64
 	requests  *prometheus.CounterVec
+	refs      *refCaches // rw1.go's series references, by cluster
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -135,7 +135,8 @@ func metricOfRefs(refs []uint32, symbols []string) string {
 // checkNewSeries refuses a request whose new series would take the cluster
 // past its head-series limit. Only near the limit (n series more could
 // pass it) does it look the series up (labels(i) gives the i-th series'
-// labels, sorted and stamped) to count the new ones.
+// labels, sorted and stamped, or none for a series known to exist) to count
+// the new ones.
 func checkNewSeries(ctx context.Context, c *limits.Cluster, app storage.Appender, n int, labelsOf func(i int) labels.Labels) *limits.Refusal {
 	if c.MayCreate(n) {
 		return nil
@@ -144,6 +145,9 @@ func checkNewSeries(ctx context.Context, c *limits.Cluster, app storage.Appender
 	created := 0
 	for i := range n {
 		lset := labelsOf(i)
+		if lset.IsEmpty() {
+			continue // known to exist
+		}
 		if ref, _ := getRef.GetRef(lset, lset.Hash()); ref == 0 {
 			created++
 		}
@@ -158,11 +162,17 @@ func (h *handler) overLimitsRW1(w http.ResponseWriter, app storage.Appender, clu
 }
 
 // overHeadSeriesRW1 refuses a request rw1.go prepared (its labels sorted
-// and stamped) whose new series would take the cluster past its limit.
-func (h *handler) overHeadSeriesRW1(w http.ResponseWriter, app storage.Appender, cluster string, series []prompb.TimeSeries) bool {
+// and stamped, but for series it resolved: refs[i] has their reference)
+// whose new series would take the cluster past its limit.
+func (h *handler) overHeadSeriesRW1(w http.ResponseWriter, app storage.Appender, cluster string, series []prompb.TimeSeries, refs []resolved) bool {
 	c := h.limits.For(context.Background(), cluster)
 	return h.refuse(w, app, checkNewSeries(context.Background(), c, app, len(series),
-		func(i int) labels.Labels { return labelpb.ZLabelsToPromLabels(series[i].Labels) }))
+		func(i int) labels.Labels {
+			if refs[i].ref != 0 {
+				return labels.EmptyLabels()
+			}
+			return labelpb.ZLabelsToPromLabels(series[i].Labels)
+		}))
 }
 
 // overLimitsRW2 is overLimitsRW1 for rw2.go.

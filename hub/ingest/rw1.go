@@ -97,7 +97,9 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 	if err != nil {
 		return false
 	}
-	series, err := decodeSeries(buf)
+	refs := getResolved()
+	defer putResolved(refs)
+	series, err := decodeKeyed(buf, &refs.keys)
 	if err != nil {
 		return false
 	}
@@ -105,18 +107,20 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 		return true
 	}
 	updateMetadataRW1(app, buf) // held until app commits, on either path
-	refs := getResolved(len(series))
-	defer putResolved(refs)
-	if !prepareSeries(series, cluster, refsOf(app), refs.s) {
+	refs.size(len(series))
+	cache, epoch := h.refs.forCluster(cluster)
+	cache.resolve(refs.keys, refs.s, refs.hit)
+	if !prepareSeries(series, cluster, refsOf(app), refs.s, refs.hit) {
 		return false
 	}
-	if h.overHeadSeriesRW1(w, app, cluster, series) {
+	if h.overHeadSeriesRW1(w, app, cluster, series, refs.s) {
 		return true
 	}
 	if err := h.appendSeries(app, series, refs.s); err != nil {
 		h.answerError(w, err)
 		return true
 	}
+	cache.add(epoch, refs.keys, refs.s, refs.hit)
 	w.WriteHeader(http.StatusNoContent)
 	return true
 }
@@ -130,13 +134,18 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 // i's reference and stored labels, or zero): a series the head holds has
 // the very labels of a series that was checked when it was created, so only
 // the others are checked, which spares the common case reading every byte of
-// every label. It returns false when the request is for Prometheus's
-// handler: exemplars, native histograms, or labels it would refuse.
-func prepareSeries(series []prompb.TimeSeries, cluster string, getRef storage.GetRef, refs []resolved) bool {
+// every label. A series the cluster's cache resolved (cached[i]) is neither
+// stamped nor looked up: its labels are not read again. It returns false
+// when the request is for Prometheus's handler: exemplars, native
+// histograms, or labels it would refuse.
+func prepareSeries(series []prompb.TimeSeries, cluster string, getRef storage.GetRef, refs []resolved, cached []bool) bool {
 	for i := range series {
 		ts := &series[i]
 		if len(ts.Exemplars) > 0 || len(ts.Histograms) > 0 {
 			return false
+		}
+		if cached[i] {
+			continue
 		}
 		if !sortedByName(ts.Labels) {
 			slices.SortFunc(ts.Labels, func(a, b labelpb.ZLabel) int { return strings.Compare(a.Name, b.Name) })
@@ -203,12 +212,22 @@ func stampCluster(ls []labelpb.ZLabel, cluster string) []labelpb.ZLabel {
 // prepareSeries adds). A request holding anything but time series (metadata, which
 // updateMetadataRW1 reads apart, fields of newer versions) or that the count cannot
 // walk is decoded by Thanos's WriteRequest.Unmarshal instead.
-func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
+func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) { return decodeKeyed(buf, nil) }
+
+// decodeKeyed is decodeSeries that, given keys, also appends each series'
+// key (labelsKey) to *keys.
+func decodeKeyed(buf []byte, keys *[]seriesKey) ([]prompb.TimeSeries, error) {
 	n, nLabels, nSamples, ok := countSeries(buf)
 	if !ok {
 		var req prompb.WriteRequest
 		err := req.Unmarshal(buf)
+		if keys != nil {
+			*keys = append((*keys)[:0], make([]seriesKey, len(req.Timeseries))...)
+		}
 		return req.Timeseries, err
+	}
+	if keys != nil {
+		*keys = (*keys)[:0]
 	}
 	series := make([]prompb.TimeSeries, n)
 	lbls := arena[labelpb.ZLabel]{buf: make([]labelpb.ZLabel, nLabels+n)}
@@ -221,9 +240,32 @@ func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
 			return nil, err
 		}
 		ts.Labels, ts.Samples = lbls.usedWithRoom(ts.Labels, 1), smpls.used(ts.Samples)
+		if keys != nil {
+			*keys = append(*keys, labelsKey(msg))
+		}
 		off = next
 	}
 	return series, nil
+}
+
+// labelsKey is the key of a TimeSeries message (which countSeries has
+// walked): that of the bytes of its labels, when they are its first fields
+// and no label follows another field; else the zero key.
+func labelsKey(msg []byte) seriesKey {
+	end := 0
+	for end < len(msg) && msg[end] == tagLabels {
+		_, end = field(msg, end)
+	}
+	if end == 0 {
+		return seriesKey{}
+	}
+	for off := end; off < len(msg); {
+		if msg[off] == tagLabels {
+			return seriesKey{}
+		}
+		_, off = field(msg, off)
+	}
+	return keyOf(msg[:end])
 }
 
 // Protobuf tags (field number << 3 | wire type 2, length-delimited) of
@@ -325,21 +367,29 @@ func sortedByName(ls []labelpb.ZLabel) bool {
 	return true
 }
 
-// resolvedSlice is a pooled array of resolved series.
-type resolvedSlice struct{ s []resolved }
+// resolvedSlice is a request's pooled arrays, by series: its key, whether
+// the cluster's cache resolved it, and its reference and stored labels.
+type resolvedSlice struct {
+	keys []seriesKey
+	hit  []bool
+	s    []resolved
+}
 
 var resolvedPool = sync.Pool{New: func() any { return new(resolvedSlice) }}
 
-// getResolved returns n zero resolved series from the pool; putResolved
-// returns them, dropping the stored labels they point to.
-func getResolved(n int) *resolvedSlice {
-	r := resolvedPool.Get().(*resolvedSlice)
+// getResolved returns arrays from the pool; putResolved returns them,
+// dropping the stored labels they point to.
+func getResolved() *resolvedSlice { return resolvedPool.Get().(*resolvedSlice) }
+
+// size makes s and hit n zero elements long.
+func (r *resolvedSlice) size(n int) {
 	r.s = slices.Grow(r.s[:0], n)[:n]
-	return r
+	r.hit = slices.Grow(r.hit[:0], n)[:n]
+	clear(r.hit)
 }
 
 func putResolved(r *resolvedSlice) {
-	if cap(r.s) > maxPooledLabels {
+	if cap(r.s) > maxPooledLabels || cap(r.keys) > maxPooledLabels {
 		return
 	}
 	clear(r.s)
@@ -418,6 +468,7 @@ func (h *handler) appendSeries(app storage.Appender, series []prompb.TimeSeries,
 				return err
 			}
 		}
+		refs[i] = resolved{ref, lset}
 	}
 	return nil
 }

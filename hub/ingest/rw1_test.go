@@ -279,7 +279,7 @@ func TestRW1LabelsDoNotPointIntoTheRequest(t *testing.T) {
 			t.Fatalf("the store's appender %T cannot look series up: every series' labels would be copied", app)
 		}
 		refs := make([]resolved, len(req.Timeseries))
-		if !prepareSeries(req.Timeseries, testCluster, refsOf(app), refs) {
+		if !prepareSeries(req.Timeseries, testCluster, refsOf(app), refs, make([]bool, len(refs))) {
 			t.Fatal("rw1.go refused the request")
 		}
 		if err := h.appendSeries(app, req.Timeseries, refs); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/prometheus/tsdb"
 	"github.com/thanos-io/thanos/pkg/receive"
 )
 
@@ -34,4 +35,28 @@ func (s *Store) HeadSeries(ctx context.Context, cluster string) (int, error) {
 		return 0, fmt.Errorf("count head series of cluster %q: %w", cluster, err)
 	}
 	return n, nil
+}
+
+// HeadEpoch identifies the head a cluster's series references point
+// into, for writers that keep references between appenders. A head never
+// gives a reference to two series (its IDs only grow), and an appender
+// given the reference of a series the head has since dropped appends by
+// the labels given with it instead; so a kept reference, given with its
+// series' labels, is safe while the TSDB is the same one. The epoch moves
+// on with the head's lowest time too, which moves when the head drops old
+// series (head truncation): references kept from an earlier epoch would
+// mostly be those of dropped series, which each cost a lookup by labels.
+type HeadEpoch struct {
+	db      *tsdb.DB
+	minTime int64
+}
+
+// HeadEpoch returns the current epoch of the cluster's shard's head; false
+// means the shard is not open.
+func (s *Store) HeadEpoch(cluster string) (HeadEpoch, bool) {
+	db := s.shards[shardOf(cluster, len(s.shards))].Get()
+	if db == nil {
+		return HeadEpoch{}, false
+	}
+	return HeadEpoch{db: db, minTime: db.Head().MinTime()}, true
 }

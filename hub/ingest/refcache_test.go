@@ -1,0 +1,108 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// TestClustersWritingTheSameBytesKeepTheirOwnSeries: two clusters sending
+// byte-identical requests, again and again (the second time and after
+// served from each cluster's cache of series), each store their samples
+// in their own series only.
+func TestClustersWritingTheSameBytesKeepTheirOwnSeries(t *testing.T) {
+	t.Parallel()
+	h := startHandler(t, nil)
+	t0 := time.Now().Add(-5 * time.Minute).Truncate(time.Second)
+	for step := range 3 {
+		ts := t0.Add(time.Duration(step) * time.Second).UnixMilli()
+		for i, cluster := range []string{"cluster-a", "cluster-b"} {
+			// The same labels, each cluster its own value: a sample
+			// stored in the other cluster's series shows.
+			body := rw1Body(t, series("shared", []prompb.Sample{{Timestamp: ts, Value: float64(i + 1)}}, "cluster", "cluster-a", "job", "j"))
+			if code, msg := h.write(t, cluster, body, nil); code != http.StatusNoContent {
+				t.Fatalf("step %d, %s: %d %s", step, cluster, code, msg)
+			}
+		}
+	}
+	at := t0.Add(2 * time.Second)
+	for _, q := range []struct{ query, want string }{
+		{`count_over_time(shared{cluster="cluster-a"}[10s])`, "3"},
+		{`count_over_time(shared{cluster="cluster-b"}[10s])`, "3"},
+		{`max_over_time(shared{cluster="cluster-a"}[10s])`, "1"},
+		{`min_over_time(shared{cluster="cluster-b"}[10s])`, "2"},
+	} {
+		if got := h.query(t, q.query, at); !strings.Contains(got, "=> "+q.want+" @") {
+			t.Errorf("%s = %s, want %s", q.query, got, q.want)
+		}
+	}
+}
+
+// TestKeptReferencesOutliveTheSeries: the head drops a series that stopped
+// (its samples cut into a block); written again, through a reference kept
+// from before, it is stored as itself, beside a series created meanwhile,
+// with the answers Prometheus's handler gives. A reference the cache still
+// holds when the head has dropped its series (as after an out-of-order
+// head truncation, which leaves the head's epoch as it was) is appended by
+// its stored labels.
+func TestKeptReferencesOutliveTheSeries(t *testing.T) {
+	t.Parallel()
+	for _, stale := range []bool{false, true} {
+		t.Run(fmt.Sprintf("references kept over the truncation %v", stale), func(t *testing.T) {
+			t.Parallel()
+			fastStore, promStore := openStore(t, 0, nil), openStore(t, 0, nil)
+			fast, prom := newTestHandler(fastStore, true), newTestHandler(promStore, false)
+			t0 := time.Now().Add(-3 * time.Hour).Truncate(time.Hour).UnixMilli()
+			write := func(ts ...prompb.TimeSeries) {
+				t.Helper()
+				body := rw1Body(t, ts...)
+				got, want := post(fast, body, nil), post(prom, body, nil)
+				if got.code != want.code || got.body != want.body || got.code != http.StatusNoContent {
+					t.Fatalf("answer %d %q, Prometheus's handler %d %q", got.code, got.body, want.code, want.body)
+				}
+			}
+			at := func(ms int64, v float64) []prompb.Sample { return []prompb.Sample{{Timestamp: t0 + ms, Value: v}} }
+			write(series("stopping", at(0, 1), "job", "a"), series("going_on", at(0, 1), "job", "a"))
+			write(series("stopping", at(1000, 2), "job", "a"), series("going_on", at(1000, 2), "job", "a"))
+			cache, before := fast.refs.forCluster(testCluster)
+			// Only going_on goes on, past the head's block range, so that a
+			// flush cuts stopping into a block and drops it from the head.
+			for i := range 5 {
+				write(series("going_on", at(int64(i+2)*time.Hour.Milliseconds()/2, float64(i+3)), "job", "a"))
+			}
+			for _, s := range []interface{ Flush(context.Context) error }{fastStore, promStore} {
+				if err := s.Flush(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			after, _ := fastStore.HeadEpoch(testCluster)
+			if after == before {
+				t.Fatal("the head's epoch did not move on with the truncation")
+			}
+			if stale {
+				// Keep the references from before the truncation.
+				cache.mu.Lock()
+				cache.epoch = after
+				cache.mu.Unlock()
+			}
+			late := 3 * time.Hour.Milliseconds()
+			write(series("created_meanwhile", at(late, 1), "job", "a"))
+			write(series("stopping", at(late, 7), "job", "a"), series("going_on", at(late, 7), "job", "a"))
+			got, want := dump(t, fastStore), dump(t, promStore)
+			if got != want {
+				t.Errorf("stored through rw1.go:\n%s\nthrough Prometheus's handler:\n%s", got, want)
+			}
+			wantStopping := fmt.Sprintf(`{__name__="stopping", cluster="cluster-a", job="a"} %d=%d %d=%d %d=%d`,
+				t0, math.Float64bits(1), t0+1000, math.Float64bits(2), t0+late, math.Float64bits(7))
+			if !strings.Contains(got, wantStopping+"\n") {
+				t.Errorf("stored:\n%s\nwant the line\n%s", got, wantStopping)
+			}
+		})
+	}
+}
