@@ -4,6 +4,9 @@ import (
 	"hash/maphash"
 	"sync"
 
+	"github.com/thanos-io/thanos/pkg/store/labelpb"
+
+	"github.com/fleetpulse/fleetpulse/hub/limits"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
 
@@ -49,7 +52,7 @@ type refCaches struct {
 type refCache struct {
 	mu     sync.RWMutex
 	epoch  metricstore.HeadEpoch
-	series map[seriesKey]resolved
+	series map[seriesKey]cachedSeries
 }
 
 // forCluster returns the cluster's cache as of its head's current epoch
@@ -65,7 +68,7 @@ func (rc *refCaches) forCluster(cluster string) (*refCache, metricstore.HeadEpoc
 	}
 	v, ok := rc.clusters.Load(cluster)
 	if !ok {
-		v, _ = rc.clusters.LoadOrStore(cluster, &refCache{epoch: epoch, series: map[seriesKey]resolved{}})
+		v, _ = rc.clusters.LoadOrStore(cluster, &refCache{epoch: epoch, series: map[seriesKey]cachedSeries{}})
 	}
 	c := v.(*refCache)
 	c.mu.RLock()
@@ -74,7 +77,7 @@ func (rc *refCaches) forCluster(cluster string) (*refCache, metricstore.HeadEpoc
 	if !current {
 		c.mu.Lock()
 		if c.epoch != epoch {
-			c.epoch, c.series = epoch, map[seriesKey]resolved{}
+			c.epoch, c.series = epoch, map[seriesKey]cachedSeries{}
 		}
 		c.mu.Unlock()
 		// The epoch moves on when the head drops series: drop the caches
@@ -104,27 +107,50 @@ func (rc *refCaches) sweep(cluster string) {
 	})
 }
 
-// resolve sets refs[i] to the kept series of keys[i], where there is one,
-// and hit[i].
-func (c *refCache) resolve(keys []seriesKey, refs []resolved, hit []bool) {
-	if c == nil {
-		return
+// shape is what the per-request limits read of a series' labels as
+// written (checkRW1): how many, the longest name and the longest value.
+type shape struct{ labels, name, value int }
+
+func shapeOf(zl []labelpb.ZLabel) shape {
+	sh := shape{labels: len(zl)}
+	for _, l := range zl {
+		sh.name, sh.value = max(sh.name, len(l.Name)), max(sh.value, len(l.Value))
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for i, k := range keys {
-		if k != (seriesKey{}) {
-			if r, ok := c.series[k]; ok {
-				refs[i], hit[i] = r, true
-			}
-		}
-	}
+	return sh
 }
 
-// add keeps the series of a committed request that it did not hit and
-// that were appended (refs[i] has the reference), unless the head's epoch moved on since epoch, when it was
-// read.
-func (c *refCache) add(epoch metricstore.HeadEpoch, keys []seriesKey, refs []resolved, known []bool) {
+// within reports whether labels of this shape pass the limits b.
+func (sh shape) within(b *limits.Bounds) bool {
+	return sh.labels <= b.LabelsPerSeries && sh.name <= b.LabelNameLength && sh.value <= b.LabelValueLength
+}
+
+// cachedSeries is a series as kept: its reference and stored labels, and
+// the shape of its labels as written.
+type cachedSeries struct {
+	resolved
+	shape shape
+}
+
+// known returns the lookup of series the cache keeps whose labels pass the
+// limits b (a series past them is decoded, for the limits to refuse it as
+// they refuse any), to be used until done is called.
+func (c *refCache) known(b *limits.Bounds) (known func(seriesKey) (resolved, bool), done func()) {
+	if c == nil {
+		return nil, func() {}
+	}
+	c.mu.RLock()
+	return func(k seriesKey) (resolved, bool) {
+		if s, ok := c.series[k]; ok && s.shape.within(b) {
+			return s.resolved, true
+		}
+		return resolved{}, false
+	}, c.mu.RUnlock
+}
+
+// add keeps the series of a committed request (r) that it did not hit and
+// that were appended (r.s has their reference), unless the head's epoch
+// moved on since epoch, when it was read.
+func (c *refCache) add(epoch metricstore.HeadEpoch, r *resolvedSlice) {
 	if c == nil {
 		return
 	}
@@ -133,13 +159,13 @@ func (c *refCache) add(epoch metricstore.HeadEpoch, keys []seriesKey, refs []res
 	if c.epoch != epoch {
 		return
 	}
-	for i, k := range keys {
-		if k == (seriesKey{}) || known[i] || refs[i].ref == 0 {
+	for i, k := range r.keys {
+		if k == (seriesKey{}) || r.hit[i] || r.s[i].ref == 0 {
 			continue
 		}
 		if len(c.series) >= maxCachedSeries {
-			c.series = map[seriesKey]resolved{}
+			c.series = map[seriesKey]cachedSeries{}
 		}
-		c.series[k] = refs[i]
+		c.series[k] = cachedSeries{r.s[i], r.shapes[i]}
 	}
 }

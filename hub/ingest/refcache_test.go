@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/fleetpulse/fleetpulse/hub/limits"
 )
 
 // TestClustersWritingTheSameBytesKeepTheirOwnSeries: two clusters sending
@@ -102,6 +104,44 @@ func TestKeptReferencesOutliveTheSeries(t *testing.T) {
 				t0, math.Float64bits(1), t0+1000, math.Float64bits(2), t0+late, math.Float64bits(7))
 			if !strings.Contains(got, wantStopping+"\n") {
 				t.Errorf("stored:\n%s\nwant the line\n%s", got, wantStopping)
+			}
+		})
+	}
+}
+
+// TestLoweredLimitsRefuseKnownSeries: limits lowered while a cluster
+// writes refuse its known series (which the cache resolves without reading
+// their labels) as they refuse new ones.
+func TestLoweredLimitsRefuseKnownSeries(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, limit, msg string }{
+		{"label name", "label_name_length: 8", `a series of metric "m" has a label name of 10 bytes ("label_name"), over the label_name_length limit of 8`},
+		{"label value", "label_value_length: 32", `a series of metric "m" has a value of 40 bytes for label "label_name", over the label_value_length limit of 32`},
+		{"labels", "labels_per_series: 2", `a series of metric "m" has 3 labels, over the labels_per_series limit of 2`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lim, err := limits.New(limits.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := newHandler(openStore(t, 0, nil), Options{Limits: lim})
+			t0 := time.Now().Add(-time.Minute).UnixMilli()
+			body := func(step int64) []byte {
+				return rw1Body(t, series("m", []prompb.Sample{{Timestamp: t0 + step, Value: 1}}, "job", "j", "label_name", strings.Repeat("v", 40)))
+			}
+			for step := range int64(2) {
+				if a := post(h, body(step), nil); a.code != http.StatusNoContent {
+					t.Fatalf("step %d: %d %s", step, a.code, a.body)
+				}
+			}
+			cfg, err := limits.Parse([]byte("clusters:\n  " + testCluster + ":\n    " + tc.limit + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lim.Apply(cfg)
+			if a := post(h, body(2), nil); a.code != http.StatusBadRequest || !strings.Contains(a.body, tc.msg) {
+				t.Errorf("%d %q, want 400 with %q", a.code, a.body, tc.msg)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -99,7 +100,10 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 	}
 	refs := getResolved()
 	defer putResolved(refs)
-	series, err := decodeKeyed(buf, &refs.keys)
+	cache, epoch := h.refs.forCluster(cluster)
+	known, done := cache.known(h.limits.For(context.Background(), cluster).Bounds())
+	series, err := decodeKeyed(buf, refs, known)
+	done()
 	if err != nil {
 		return false
 	}
@@ -107,9 +111,6 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 		return true
 	}
 	updateMetadataRW1(app, buf) // held until app commits, on either path
-	refs.size(len(series))
-	cache, epoch := h.refs.forCluster(cluster)
-	cache.resolve(refs.keys, refs.s, refs.hit)
 	if !prepareSeries(series, cluster, refsOf(app), refs.s, refs.hit) {
 		return false
 	}
@@ -120,7 +121,7 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 		h.answerError(w, err)
 		return true
 	}
-	cache.add(epoch, refs.keys, refs.s, refs.hit)
+	cache.add(epoch, refs)
 	w.WriteHeader(http.StatusNoContent)
 	return true
 }
@@ -212,60 +213,86 @@ func stampCluster(ls []labelpb.ZLabel, cluster string) []labelpb.ZLabel {
 // prepareSeries adds). A request holding anything but time series (metadata, which
 // updateMetadataRW1 reads apart, fields of newer versions) or that the count cannot
 // walk is decoded by Thanos's WriteRequest.Unmarshal instead.
-func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) { return decodeKeyed(buf, nil) }
+func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) { return decodeKeyed(buf, nil, nil) }
 
-// decodeKeyed is decodeSeries that, given keys, also appends each series'
-// key (labelsKey) to *keys.
-func decodeKeyed(buf []byte, keys *[]seriesKey) ([]prompb.TimeSeries, error) {
+// decodeKeyed is decodeSeries that, given r, also sizes r for the series
+// and sets each series' key (labelsKey) and shape; and, given known, looks
+// each key up: a series known resolves is marked a hit in r, with its
+// reference and stored labels, and its labels are not decoded (the
+// series' Labels stay empty).
+func decodeKeyed(buf []byte, r *resolvedSlice, known func(seriesKey) (resolved, bool)) ([]prompb.TimeSeries, error) {
 	n, nLabels, nSamples, ok := countSeries(buf)
 	if !ok {
 		var req prompb.WriteRequest
 		err := req.Unmarshal(buf)
-		if keys != nil {
-			*keys = append((*keys)[:0], make([]seriesKey, len(req.Timeseries))...)
+		if r != nil {
+			r.size(len(req.Timeseries)) // zero keys: none is looked up
 		}
 		return req.Timeseries, err
 	}
-	if keys != nil {
-		*keys = (*keys)[:0]
+	hits := 0
+	if r != nil {
+		r.size(n)
+		for i, off := 0, 0; off < len(buf); i++ {
+			msg, next := field(buf, off)
+			off = next
+			var count int
+			r.keys[i], r.ends[i], count = labelsKey(msg)
+			if known != nil && r.keys[i] != (seriesKey{}) {
+				if r.s[i], r.hit[i] = known(r.keys[i]); r.hit[i] {
+					nLabels -= count
+					hits++
+				}
+			}
+		}
 	}
 	series := make([]prompb.TimeSeries, n)
-	lbls := arena[labelpb.ZLabel]{buf: make([]labelpb.ZLabel, nLabels+n)}
+	lbls := arena[labelpb.ZLabel]{buf: make([]labelpb.ZLabel, nLabels+n-hits)}
 	smpls := arena[prompb.Sample]{buf: make([]prompb.Sample, nSamples)}
 	for i, off := 0, 0; off < len(buf); i++ {
 		msg, next := field(buf, off)
+		off = next
 		ts := &series[i]
+		if r != nil && r.hit[i] {
+			// Known: its samples only.
+			ts.Samples = smpls.next()
+			if err := ts.Unmarshal(msg[r.ends[i]:]); err != nil {
+				return nil, err
+			}
+			ts.Samples = smpls.used(ts.Samples)
+			continue
+		}
 		ts.Labels, ts.Samples = lbls.next(), smpls.next()
 		if err := ts.Unmarshal(msg); err != nil {
 			return nil, err
 		}
 		ts.Labels, ts.Samples = lbls.usedWithRoom(ts.Labels, 1), smpls.used(ts.Samples)
-		if keys != nil {
-			*keys = append(*keys, labelsKey(msg))
+		if r != nil {
+			r.shapes[i] = shapeOf(ts.Labels)
 		}
-		off = next
 	}
 	return series, nil
 }
 
 // labelsKey is the key of a TimeSeries message (which countSeries has
-// walked): that of the bytes of its labels, when they are its first fields
-// and no label follows another field; else the zero key.
-func labelsKey(msg []byte) seriesKey {
-	end := 0
+// walked), the offset past its labels and their number: the key of the
+// bytes of its labels, when they are its first fields and no label follows
+// another field; else the zero key.
+func labelsKey(msg []byte) (key seriesKey, end, count int) {
 	for end < len(msg) && msg[end] == tagLabels {
 		_, end = field(msg, end)
+		count++
 	}
 	if end == 0 {
-		return seriesKey{}
+		return seriesKey{}, 0, 0
 	}
 	for off := end; off < len(msg); {
 		if msg[off] == tagLabels {
-			return seriesKey{}
+			return seriesKey{}, 0, 0
 		}
 		_, off = field(msg, off)
 	}
-	return keyOf(msg[:end])
+	return keyOf(msg[:end]), end, count
 }
 
 // Protobuf tags (field number << 3 | wire type 2, length-delimited) of
@@ -367,12 +394,15 @@ func sortedByName(ls []labelpb.ZLabel) bool {
 	return true
 }
 
-// resolvedSlice is a request's pooled arrays, by series: its key, whether
-// the cluster's cache resolved it, and its reference and stored labels.
+// resolvedSlice is a request's pooled arrays, by series: its key, the
+// shape of its labels as written, whether the cluster's cache resolved
+// it, and its reference and stored labels.
 type resolvedSlice struct {
-	keys []seriesKey
-	hit  []bool
-	s    []resolved
+	keys   []seriesKey
+	ends   []int // where each series' labels end in its message
+	shapes []shape
+	hit    []bool
+	s      []resolved
 }
 
 var resolvedPool = sync.Pool{New: func() any { return new(resolvedSlice) }}
@@ -381,15 +411,23 @@ var resolvedPool = sync.Pool{New: func() any { return new(resolvedSlice) }}
 // dropping the stored labels they point to.
 func getResolved() *resolvedSlice { return resolvedPool.Get().(*resolvedSlice) }
 
-// size makes s and hit n zero elements long.
+// size makes every array n zero elements long.
 func (r *resolvedSlice) size(n int) {
-	r.s = slices.Grow(r.s[:0], n)[:n]
-	r.hit = slices.Grow(r.hit[:0], n)[:n]
-	clear(r.hit)
+	r.keys = resized(r.keys, n)
+	r.ends = resized(r.ends, n)
+	r.shapes = resized(r.shapes, n)
+	r.hit = resized(r.hit, n)
+	r.s = resized(r.s, n)
+}
+
+func resized[T any](s []T, n int) []T {
+	s = slices.Grow(s[:0], n)[:n]
+	clear(s)
+	return s
 }
 
 func putResolved(r *resolvedSlice) {
-	if cap(r.s) > maxPooledLabels || cap(r.keys) > maxPooledLabels {
+	if cap(r.s) > maxPooledLabels {
 		return
 	}
 	clear(r.s)
