@@ -16,7 +16,10 @@
 // and resident bytes per active series, and the hub's ratios to each peer;
 // every target must have stored every sample, or the benchmark fails. With
 // FLEETPULSE_BENCH_PROFILE=<dir>, each target's CPU and heap profiles are
-// written there (<shape>-<receiver>.cpu.pprof, .heap.pprof).
+// written there (<shape>-<receiver>.cpu.pprof, .heap.pprof). With
+// FLEETPULSE_BENCH_RECEIVERS=<names> (comma-separated, e.g. "hub") only
+// those receivers are measured, and with FLEETPULSE_BENCH_HUB=<binary>
+// that build of the hub: two builds of the hub compare in a minute.
 //
 // BenchmarkFleetOverviewQueries loads an hour of the same fleet, with what
 // the hub adds to it (recording-rule outputs, alerts, event counts, the
