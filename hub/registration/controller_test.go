@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	cpv1 "github.com/fleetpulse/fleetpulse/api/clusterinventory/v1alpha1"
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/internal/testutil"
+	"github.com/fleetpulse/fleetpulse/internal/testutil/controlplane"
 )
 
 // TestAvailabilityFollowsHeartbeats walks one cluster through its life on
@@ -199,6 +201,62 @@ func TestLeaseCarriesHeartbeatsAcrossRestart(t *testing.T) {
 
 	h.step(testGrace)
 	h.waitCluster("restarted", func(mc *fleetv1.ManagedCluster) error {
+		return all(
+			func() error {
+				return hasCondition(mc, fleetv1.ConditionAvailable, metav1.ConditionUnknown, fleetv1.ReasonHeartbeatMissed,
+					fmt.Sprintf("no heartbeat for over %s", testGrace))
+			},
+			func() error { return taintsAre(mc, map[string]time.Time{fleetv1.TaintUnreachable: h.clock.Now()}) },
+		)
+	})
+}
+
+// TestRestartKeepsAvailableClusters: a hub that starts fresh gives a
+// cluster it last wrote Available a grace period from its start, even when
+// the cluster's Lease (renewed only once per refresh) is older than that:
+// the cluster does not flap Unknown, and goes Unknown once that grace runs
+// out without a heartbeat.
+func TestRestartKeepsAvailableClusters(t *testing.T) {
+	ctx := context.Background()
+	kube := controlplane.Start(t).Client
+	require.NoError(t, kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "was-available",
+		Labels: map[string]string{fleetv1.LabelCluster: "was-available"}}}))
+	last := t0.Add(-testRefresh)
+	require.NoError(t, kube.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "was-available", Name: leaseName},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("was-available"), LeaseDurationSeconds: ptr.To(int32((testRefresh + testGrace).Seconds())),
+			RenewTime: &metav1.MicroTime{Time: last}}}))
+	mc := accepted("was-available")
+	require.NoError(t, kube.Create(ctx, mc))
+	mc.Status.Conditions = []metav1.Condition{{Type: fleetv1.ConditionAvailable, Status: metav1.ConditionTrue, Reason: fleetv1.ReasonHeartbeating,
+		Message: "heartbeats arrive and the agent reaches its cluster's apiserver", ObservedGeneration: mc.Generation, LastTransitionTime: metav1.NewTime(last)}}
+	require.NoError(t, kube.Status().Update(ctx, mc))
+
+	h := startHarness(t)
+	available := func(mc *fleetv1.ManagedCluster) error {
+		return all(
+			func() error {
+				return hasCondition(mc, fleetv1.ConditionAvailable, metav1.ConditionTrue, fleetv1.ReasonHeartbeating,
+					"heartbeats arrive and the agent reaches its cluster's apiserver")
+			},
+			func() error { return taintsAre(mc, map[string]time.Time{}) },
+		)
+	}
+	h.waitCluster("was-available", func(mc *fleetv1.ManagedCluster) error {
+		if _, ok := h.s.tracker.get("was-available"); !ok {
+			return errors.New("not tracked yet")
+		}
+		return available(mc)
+	})
+	testutil.Consistently(t, time.Second, func() error {
+		mc := &fleetv1.ManagedCluster{}
+		if err := h.kube.Get(ctx, client.ObjectKey{Name: "was-available"}, mc); err != nil {
+			return err
+		}
+		return available(mc)
+	})
+
+	h.step(testGrace + time.Second)
+	h.waitCluster("was-available", func(mc *fleetv1.ManagedCluster) error {
 		return all(
 			func() error {
 				return hasCondition(mc, fleetv1.ConditionAvailable, metav1.ConditionUnknown, fleetv1.ReasonHeartbeatMissed,
