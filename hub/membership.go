@@ -23,7 +23,9 @@ type Membership interface {
 	Self() Instance
 	// Peers are the replicas, this one included or not.
 	Peers() ([]Instance, error)
-	// Owns tells whether this replica owns the cluster.
+	// Owns tells whether this replica writes the cluster's rule results
+	// and sends its alerts: exactly one replica at a time, the first of its
+	// owners where several replicate it.
 	Owns(cluster string) bool
 }
 
