@@ -2,7 +2,6 @@ package hub
 
 import (
 	"crypto/tls"
-	"net"
 	"net/http"
 
 	"github.com/grafana/dskit/services"
@@ -37,11 +36,7 @@ func (h *Hub) gatewayService(p *parts) services.Service {
 			MaxRequestBytes: h.cfg.MaxRequestBytes, Logger: h.logger.With("component", "ingest"), Registerer: h.registry, Limits: p.limiter,
 		}), gateway.RateLimited())
 		agents.Handle("/v1/logs", events.NewIngestHandler(p.evs, p.eventSeries, h.cfg.MaxRequestBytes))
-		ln, err := h.listen(h.cfg.AgentListenAddress)
-		if err != nil {
-			return nil, nil, err
-		}
-		p.agentAddr = ln.Addr().(*net.TCPAddr)
+		ln := p.agentLn
 		srv := &http.Server{Handler: agents, TLSConfig: tlsCfg, ErrorLog: h.errorLog(),
 			// A connection holds one of maxConns from its accept: one that
 			// does not complete its handshake and headers in time is closed,

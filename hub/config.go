@@ -12,6 +12,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/ring"
 )
 
 // Config is the hub's configuration. DefaultConfig gives the defaults.
@@ -90,6 +91,9 @@ type Config struct {
 	ControlPlane controlplane.Config
 	// Registration configures registration when a control plane is set.
 	Registration registration.Config
+	// Ring is the replicas' ring over memberlist; off, this hub owns every
+	// cluster.
+	Ring ring.Config
 }
 
 // TLSConfig names PEM files. ClientCAKeyFile is the client CA's key, which
@@ -123,6 +127,7 @@ func DefaultConfig() Config {
 		PeerRefreshInterval:   5 * time.Second,
 		ControlPlane:          controlplane.DefaultConfig(),
 		Registration:          registration.DefaultConfig(),
+		Ring:                  ring.DefaultConfig(),
 	}
 }
 
@@ -151,7 +156,10 @@ func (c Config) Validate() error {
 	if (c.GRPCTLS.CertFile == "") != (c.GRPCTLS.KeyFile == "") || (c.GRPCTLS.ClientCAFile != "" && c.GRPCTLS.CertFile == "") {
 		errs = append(errs, errors.New("the StoreAPI's TLS needs a certificate and its key (and a client CA only with them)"))
 	}
-	if len(c.QueryPeers) > 0 || c.Membership != nil {
+	if c.Ring.Enabled && len(c.QueryPeers) > 0 {
+		errs = append(errs, errors.New("the ring and query peers both name the hub's replicas: give one of them"))
+	}
+	if len(c.QueryPeers) > 0 || c.Membership != nil || c.Ring.Enabled {
 		if c.GRPCListenAddress == "" {
 			errs = append(errs, errors.New("hub replicas read each other's StoreAPI: set the grpc listen address with query peers"))
 		}
@@ -206,6 +214,12 @@ func (c Config) Validate() error {
 		if err := c.Registration.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.Ring.Enabled && c.AgentListenAddress == "" {
+		errs = append(errs, errors.New("the ring needs the agent listener: its replicas own clusters, whose agents they serve"))
+	}
+	if err := c.Ring.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))

@@ -27,6 +27,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/limits"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
+	"github.com/fleetpulse/fleetpulse/hub/ring"
 	"github.com/fleetpulse/fleetpulse/rules"
 )
 
@@ -49,6 +50,8 @@ type Hub struct {
 	limits atomic.Pointer[limits.Limiter]
 	// membership is the hub's replicas; nil for a hub without peers.
 	membership Membership
+	// ring is the replicas' ring (hub/ring) once its module runs.
+	ring atomic.Pointer[ring.Ring]
 }
 
 // New builds a hub from a valid configuration. It starts nothing.
@@ -68,6 +71,9 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 		versioncollector.NewCollector("fleetpulse_hub"),
 	)
 	h := &Hub{cfg: cfg, logger: logger, registry: reg, membership: cfg.Membership}
+	if h.membership == nil && cfg.Ring.Enabled {
+		h.membership = ringMembership{h}
+	}
 	if h.membership == nil && len(cfg.QueryPeers) > 0 {
 		self, err := advertiseAddress(cfg.GRPCAdvertiseAddress, cfg.GRPCListenAddress)
 		if err != nil {
@@ -116,6 +122,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer usersLn.Close() // when the users' server never started
 	h.boundAddr.Store(usersLn.Addr().(*net.TCPAddr))
 	p := &parts{usersLn: usersLn}
+	if err := h.listenServers(p); err != nil {
+		return err
+	}
+	defer p.closeListeners() // when their servers never started
 	mm, err := h.modules(p)
 	if err != nil {
 		return err
@@ -169,7 +179,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	_ = mgr.AwaitStopped(context.Background())
 	// Every module's failure, in dependency order.
 	var errs []error
-	for _, name := range []string{ModuleGateway, ModuleAPI, ModuleStoreAPI, ModuleControllers, ModuleRules, ModuleQuery, ModuleStore} {
+	for _, name := range []string{ModuleGateway, ModuleAPI, ModuleStoreAPI, ModuleRing, ModuleControllers, ModuleRules, ModuleQuery, ModuleStore} {
 		if s := svcs[name]; s != nil && s.FailureCase() != nil && !(stoppedStarting && errors.Is(s.FailureCase(), context.Canceled)) {
 			errs = append(errs, s.FailureCase())
 		}
@@ -278,6 +288,8 @@ func (h *Hub) usersMux(p *parts, qopts query.Options) *http.ServeMux {
 	users.Handle("/api/v1/", query.NewHandler(p.engine, p.store.PartialQueryable(), qopts))
 	users.Handle("GET /api/v1/events", events.NewQueryHandler(p.evs))
 	users.HandleFunc("GET /graph", h.graph)
+	// dskit's ring status page, as Mimir serves its rings'.
+	users.Handle("/ring", p.ring)
 	h.operational(users)
 	users.HandleFunc("POST /-/reload", h.lifecycle(func(w http.ResponseWriter, _ *http.Request) {
 		if err := h.Reload(); err != nil {

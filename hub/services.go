@@ -22,6 +22,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/ring"
 	"github.com/fleetpulse/fleetpulse/hub/selfmetrics"
 	"github.com/fleetpulse/fleetpulse/internal/kitlog"
 )
@@ -48,6 +49,9 @@ const (
 	// ModuleGateway is the agents' HTTPS server: ingest, events and, with a
 	// control plane, registration, work and policies.
 	ModuleGateway = "gateway"
+	// ModuleRing is the replicas' ring (hub/ring): which replicas own a
+	// cluster. Without --ring.enabled this hub owns every cluster.
+	ModuleRing = "ring"
 	// moduleAll names every module the configuration turns on.
 	moduleAll = "all"
 )
@@ -56,7 +60,11 @@ const (
 // depend on them. A module writes its fields in its starting function and
 // only its dependents read them, after it runs.
 type parts struct {
-	usersLn net.Listener
+	// The listeners are bound before any module starts, so that the ring
+	// registers the ports they have.
+	usersLn, agentLn, grpcLn net.Listener
+
+	ring *ring.Ring
 
 	md          *metadata.Store
 	store       *metricstore.Store
@@ -87,8 +95,12 @@ func (h *Hub) modules(p *parts) (*modules.Manager, error) {
 	deps := map[string][]string{
 		ModuleQuery: {ModuleStore},
 		ModuleRules: {ModuleQuery},
-		ModuleAPI:   {ModuleQuery, ModuleRules},
+		ModuleAPI:   {ModuleQuery, ModuleRules, ModuleRing},
+		// The store reads its peers through the membership, which with
+		// --ring.enabled is the ring.
+		ModuleStore: {ModuleRing},
 	}
+	mm.RegisterModule(ModuleRing, func() (services.Service, error) { return h.ringService(p) })
 	mm.RegisterModule(ModuleStore, func() (services.Service, error) { return h.storeService(p), nil })
 	mm.RegisterModule(ModuleQuery, func() (services.Service, error) { return h.queryService(p), nil })
 	mm.RegisterModule(ModuleRules, func() (services.Service, error) { return h.rulesService(p), nil })
@@ -106,7 +118,7 @@ func (h *Hub) modules(p *parts) (*modules.Manager, error) {
 	}
 	if h.cfg.AgentListenAddress != "" {
 		mm.RegisterModule(ModuleGateway, func() (services.Service, error) { return h.gatewayService(p), nil })
-		deps[ModuleGateway] = []string{ModuleStore, ModuleQuery}
+		deps[ModuleGateway] = []string{ModuleStore, ModuleQuery, ModuleRing}
 		if h.cfg.ControlPlaneKubeconfig != "" {
 			// Registration authenticates agents, and the controllers add
 			// their endpoints to the gateway.

@@ -44,11 +44,7 @@ func (h *Hub) storeAPIService(p *parts) services.Service {
 			}
 			opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 		}
-		var err error
-		if ln, err = h.listen(h.cfg.GRPCListenAddress); err != nil {
-			return err
-		}
-		p.grpcAddr = ln.Addr().(*net.TCPAddr)
+		ln = p.grpcLn
 		proxy := p.store.StoreServer()
 		srv = grpc.NewServer(opts...)
 		store.RegisterStoreServer(proxy, kitlog.New(h.logger.With("component", "storeapi")))(srv)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	goflag "flag"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -104,6 +105,11 @@ sample across a crash.`,
 	f.DurationVar(&cfg.Alerting.EvaluationInterval, "rules.evaluation-interval", cfg.Alerting.EvaluationInterval, "how often rules are evaluated")
 	f.StringArrayVar(&cfg.Alerting.AlertmanagerURLs, "alertmanager.url", nil, "Alertmanager to send alerts to (http://host:port); repeatable")
 	f.StringToStringVar(&cfg.Alerting.ExternalLabels, "alerting.external-label", nil, "label added to every alert sent (name=value); repeatable")
+	// The ring's flags under dskit's names, registered by dskit's own
+	// RegisterFlags where it has them (memberlist's).
+	ringFlags := goflag.NewFlagSet("ring", goflag.ContinueOnError)
+	cfg.Ring.RegisterFlags(ringFlags)
+	f.AddGoFlagSet(ringFlags)
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "time allowed for a graceful shutdown")
 	cmd.AddCommand(newHubInstallCommand(), newHubTokenCommand(), newHubAcceptCommand())
 	return cmd
