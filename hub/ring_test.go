@@ -1,0 +1,110 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/fleetpulse/fleetpulse/hub/ring"
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+// ringConfig turns the ring on for a replica on loopback, joining join,
+// with short heartbeats.
+func ringConfig(cfg Config, id string, join ...string) Config {
+	cfg.Ring.Enabled = true
+	cfg.Ring.InstanceID = id
+	cfg.Ring.HeartbeatPeriod, cfg.Ring.HeartbeatTimeout = 250*time.Millisecond, 3*time.Second
+	cfg.Ring.Memberlist.TCPTransport.BindAddrs = []string{"127.0.0.1"}
+	cfg.Ring.Memberlist.TCPTransport.BindPort = 0
+	cfg.Ring.Memberlist.JoinMembers = join
+	cfg.Ring.Memberlist.GossipInterval = 50 * time.Millisecond
+	cfg.Ring.Memberlist.LeaveTimeout = time.Second
+	cfg.Ring.Memberlist.BroadcastTimeoutForLocalUpdatesOnShutdown = time.Second
+	cfg.GRPCListenAddress = "127.0.0.1:0"
+	cfg.Store.Replica = id
+	cfg.PeerRefreshInterval = 200 * time.Millisecond
+	return cfg
+}
+
+// TestReplicasInARingReadEachOther runs three hubs in a ring over
+// memberlist on loopback: each sees the three as its peers with the
+// addresses they listen on, they agree on every cluster's owner, and each
+// replica's /api/v1 answers for the clusters written to the others, found
+// through the ring.
+func TestReplicasInARingReadEachOther(t *testing.T) {
+	ca := testbed.NewCA(t, "agents")
+	base := DefaultConfig()
+	base.HTTPListenAddress, base.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
+	base.AgentTLS.CertFile, base.AgentTLS.KeyFile = ca.Server("localhost")
+	base.AgentTLS.ClientCAFile = ca.CertFile
+	base.NoShippedRules = true
+
+	var replicas []*Hub
+	for i := range 3 {
+		cfg := base
+		cfg.Store.Dir = t.TempDir()
+		var join []string
+		if i > 0 {
+			join = []string{"127.0.0.1:" + strconv.Itoa(replicas[0].Ring().MemberlistPort())}
+		}
+		h, _ := runHub(t, ringConfig(cfg, fmt.Sprintf("hub-%d", i), join...))
+		testutil.Eventually(t, 10*time.Second, func() error {
+			if !h.Ready() {
+				return fmt.Errorf("hub-%d is not ready", i)
+			}
+			return nil
+		})
+		replicas = append(replicas, h)
+	}
+	var want []ring.Instance
+	for i, h := range replicas {
+		want = append(want, ring.Instance{ID: fmt.Sprintf("hub-%d", i), HTTPAddr: h.AgentAddr().String(), GRPCAddr: h.GRPCAddr().String()})
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for _, h := range replicas {
+			peers, err := h.Ring().Peers()
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(peers, want) {
+				return fmt.Errorf("%s sees peers %v, want %v", h.Ring().Self().ID, peers, want)
+			}
+		}
+		return nil
+	})
+	clusters := []string{"c-0", "c-1", "c-2", "c-3", "c-4", "c-5", "c-6", "c-7"}
+	now := time.Now().Truncate(time.Second)
+	for i, c := range clusters {
+		owners := 0
+		var owner *Hub
+		for _, h := range replicas {
+			if h.Ring().Owns(c) {
+				owners, owner = owners+1, h
+			}
+		}
+		if owners != 1 {
+			t.Fatalf("%s has %d owners at replication factor 1", c, owners)
+		}
+		writeProbe(t, ca, owner, c, i, now)
+	}
+	for _, h := range replicas {
+		api := hubAPI(t, h)
+		testutil.Eventually(t, 30*time.Second, func() error {
+			v, _, err := api.Query(context.Background(), "count(count by (cluster) (fanout_probe))", now)
+			if err != nil {
+				return err
+			}
+			if vec, ok := v.(model.Vector); !ok || len(vec) != 1 || int(vec[0].Value) != len(clusters) {
+				return fmt.Errorf("%s counts clusters %v, want %d", h.Ring().Self().ID, v, len(clusters))
+			}
+			return nil
+		})
+	}
+}
