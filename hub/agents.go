@@ -9,12 +9,12 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/events"
 	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/ingest"
-	"github.com/fleetpulse/fleetpulse/hub/limits"
 )
 
-// newAgents builds the agents' gateway over auth.
-func (h *Hub) newAgents(auth gateway.Authenticator, limiter *limits.Limiter) *gateway.Gateway {
-	return gateway.New(gateway.Options{Authenticator: auth, Ready: h.ready.Load, Limits: limiter,
+// newAgents builds the agents' gateway over auth. An agent whose cluster
+// another replica owns is redirected there (hub/ring).
+func (h *Hub) newAgents(p *parts, auth gateway.Authenticator) *gateway.Gateway {
+	return gateway.New(gateway.Options{Authenticator: auth, Ready: h.ready.Load, Limits: p.limiter, Owner: p.owner,
 		Logger: h.logger.With("component", "gateway"), Registerer: h.registry})
 }
 
@@ -28,7 +28,7 @@ func (h *Hub) gatewayService(p *parts) services.Service {
 			return nil, nil, err
 		}
 		if p.agents == nil {
-			p.agents = h.newAgents(gateway.CommonName, p.limiter)
+			p.agents = h.newAgents(p, gateway.CommonName)
 		}
 		agents := p.agents
 		h.probes(agents)

@@ -39,7 +39,7 @@ func (h *Hub) controllersService(p *parts) services.Service {
 		}
 		p.cp, p.reg = cp, reg
 		h.manager.Store(cp)
-		p.agents = h.newAgents(reg, p.limiter)
+		p.agents = h.newAgents(p, reg)
 		reg.Routes(p.agents)
 		if err := h.setupControllers(cp.Manager(), instant, p.agents); err != nil {
 			return err

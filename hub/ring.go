@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"fmt"
 	"net"
 
 	"github.com/grafana/dskit/services"
@@ -93,4 +94,22 @@ func (m ringMembership) Peers() ([]Instance, error) {
 func (m ringMembership) Owns(cluster string) bool {
 	r := m.h.ring.Load()
 	return r != nil && r.Owns(cluster)
+}
+
+// owner is where an agent of cluster is served: "" here when this replica
+// owns it, else the agents' address of an owner. With several owners
+// (replication factor 2 or more) the agent is sent to the first by ID, so
+// that agents of one cluster meet on one replica.
+func (p *parts) owner(cluster string) (string, error) {
+	if p.ring.Owns(cluster) {
+		return "", nil
+	}
+	owners, err := p.ring.Owners(cluster)
+	if err != nil {
+		return "", err
+	}
+	if len(owners) == 0 || owners[0].HTTPAddr == "" {
+		return "", fmt.Errorf("cluster %q has no owner with an agents' address", cluster)
+	}
+	return owners[0].HTTPAddr, nil
 }

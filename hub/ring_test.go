@@ -33,41 +33,48 @@ func ringConfig(cfg Config, id string, join ...string) Config {
 	return cfg
 }
 
-// TestReplicasInARingReadEachOther runs three hubs in a ring over
-// memberlist on loopback: each sees the three as its peers with the
-// addresses they listen on, they agree on every cluster's owner, and each
-// replica's /api/v1 answers for the clusters written to the others, found
-// through the ring.
-func TestReplicasInARingReadEachOther(t *testing.T) {
-	ca := testbed.NewCA(t, "agents")
+// ringReplicas runs n hubs in a ring on loopback, each joining the first,
+// and waits until each sees all n as its peers with the addresses they
+// listen on. Each replica's stop function stops it.
+func ringReplicas(t *testing.T, ca *testbed.CA, n int) ([]*Hub, []func()) {
+	t.Helper()
 	base := DefaultConfig()
 	base.HTTPListenAddress, base.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
 	base.AgentTLS.CertFile, base.AgentTLS.KeyFile = ca.Server("localhost")
 	base.AgentTLS.ClientCAFile = ca.CertFile
 	base.NoShippedRules = true
-
-	var replicas []*Hub
-	for i := range 3 {
+	var (
+		replicas []*Hub
+		stops    []func()
+	)
+	for i := range n {
 		cfg := base
 		cfg.Store.Dir = t.TempDir()
 		var join []string
 		if i > 0 {
 			join = []string{"127.0.0.1:" + strconv.Itoa(replicas[0].Ring().MemberlistPort())}
 		}
-		h, _ := runHub(t, ringConfig(cfg, fmt.Sprintf("hub-%d", i), join...))
+		h, stop := runHub(t, ringConfig(cfg, fmt.Sprintf("hub-%d", i), join...))
 		testutil.Eventually(t, 10*time.Second, func() error {
 			if !h.Ready() {
 				return fmt.Errorf("hub-%d is not ready", i)
 			}
 			return nil
 		})
-		replicas = append(replicas, h)
+		replicas, stops = append(replicas, h), append(stops, stop)
 	}
+	waitPeers(t, replicas)
+	return replicas, stops
+}
+
+// waitPeers polls until every replica sees exactly replicas as its peers.
+func waitPeers(t *testing.T, replicas []*Hub) {
+	t.Helper()
 	var want []ring.Instance
-	for i, h := range replicas {
-		want = append(want, ring.Instance{ID: fmt.Sprintf("hub-%d", i), HTTPAddr: h.AgentAddr().String(), GRPCAddr: h.GRPCAddr().String()})
+	for _, h := range replicas {
+		want = append(want, ring.Instance{ID: h.Ring().Self().ID, HTTPAddr: h.AgentAddr().String(), GRPCAddr: h.GRPCAddr().String()})
 	}
-	testutil.Eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 20*time.Second, func() error {
 		for _, h := range replicas {
 			peers, err := h.Ring().Peers()
 			if err != nil {
@@ -79,20 +86,38 @@ func TestReplicasInARingReadEachOther(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// ownerOf is the one replica that owns cluster, checking that every
+// replica agrees.
+func ownerOf(t *testing.T, replicas []*Hub, cluster string) *Hub {
+	t.Helper()
+	var owner *Hub
+	for _, h := range replicas {
+		if h.Ring().Owns(cluster) {
+			if owner != nil {
+				t.Fatalf("%s is owned by %s and %s at replication factor 1", cluster, owner.Ring().Self().ID, h.Ring().Self().ID)
+			}
+			owner = h
+		}
+	}
+	if owner == nil {
+		t.Fatalf("no replica owns %s", cluster)
+	}
+	return owner
+}
+
+// TestReplicasInARingReadEachOther runs three hubs in a ring over
+// memberlist on loopback: they agree on every cluster's owner, and each
+// replica's /api/v1 answers for the clusters written to the others, found
+// through the ring.
+func TestReplicasInARingReadEachOther(t *testing.T) {
+	ca := testbed.NewCA(t, "agents")
+	replicas, _ := ringReplicas(t, ca, 3)
 	clusters := []string{"c-0", "c-1", "c-2", "c-3", "c-4", "c-5", "c-6", "c-7"}
 	now := time.Now().Truncate(time.Second)
 	for i, c := range clusters {
-		owners := 0
-		var owner *Hub
-		for _, h := range replicas {
-			if h.Ring().Owns(c) {
-				owners, owner = owners+1, h
-			}
-		}
-		if owners != 1 {
-			t.Fatalf("%s has %d owners at replication factor 1", c, owners)
-		}
-		writeProbe(t, ca, owner, c, i, now)
+		writeProbe(t, ca, ownerOf(t, replicas, c), c, i, now)
 	}
 	for _, h := range replicas {
 		api := hubAPI(t, h)

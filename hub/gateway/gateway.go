@@ -3,6 +3,7 @@ package gateway
 import (
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -20,7 +21,11 @@ type Options struct {
 	Ready func() bool
 	// Limits are the clusters' limits; RateLimited routes take a token of
 	// the cluster's request rate. Nil: no route is limited.
-	Limits     *limits.Limiter
+	Limits *limits.Limiter
+	// Owner names where an authenticated caller's cluster is served: ""
+	// here, else the host:port of the replica that owns it, where the
+	// caller is redirected. Nil: every cluster is served here.
+	Owner      func(cluster string) (string, error)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -32,6 +37,7 @@ type Gateway struct {
 	auth    Authenticator
 	ready   func() bool
 	limits  *limits.Limiter
+	owner   func(string) (string, error)
 	logger  *slog.Logger
 	metrics *metrics
 }
@@ -50,7 +56,7 @@ func New(opts Options) *Gateway {
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
-	return &Gateway{mux: http.NewServeMux(), auth: opts.Authenticator, ready: opts.Ready, limits: opts.Limits,
+	return &Gateway{mux: http.NewServeMux(), auth: opts.Authenticator, ready: opts.Ready, limits: opts.Limits, owner: opts.Owner,
 		logger: slog.New(LogHandler(opts.Logger.Handler())), metrics: newMetrics(opts.Registerer)}
 }
 
@@ -126,6 +132,9 @@ func (g *Gateway) serve(rt route, h http.Handler) http.Handler {
 			}
 			cluster = id.Cluster
 			r = r.WithContext(NewContext(r.Context(), id))
+			if g.redirect(rec, r, rt, id.Cluster) {
+				return
+			}
 			if rt.rate && g.limits != nil {
 				if refusal := g.limits.For(r.Context(), id.Cluster).AllowRequest(); refusal != nil {
 					g.logger.DebugContext(r.Context(), "refused an agent request for a limit", "handler", rt.handler, "cluster", id.Cluster,
@@ -138,4 +147,27 @@ func (g *Gateway) serve(rt route, h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(rec, r)
 	})
+}
+
+// redirect sends a caller whose cluster another replica owns there, and
+// reports whether it did. The redirect is a 307: the agent repeats the
+// same method and body at the owner and authenticates to it with its own
+// certificate, so no replica ever speaks for a cluster. When the owners
+// are unknown (the ring has none healthy for it yet) the caller retries.
+func (g *Gateway) redirect(w http.ResponseWriter, r *http.Request, rt route, cluster string) bool {
+	if g.owner == nil {
+		return false
+	}
+	owner, err := g.owner(cluster)
+	switch {
+	case err != nil:
+		g.logger.WarnContext(r.Context(), "no owner to send an agent to", "handler", rt.handler, "cluster", cluster, "err", err)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "no hub replica owns this cluster now; retry", http.StatusServiceUnavailable)
+		return true
+	case owner == "":
+		return false
+	}
+	http.Redirect(w, r, (&url.URL{Scheme: "https", Host: owner, Path: r.URL.Path, RawQuery: r.URL.RawQuery}).String(), http.StatusTemporaryRedirect)
+	return true
 }
