@@ -6,12 +6,17 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/fleetpulse/fleetpulse/hub/limits"
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
 
 // TestClustersWritingTheSameBytesKeepTheirOwnSeries: two clusters sending
@@ -145,4 +150,52 @@ func TestLoweredLimitsRefuseKnownSeries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRW1KnownSeriesAnswerAsPrometheus: a remote write 1.0 request sent
+// twice (the second time its series are known, and resolved by the
+// cluster's cache) gets the answers Prometheus's handler gives both times,
+// and both leave the same stored data.
+func FuzzRW1KnownSeriesAnswerAsPrometheus(f *testing.F) {
+	t0 := time.Now().Add(-time.Minute).UnixMilli()
+	for _, ts := range [][]prompb.TimeSeries{
+		{series("up", []prompb.Sample{{Timestamp: t0, Value: 1}}, "job", "a"), series("up", []prompb.Sample{{Timestamp: t0, Value: 2}}, "cluster", "x", "job", "b")},
+		{{Labels: []prompb.Label{{Name: "zone", Value: "z"}, {Name: "__name__", Value: "unsorted"}}, Samples: []prompb.Sample{{Timestamp: t0, Value: 1}}}},
+		{series("two", []prompb.Sample{{Timestamp: t0, Value: 1}, {Timestamp: t0 + 1000, Value: 2}}, "job", "a"), series("no_samples", nil, "job", "a")},
+		{series("dup", []prompb.Sample{{Timestamp: t0, Value: 1}}, "job", "a", "job", "b")},
+	} {
+		b, err := proto.Marshal(&prompb.WriteRequest{Timeseries: ts})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	// One pair of stores for every input, each input another cluster's.
+	open := func() *metricstore.Store {
+		cfg := metricstore.DefaultConfig()
+		cfg.Dir, cfg.Shards = f.TempDir(), 1
+		store, err := metricstore.Open(cfg, nil, nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Cleanup(func() { _ = store.Close() })
+		return store
+	}
+	fastStore, promStore := open(), open()
+	fast, prom := newTestHandler(fastStore, true), newTestHandler(promStore, false)
+	var inputs atomic.Int64
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		cluster := fmt.Sprintf("fuzz-%d", inputs.Add(1))
+		body := snappy.Encode(nil, msg)
+		for i := range 2 {
+			got, want := postAs(fast, cluster, body, nil), postAs(prom, cluster, body, nil)
+			if got.code != want.code || got.body != want.body || !headersEqual(got.header, want.header) {
+				t.Fatalf("request %d: answer %d %q, Prometheus's handler %d %q", i, got.code, got.body, want.code, want.body)
+			}
+		}
+		ofCluster := labels.MustNewMatcher(labels.MatchEqual, metricstore.ClusterLabel, cluster)
+		if got, want := dumpMatching(t, fastStore, ofCluster), dumpMatching(t, promStore, ofCluster); got != want {
+			t.Fatalf("stored through rw1.go:\n%s\nthrough Prometheus's handler:\n%s", got, want)
+		}
+	})
 }

@@ -82,6 +82,11 @@ type answer struct {
 // post sends a remote-write body to h as testCluster, as the gateway hands
 // it requests.
 func post(h http.Handler, body []byte, header map[string]string) answer {
+	return postAs(h, testCluster, body, header)
+}
+
+// postAs is post as the given cluster.
+func postAs(h http.Handler, cluster string, body []byte, header map[string]string) answer {
 	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
 	r.Header.Set("Content-Type", "application/x-protobuf")
 	r.Header.Set("Content-Encoding", "snappy")
@@ -93,19 +98,25 @@ func post(h http.Handler, body []byte, header map[string]string) answer {
 		}
 	}
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r.WithContext(gateway.NewContext(r.Context(), gateway.Identity{Cluster: testCluster})))
+	h.ServeHTTP(w, r.WithContext(gateway.NewContext(r.Context(), gateway.Identity{Cluster: cluster})))
 	return answer{w.Code, w.Body.String(), w.Header()}
 }
 
 // dump is everything the store holds, one line per series.
 func dump(t testing.TB, store *metricstore.Store) string {
 	t.Helper()
+	return dumpMatching(t, store)
+}
+
+// dumpMatching is dump of the series that match ms too.
+func dumpMatching(t testing.TB, store *metricstore.Store, ms ...*labels.Matcher) string {
+	t.Helper()
 	q, err := store.Queryable().Querier(math.MinInt64/2, math.MaxInt64/2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	ss := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
+	ss := q.Select(context.Background(), true, nil, append(ms, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))...)
 	var out strings.Builder
 	for ss.Next() {
 		s := ss.At()
