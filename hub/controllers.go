@@ -38,6 +38,9 @@ func (h *Hub) controllersService(p *parts) services.Service {
 			return err
 		}
 		p.cp, p.reg = cp, reg
+		if h.cfg.ControlPlane.LeaderElect {
+			reg.SetLeading(cp.Leading)
+		}
 		h.manager.Store(cp)
 		p.agents = h.newAgents(p, reg)
 		reg.Routes(p.agents)

@@ -69,6 +69,11 @@ func (s *Service) runAvailabilityPath(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.tracker.pump(ctx) })
 	wg.Go(func() { s.watchLoss(ctx) })
+	wg.Go(func() {
+		if err := s.watchRelays(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Error("heartbeats relayed by other replicas are not heard", "err", err)
+		}
+	})
 	s.runAvailability(ctx)
 	wg.Wait()
 }

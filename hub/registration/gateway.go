@@ -55,8 +55,9 @@ func (s *Service) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now, grace := s.now(), s.grace(mc)
-	s.tracker.beat(mc.Name, beat{At: now, ClusterAPIReachable: req.ClusterAPIReachable, ClusterAPIError: truncate(req.ClusterAPIError, 512),
-		AgentVersion: truncate(req.AgentVersion, 64), Claims: req.Claims, Grace: grace})
+	b := beat{At: now, ClusterAPIReachable: req.ClusterAPIReachable, ClusterAPIError: truncate(req.ClusterAPIError, 512),
+		AgentVersion: truncate(req.AgentVersion, 64), Claims: req.Claims, Grace: grace}
+	s.heard(r.Context(), mc, b)
 	s.recordHeartbeat(r, mc.Name, now, grace, req.ClusterAPIReachable)
 	s.count("heartbeat", "ok")
 	writeJSON(w, agentapi.HeartbeatResponse{HeartbeatPeriodSeconds: int(period(mc).Seconds())})

@@ -146,9 +146,16 @@ type Service struct {
 	tokens       *Tokens
 	ca           *CA
 	tracker      *tracker
-	inventory    *inventories
-	query        query.QueryFunc
-	store        events.Appenders
+	// informers are the manager's, whose Lease watch brings the
+	// heartbeats other replicas relay (relay.go).
+	informers cache.Informers
+	// leading reports whether this replica leads the controllers; nil for
+	// one hub. relays are what it relayed to the leader.
+	leading   func() bool
+	relays    relays
+	inventory *inventories
+	query     query.QueryFunc
+	store     events.Appenders
 	// clock is where the controller, the gateway and the inventory poller
 	// read the time; nil is the system clock (tests set a fake one).
 	clock clock.PassiveClock
@@ -192,7 +199,7 @@ func Setup(mgr manager.Manager, cfg Config, ca *CA, instant query.QueryFunc, sto
 		return nil, fmt.Errorf("control-plane client for availability: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, logger: logger, cache: mgr.GetClient(), reader: direct, writer: direct, urgentWriter: urgentWriter, urgent: newAvailabilityQueue(),
+		cfg: cfg, logger: logger, cache: mgr.GetClient(), informers: mgr.GetCache(), reader: direct, writer: direct, urgentWriter: urgentWriter, urgent: newAvailabilityQueue(),
 		tokens: NewTokens(direct, cfg.Namespace), ca: ca, inventory: &inventories{}, query: instant, store: store,
 		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetpulse_hub_gateway_requests_total", Help: "Agent gateway requests by endpoint and result.",
