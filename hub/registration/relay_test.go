@@ -80,8 +80,16 @@ func TestHeartbeatsThroughAFollowerKeepAClusterAvailable(t *testing.T) {
 			"heartbeats arrive and the agent reaches its cluster's apiserver")
 	}
 
-	heartbeat(true, "")
-	h.waitCluster(name, available)
+	// The first relay waits for the controller to make the cluster's
+	// namespace, as an agent's next heartbeat would.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		heartbeat(true, "")
+		mc := &fleetv1.ManagedCluster{}
+		if err := h.kube.Get(ctx, client.ObjectKey{Name: name}, mc); err != nil {
+			return err
+		}
+		return available(mc)
+	})
 	// Five periods, past the grace of three, with heartbeats through the
 	// follower only.
 	for range 5 {
