@@ -1,17 +1,13 @@
 package ingest
 
 import (
-	"bytes"
 	"fmt"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -19,7 +15,6 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
-	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
 
@@ -50,11 +45,7 @@ func FuzzHandlerRW1(f *testing.F) {
 		},
 	}
 	for _, req := range valid {
-		b, err := proto.Marshal(req)
-		if err != nil {
-			f.Fatal(err)
-		}
-		addSeeds(f, b)
+		addSeeds(f, rw1Proto(f, req))
 	}
 	fuzzHandler(f, nil)
 }
@@ -117,13 +108,7 @@ func addSeeds(f *testing.F, b []byte) {
 // few hundred), so that no one cluster's head-series limit fills.
 func fuzzHandler(f *testing.F, header map[string]string) {
 	appenders := &watched{Registerer: prometheus.NewRegistry(), name: "fleetpulse_hub_prometheus_tsdb_head_active_appenders"}
-	cfg := metricstore.DefaultConfig()
-	cfg.Dir = f.TempDir()
-	store, err := metricstore.Open(cfg, nil, appenders)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = store.Close() })
+	store := openStore(f, metricstore.DefaultConfig().OutOfOrderWindow, appenders)
 	var calls atomic.Uint64
 	h := newHandler(store, Options{MaxRequestBytes: 1 << 20})
 	f.Fuzz(func(t *testing.T, msg []byte, raw bool) {
@@ -131,18 +116,12 @@ func fuzzHandler(f *testing.F, header map[string]string) {
 		if !raw {
 			body = snappy.Encode(nil, msg)
 		}
-		r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/x-protobuf")
-		r.Header.Set("Content-Encoding", "snappy")
-		for k, v := range header {
-			r.Header.Set(k, v)
-		}
-		r = r.WithContext(gateway.NewContext(r.Context(), gateway.Identity{Cluster: fmt.Sprintf("cluster-%d", calls.Add(1)%512)}))
-		w := httptest.NewRecorder()
+		cluster := fmt.Sprintf("cluster-%d", calls.Add(1)%512)
+		var a answer
 		done := make(chan any, 1)
 		go func() {
 			defer func() { done <- recover() }()
-			h.ServeHTTP(w, r)
+			a = postAs(h, cluster, body, header)
 		}()
 		select {
 		case p := <-done:
@@ -152,16 +131,16 @@ func fuzzHandler(f *testing.F, header map[string]string) {
 		case <-time.After(answerWithin):
 			t.Fatalf("no answer within %s to %q", answerWithin, body)
 		}
-		switch answer := strings.TrimSpace(w.Body.String()); {
-		case w.Code >= 500:
-			t.Fatalf("%d %q for %q: bad input must get a 4xx", w.Code, answer, body)
-		case w.Code >= 400 && answer == "":
-			t.Fatalf("%d without a message for %q", w.Code, body)
-		case w.Code < 200 || w.Code >= 300 && w.Code < 400:
-			t.Fatalf("%d %q for %q: want 2xx or 4xx", w.Code, answer, body)
+		switch msg := strings.TrimSpace(a.body); {
+		case a.code >= 500:
+			t.Fatalf("%d %q for %q: bad input must get a 4xx", a.code, msg, body)
+		case a.code >= 400 && msg == "":
+			t.Fatalf("%d without a message for %q", a.code, body)
+		case a.code < 200 || a.code >= 300 && a.code < 400:
+			t.Fatalf("%d %q for %q: want 2xx or 4xx", a.code, msg, body)
 		}
 		if n := appenders.sum(t); n != 0 {
-			t.Fatalf("%d %q for %q left %v appenders open", w.Code, w.Body, body, n)
+			t.Fatalf("%d %q for %q left %v appenders open", a.code, a.body, body, n)
 		}
 	})
 }

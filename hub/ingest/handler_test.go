@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gogo/protobuf/proto"
-	"github.com/golang/snappy"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/fleetpulse/fleetpulse/hub/gateway"
@@ -25,13 +22,7 @@ import (
 // nothing, and a cluster's "cluster" label claim cannot override its identity.
 func TestWritesAreAuthenticatedAndBounded(t *testing.T) {
 	t.Parallel()
-	cfg := metricstore.DefaultConfig()
-	cfg.Dir = t.TempDir()
-	store, err := metricstore.Open(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openStore(t, metricstore.DefaultConfig().OutOfOrderWindow, nil)
 
 	gw := gateway.New(gateway.Options{})
 	gw.Handle("/api/v1/write", NewHandler(store, Options{MaxRequestBytes: 64 << 10}))
@@ -76,19 +67,4 @@ func TestWritesAreAuthenticatedAndBounded(t *testing.T) {
 	if got := res.Value.String(); got != `{__name__="up_probe", cluster="cluster-a"} => 1 @[`+fmt.Sprint(now.UnixMilli())+`]` {
 		t.Errorf("stored = %s, want exactly one series, labelled cluster=\"cluster-a\"", got)
 	}
-}
-
-func writeRequest(t *testing.T, ts time.Time, name string, v float64, labelPairs ...string) []byte {
-	t.Helper()
-	lbls := []prompb.Label{{Name: "__name__", Value: name}}
-	for i := 0; i+1 < len(labelPairs); i += 2 {
-		lbls = append(lbls, prompb.Label{Name: labelPairs[i], Value: labelPairs[i+1]})
-	}
-	b, err := proto.Marshal(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
-		Labels: lbls, Samples: []prompb.Sample{{Value: v, Timestamp: ts.UnixMilli()}},
-	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snappy.Encode(nil, b)
 }

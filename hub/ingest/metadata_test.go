@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gogo/protobuf/proto"
-	"github.com/golang/snappy"
 	"github.com/prometheus/common/model"
 	promMetadata "github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
@@ -31,11 +29,7 @@ func TestMetadataTakesEveryPath(t *testing.T) {
 		return ts
 	}
 	rw1 := func(ts []prompb.TimeSeries, md ...prompb.MetricMetadata) []byte {
-		b, err := proto.Marshal(&prompb.WriteRequest{Timeseries: ts, Metadata: md})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snappy.Encode(nil, b)
+		return rw1Marshal(t, &prompb.WriteRequest{Timeseries: ts, Metadata: md})
 	}
 	v2at := []writev2.Sample{{Timestamp: now, Value: 1}}
 	v2exemplar := func(st *writev2.SymbolsTable, ts *writev2.TimeSeries) {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -164,22 +163,11 @@ func FuzzRW1KnownSeriesAnswerAsPrometheus(f *testing.F) {
 		{series("two", []prompb.Sample{{Timestamp: t0, Value: 1}, {Timestamp: t0 + 1000, Value: 2}}, "job", "a"), series("no_samples", nil, "job", "a")},
 		{series("dup", []prompb.Sample{{Timestamp: t0, Value: 1}}, "job", "a", "job", "b")},
 	} {
-		b, err := proto.Marshal(&prompb.WriteRequest{Timeseries: ts})
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+		f.Add(rw1Proto(f, &prompb.WriteRequest{Timeseries: ts}))
 	}
 	// One pair of stores for every input, each input another cluster's.
 	open := func() *metricstore.Store {
-		cfg := metricstore.DefaultConfig()
-		cfg.Dir, cfg.Shards = f.TempDir(), 1
-		store, err := metricstore.Open(cfg, nil, nil)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Cleanup(func() { _ = store.Close() })
-		return store
+		return openStore(f, metricstore.DefaultConfig().OutOfOrderWindow, nil, func(c *metricstore.Config) { c.Shards = 1 })
 	}
 	fastStore, promStore := open(), open()
 	fast, prom := newTestHandler(fastStore, true), newTestHandler(promStore, false)

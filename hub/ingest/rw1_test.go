@@ -1,12 +1,10 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -24,83 +22,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	thanosprompb "github.com/thanos-io/thanos/pkg/store/storepb/prompb"
 
-	"github.com/fleetpulse/fleetpulse/hub/gateway"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 )
-
-// testCluster is the identity every request of these tests carries.
-const testCluster = "cluster-a"
-
-// openStore opens a store in a temp dir with the given out-of-order window.
-func openStore(t testing.TB, ooo time.Duration, reg prometheus.Registerer) *metricstore.Store {
-	t.Helper()
-	cfg := metricstore.DefaultConfig()
-	cfg.Dir = t.TempDir()
-	cfg.OutOfOrderWindow = ooo
-	store, err := metricstore.Open(cfg, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	return store
-}
-
-// newTestHandler is the handler over store, for testCluster, with or
-// without its own paths (rw1.go and rw2.go).
-func newTestHandler(store *metricstore.Store, fast bool) *handler {
-	h := newHandler(store, Options{})
-	h.rw1, h.rw2 = fast, fast
-	return h
-}
-
-func series(name string, samples []prompb.Sample, pairs ...string) prompb.TimeSeries {
-	ts := prompb.TimeSeries{Samples: samples}
-	if name != "" {
-		ts.Labels = append(ts.Labels, prompb.Label{Name: "__name__", Value: name})
-	}
-	for i := 0; i+1 < len(pairs); i += 2 {
-		ts.Labels = append(ts.Labels, prompb.Label{Name: pairs[i], Value: pairs[i+1]})
-	}
-	return ts
-}
-
-func rw1Body(t testing.TB, ts ...prompb.TimeSeries) []byte {
-	t.Helper()
-	b, err := proto.Marshal(&prompb.WriteRequest{Timeseries: ts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snappy.Encode(nil, b)
-}
-
-type answer struct {
-	code   int
-	body   string
-	header http.Header
-}
-
-// post sends a remote-write body to h as testCluster, as the gateway hands
-// it requests.
-func post(h http.Handler, body []byte, header map[string]string) answer {
-	return postAs(h, testCluster, body, header)
-}
-
-// postAs is post as the given cluster.
-func postAs(h http.Handler, cluster string, body []byte, header map[string]string) answer {
-	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-	r.Header.Set("Content-Type", "application/x-protobuf")
-	r.Header.Set("Content-Encoding", "snappy")
-	for k, v := range header {
-		if v == "" {
-			r.Header.Del(k)
-		} else {
-			r.Header.Set(k, v)
-		}
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r.WithContext(gateway.NewContext(r.Context(), gateway.Identity{Cluster: cluster})))
-	return answer{w.Code, w.Body.String(), w.Header()}
-}
 
 // dump is everything the store holds, one line per series.
 func dump(t testing.TB, store *metricstore.Store) string {
@@ -271,13 +194,10 @@ func TestRW1LabelsDoNotPointIntoTheRequest(t *testing.T) {
 	h := newTestHandler(store, true)
 	t0 := time.Now().Add(-time.Minute).UnixMilli()
 	write := func(step int64) {
-		raw, err := proto.Marshal(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		raw := rw1Proto(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 			series("kept", []prompb.Sample{{Timestamp: t0 + step, Value: 1}}, "cluster", "other", "job", "a", "pod", "p-1"),
 			series("kept", []prompb.Sample{{Timestamp: t0 + step, Value: 2}}, "job", "a", "pod", "p-2"),
 		}})
-		if err != nil {
-			t.Fatal(err)
-		}
 		var req thanosprompb.WriteRequest
 		if err := req.Unmarshal(raw); err != nil {
 			t.Fatal(err)
@@ -367,7 +287,7 @@ func shardsGauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // seeds are a request of every kind of series, each of its prefixes and
 // each of its bytes changed.
 func FuzzDecodeSeries(f *testing.F) {
-	valid, err := proto.Marshal(&prompb.WriteRequest{
+	valid := rw1Proto(f, &prompb.WriteRequest{
 		Timeseries: []prompb.TimeSeries{
 			series("up", []prompb.Sample{{Timestamp: 1, Value: 1}, {Timestamp: 2, Value: 2}}, "job", "a", "cluster", "x"),
 			series("", nil),
@@ -376,16 +296,10 @@ func FuzzDecodeSeries(f *testing.F) {
 		},
 		Metadata: nil,
 	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	withMetadata, err := proto.Marshal(&prompb.WriteRequest{
+	withMetadata := rw1Proto(f, &prompb.WriteRequest{
 		Timeseries: []prompb.TimeSeries{series("up", []prompb.Sample{{Timestamp: 1, Value: 1}})},
 		Metadata:   []prompb.MetricMetadata{{MetricFamilyName: "up", Type: prompb.MetricMetadata_GAUGE}},
 	})
-	if err != nil {
-		f.Fatal(err)
-	}
 	f.Add(withMetadata)
 	for i := range valid {
 		f.Add(valid[:i])

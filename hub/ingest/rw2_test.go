@@ -22,60 +22,6 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/limits"
 )
 
-// rw2Header is the Content-Type of a remote write 2.0 request.
-var rw2Header = map[string]string{"Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"}
-
-// v2TS is a series of a remote write 2.0 request, symbolized into the
-// request's table when the request is built.
-type v2TS func(*writev2.SymbolsTable) writev2.TimeSeries
-
-// v2series is a series of the given label names and values, in that order.
-func v2series(samples []writev2.Sample, pairs ...string) v2TS {
-	return func(st *writev2.SymbolsTable) writev2.TimeSeries {
-		ts := writev2.TimeSeries{Samples: samples}
-		for _, s := range pairs {
-			ts.LabelsRefs = append(ts.LabelsRefs, st.Symbolize(s))
-		}
-		return ts
-	}
-}
-
-// with changes the series once symbolized.
-func (f v2TS) with(change func(*writev2.SymbolsTable, *writev2.TimeSeries)) v2TS {
-	return func(st *writev2.SymbolsTable) writev2.TimeSeries {
-		ts := f(st)
-		change(st, &ts)
-		return ts
-	}
-}
-
-// withMetadata is metadata as the agent sends it.
-func withMetadata(typ writev2.Metadata_MetricType, help, unit string) func(*writev2.SymbolsTable, *writev2.TimeSeries) {
-	return func(st *writev2.SymbolsTable, ts *writev2.TimeSeries) {
-		ts.Metadata = writev2.Metadata{Type: typ, HelpRef: st.Symbolize(help), UnitRef: st.Symbolize(unit)}
-	}
-}
-
-func rw2Body(t testing.TB, series ...v2TS) []byte {
-	t.Helper()
-	st := writev2.NewSymbolTable()
-	req := writev2.Request{}
-	for _, s := range series {
-		req.Timeseries = append(req.Timeseries, s(&st))
-	}
-	req.Symbols = st.Symbols()
-	return rw2Marshal(t, &req)
-}
-
-func rw2Marshal(t testing.TB, req *writev2.Request) []byte {
-	t.Helper()
-	b, err := req.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snappy.Encode(nil, b)
-}
-
 // TestRW2AnswersAsPrometheus is TestRW1AnswersAsPrometheus for remote
 // write 2.0: the same requests, in the same order, to the handler with and
 // without rw2.go, each over a store of its own, must get the same answers
