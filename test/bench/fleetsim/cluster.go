@@ -44,6 +44,15 @@ type cluster struct {
 	lastBeat  atomic.Int64 // send time of the last acknowledged heartbeat, unix ns
 	firstBeat atomic.Int64 // and of the first
 	lost      atomic.Bool
+	// beat and written are where the last acknowledged heartbeat and
+	// write were answered (after redirects) and when.
+	beat, written atomic.Pointer[landed]
+}
+
+// landed is one acknowledged call: the host that answered it and when.
+type landed struct {
+	host string
+	at   time.Time
 }
 
 func (c *cluster) heartbeatPeriod() time.Duration { return time.Duration(c.period.Load()) }
@@ -101,7 +110,7 @@ func (f *Fleet) register(ctx context.Context, c *cluster) error {
 	for {
 		var resp agentapi.RegisterResponse
 		f.stats.registerRequests.Add(1)
-		err := f.post(ctx, f.anon, agentapi.PathRegister, "application/json", f.cfg.Token, body, &resp)
+		_, err := f.post(ctx, f.anon, agentapi.PathRegister, "application/json", f.cfg.Token, body, &resp)
 		var wait time.Duration
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -154,9 +163,11 @@ func (f *Fleet) heartbeat(ctx context.Context, c *cluster) error {
 	}
 	sent := time.Now()
 	var resp agentapi.HeartbeatResponse
-	if err := f.post(ctx, c.client, agentapi.PathHeartbeat, "application/json", "", body, &resp); err != nil {
+	host, err := f.post(ctx, c.client, agentapi.PathHeartbeat, "application/json", "", body, &resp)
+	if err != nil {
 		return err
 	}
+	c.beat.Store(&landed{host: host, at: time.Now()})
 	f.stats.heartbeatLatency.add(time.Since(sent))
 	c.lastBeat.Store(sent.UnixNano())
 	c.firstBeat.CompareAndSwap(0, sent.UnixNano())
@@ -172,19 +183,25 @@ func (f *Fleet) write(ctx context.Context, c *cluster) error {
 	}
 	c.collections++
 	sent := time.Now()
-	if err := f.post(ctx, c.client, "/api/v1/write", "application/x-protobuf", "", snappy.Encode(nil, raw), nil); err != nil {
+	host, err := f.post(ctx, c.client, "/api/v1/write", "application/x-protobuf", "", snappy.Encode(nil, raw), nil)
+	if err != nil {
 		return err
 	}
+	c.written.Store(&landed{host: host, at: time.Now()})
 	f.stats.writeLatency.add(time.Since(sent))
 	f.stats.samples.Add(int64(len(c.inv)))
 	return nil
 }
 
-// post sends one call to the hub and decodes a JSON answer into out.
-func (f *Fleet) post(ctx context.Context, client *http.Client, path, contentType, token string, body []byte, out any) error {
+// post sends one call to the hub and decodes a JSON answer into out. It
+// returns the host that answered: a replica that does not own the cluster
+// answers 307 with its owner's address, and the client repeats the call
+// there with the same body (bytes.Reader bodies can be replayed), as the
+// agent's client does.
+func (f *Fleet) post(ctx context.Context, client *http.Client, path, contentType, token string, body []byte, out any) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.base+path, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return "", err
 	}
 	req.Header.Set("Content-Type", contentType)
 	if token != "" {
@@ -196,38 +213,40 @@ func (f *Fleet) post(ctx context.Context, client *http.Client, path, contentType
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	// Read the whole answer, so that the connection is reused.
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		return "", err
 	}
+	host := resp.Request.URL.Host
 	if resp.StatusCode/100 != 2 {
 		se := &statusError{code: resp.StatusCode, msg: strings.TrimSpace(string(raw))}
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
 			se.retryAfter = time.Duration(s) * time.Second
 		}
-		return se
+		return host, se
 	}
 	if out == nil {
-		return nil
+		return host, nil
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("decode answer to %s: %w", path, err)
+		return host, fmt.Errorf("decode answer to %s: %w", path, err)
 	}
-	return nil
+	return host, nil
 }
 
 // mtlsClient is a cluster's own client: its certificate, one connection
-// kept alive between calls.
+// kept alive between calls to each host: the address it is configured with
+// and, with hub replicas in a ring, the owner it is redirected to.
 func (f *Fleet) mtlsClient(pair tls.Certificate) *http.Client {
 	return &http.Client{Timeout: f.cfg.RequestTimeout, Transport: &http.Transport{
 		DialContext:         f.dialer.DialContext,
 		TLSClientConfig:     &tls.Config{RootCAs: f.cfg.RootCAs, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConns:        1,
+		MaxIdleConns:        2,
 		MaxIdleConnsPerHost: 1,
 		MaxConnsPerHost:     1,
 		DisableCompression:  true,

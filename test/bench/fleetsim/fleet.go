@@ -156,6 +156,9 @@ type call struct {
 	at   time.Time
 	c    *cluster
 	kind int
+	// retry counts the failed attempts of a call that is repeated; a
+	// repeated call is not rescheduled, its periodic one goes on.
+	retry int
 }
 
 type calls []call
@@ -188,6 +191,7 @@ func (f *Fleet) Run(ctx context.Context) {
 			call{at: now.Add(rand.N(f.cfg.CollectionInterval)), c: c, kind: callWrite})
 	}
 	heap.Init(&h)
+	retries := make(chan call, len(f.clusters))
 	jobs := make(chan call, f.cfg.Workers)
 	var wg sync.WaitGroup
 	for range f.cfg.Workers {
@@ -195,7 +199,12 @@ func (f *Fleet) Run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				f.do(ctx, j)
+				if r, ok := f.do(ctx, j); ok {
+					select {
+					case retries <- r:
+					default: // the periodic call will do
+					}
+				}
 			}
 		}()
 	}
@@ -209,12 +218,22 @@ func (f *Fleet) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case r := <-retries:
+			heap.Push(&h, r)
 		case <-timer.C:
 		}
 		now := time.Now()
 		for len(h) > 0 && !h[0].at.After(now) {
 			j := heap.Pop(&h).(call)
 			if j.c.lost.Load() {
+				continue
+			}
+			if j.retry > 0 {
+				select {
+				case jobs <- j:
+				case <-ctx.Done():
+					return
+				}
 				continue
 			}
 			every := f.cfg.CollectionInterval
@@ -232,36 +251,86 @@ func (f *Fleet) Run(ctx context.Context) {
 				return
 			}
 		}
-		if len(h) == 0 {
-			<-ctx.Done()
-			return
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
-		timer.Reset(time.Until(h[0].at))
+		if len(h) > 0 {
+			timer.Reset(time.Until(h[0].at))
+		}
 	}
 }
 
-func (f *Fleet) do(ctx context.Context, j call) {
+// do makes one call. A call that failed for a reason the agent waits out
+// (no connection, 429, 5xx) is returned to be repeated after the hub's
+// Retry-After or a doubling backoff from one second, shorter than the
+// period, as the agent's heartbeats and its exporter's queue repeat theirs.
+func (f *Fleet) do(ctx context.Context, j call) (call, bool) {
 	c := j.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.lost.Load() || ctx.Err() != nil {
-		return
+		return call{}, false
 	}
-	f.stats.lateness.add(time.Since(j.at))
+	if j.retry == 0 {
+		f.stats.lateness.add(time.Since(j.at))
+	}
+	var err error
+	every := f.cfg.CollectionInterval
 	switch j.kind {
 	case callHeartbeat:
 		f.stats.heartbeats.Add(1)
-		if err := f.heartbeat(ctx, c); err != nil && ctx.Err() == nil {
+		every = c.heartbeatPeriod()
+		if err = f.heartbeat(ctx, c); err != nil && ctx.Err() == nil {
 			f.stats.heartbeatErrors.Add(1)
 			f.warn(&f.stats.heartbeatErrors, "heartbeat failed", "cluster", c.name, "err", err)
 		}
 	case callWrite:
 		f.stats.writes.Add(1)
-		if err := f.write(ctx, c); err != nil && ctx.Err() == nil {
+		if err = f.write(ctx, c); err != nil && ctx.Err() == nil {
 			f.stats.writeErrors.Add(1)
 			f.warn(&f.stats.writeErrors, "remote write failed", "cluster", c.name, "err", err)
 		}
 	}
+	if err == nil || ctx.Err() != nil || !retryable(err) {
+		return call{}, false
+	}
+	wait := time.Second << min(j.retry, 6)
+	var se *statusError
+	if errors.As(err, &se) && se.retryAfter > 0 {
+		wait = se.retryAfter
+	}
+	if wait >= every {
+		return call{}, false // the periodic call comes first
+	}
+	return call{at: time.Now().Add(wait), c: c, kind: j.kind, retry: j.retry + 1}, true
+}
+
+// Landing is where a cluster's last acknowledged heartbeat and write were
+// answered (the host after redirects) and when the answers came.
+type Landing struct {
+	HeartbeatHost string
+	HeartbeatAt   time.Time
+	WriteHost     string
+	WriteAt       time.Time
+}
+
+// Landings returns each registered cluster's Landing.
+func (f *Fleet) Landings() map[string]Landing {
+	out := make(map[string]Landing, len(f.clusters))
+	for _, c := range f.clusters {
+		var l Landing
+		if b := c.beat.Load(); b != nil {
+			l.HeartbeatHost, l.HeartbeatAt = b.host, b.at
+		}
+		if w := c.written.Load(); w != nil {
+			l.WriteHost, l.WriteAt = w.host, w.at
+		}
+		out[c.name] = l
+	}
+	return out
 }
 
 // warn logs the first ten failures of a kind, then every thousandth.
