@@ -39,6 +39,7 @@ type cluster struct {
 	client      *http.Client     // mutual TLS, set once registered
 	pair        *tls.Certificate // its certificate, for other connections
 	collections int              // guarded by mu
+	acked       []int64          // acknowledged writes' timestamps (ms), with RecordWrites; guarded by mu
 
 	period    atomic.Int64 // heartbeat period, ns
 	lastBeat  atomic.Int64 // send time of the last acknowledged heartbeat, unix ns
@@ -177,7 +178,8 @@ func (f *Fleet) heartbeat(ctx context.Context, c *cluster) error {
 
 // write remote-writes one collection of the cluster's inventory.
 func (f *Fleet) write(ctx context.Context, c *cluster) error {
-	raw, err := proto.Marshal(writeRequest(c.inv, c.collections, time.Now().UnixMilli()))
+	ts := time.Now().UnixMilli()
+	raw, err := proto.Marshal(writeRequest(c.inv, c.collections, ts))
 	if err != nil {
 		return err
 	}
@@ -190,6 +192,9 @@ func (f *Fleet) write(ctx context.Context, c *cluster) error {
 	c.written.Store(&landed{host: host, at: time.Now()})
 	f.stats.writeLatency.add(time.Since(sent))
 	f.stats.samples.Add(int64(len(c.inv)))
+	if f.cfg.RecordWrites {
+		c.acked = append(c.acked, ts)
+	}
 	return nil
 }
 

@@ -37,6 +37,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// AgentVersion is reported in registrations and heartbeats.
 	AgentVersion string
+	// RecordWrites keeps the timestamp of every acknowledged write of each
+	// cluster (AckedWrites), so that a test can check that the hub holds
+	// each one; off, a long run's memory stays flat.
+	RecordWrites bool
 	// Logger gets warnings about failed calls (rate-limited by the caller's
 	// handler, if at all); nil discards them.
 	Logger *slog.Logger

@@ -352,6 +352,21 @@ func (f *Fleet) FirstHeartbeats() map[string]time.Time {
 	return out
 }
 
+// AckedWrites returns, for each cluster, the timestamps (milliseconds) of
+// the writes the hub acknowledged, in order: every series of the cluster's
+// inventory has a sample at each. Empty without Config.RecordWrites.
+func (f *Fleet) AckedWrites() map[string][]int64 {
+	out := make(map[string][]int64, len(f.clusters))
+	for _, c := range f.clusters {
+		c.mu.Lock()
+		if len(c.acked) > 0 {
+			out[c.name] = slices.Clone(c.acked)
+		}
+		c.mu.Unlock()
+	}
+	return out
+}
+
 // Lost is a cluster taken away by Lose.
 type Lost struct {
 	Name string
