@@ -15,6 +15,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	_ "github.com/fleetpulse/fleetpulse/internal/protodup"
 )
 
 func main() {
