@@ -98,8 +98,12 @@ func TestHelmChartRollout(t *testing.T) {
 	for _, n := range names {
 		waitCondition(t, kube, n, fleetv1.ConditionAvailable, metav1.ConditionTrue)
 	}
-	gate := fleetv1.RolloutGate{Name: "available", SuccessCondition: "value >= 1", Count: 2, InconclusiveLimit: 10,
-		Interval: metav1.Duration{Duration: 2 * time.Second}, InitialDelay: metav1.Duration{Duration: 2 * time.Second},
+	// A stage's new pods take a few collection intervals to be available
+	// at the hub, longer on a busy machine: the measurements before that
+	// see 0, which the failure limit tolerates as a gate for a rolling
+	// Deployment must.
+	gate := fleetv1.RolloutGate{Name: "available", SuccessCondition: "value >= 1", Count: 2, InconclusiveLimit: 10, FailureLimit: 4,
+		Interval: metav1.Duration{Duration: 2 * time.Second}, InitialDelay: metav1.Duration{Duration: 4 * time.Second},
 		Query: `min by (cluster) (k8s_deployment_pod_available{cluster=~"{{ .Clusters }}",k8s_namespace_name="web",k8s_deployment_name="web"})`}
 	strategy := fleetv1.RolloutStrategy{Type: workset.RolloutProgressivePerGroup, MandatoryDecisionGroups: []fleetv1.MandatoryDecisionGroup{{GroupIndex: 0}},
 		MinSuccessTime: metav1.Duration{Duration: 3 * time.Second}, ProgressDeadline: &metav1.Duration{Duration: 2 * time.Minute},
