@@ -12,6 +12,7 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/hub/query"
 	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/hub/replication"
 	"github.com/fleetpulse/fleetpulse/hub/ring"
 )
 
@@ -94,6 +95,9 @@ type Config struct {
 	// Ring is the replicas' ring over memberlist; off, this hub owns every
 	// cluster.
 	Ring ring.Config
+	// Replication is how the owners of a cluster send each other its
+	// agents' writes, at a ring replication factor above 1.
+	Replication replication.Config
 }
 
 // TLSConfig names PEM files. ClientCAKeyFile is the client CA's key, which
@@ -128,6 +132,7 @@ func DefaultConfig() Config {
 		ControlPlane:          controlplane.DefaultConfig(),
 		Registration:          registration.DefaultConfig(),
 		Ring:                  ring.DefaultConfig(),
+		Replication:           replication.DefaultConfig(),
 	}
 }
 
@@ -220,6 +225,16 @@ func (c Config) Validate() error {
 	}
 	if err := c.Ring.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.Replication.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Ring.Enabled && c.Ring.ReplicationFactor > 1 && (!c.Replication.Sends() || c.Replication.ClientCAFile == "") {
+		errs = append(errs, fmt.Errorf("at ring replication factor %d every owner of a cluster writes its agents' samples: give each replica a client certificate "+
+			"of the replication CA (--replication.tls-cert-file, --replication.tls-key-file) and that CA (--replication.tls-client-ca-file)", c.Ring.ReplicationFactor))
+	}
+	if c.Replication.ClientCAFile != "" && c.AgentListenAddress == "" {
+		errs = append(errs, errors.New("replicated writes are taken on the agents' port: set the agents listen address with --replication.tls-client-ca-file"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))

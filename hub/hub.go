@@ -122,6 +122,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer usersLn.Close() // when the users' server never started
 	h.boundAddr.Store(usersLn.Addr().(*net.TCPAddr))
 	p := &parts{usersLn: usersLn}
+	if err := h.loadReplicaCAs(p); err != nil {
+		return err
+	}
 	if err := h.listenServers(p); err != nil {
 		return err
 	}

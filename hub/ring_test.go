@@ -38,6 +38,13 @@ func ringConfig(cfg Config, id string, join ...string) Config {
 // listen on. Each replica's stop function stops it.
 func ringReplicas(t *testing.T, ca *testbed.CA, n int) ([]*Hub, []func()) {
 	t.Helper()
+	return ringReplicasWith(t, ca, n, nil)
+}
+
+// ringReplicasWith is ringReplicas with each replica's configuration
+// changed by configure, when given.
+func ringReplicasWith(t *testing.T, ca *testbed.CA, n int, configure func(*Config)) ([]*Hub, []func()) {
+	t.Helper()
 	base := DefaultConfig()
 	base.HTTPListenAddress, base.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
 	base.AgentTLS.CertFile, base.AgentTLS.KeyFile = ca.Server("localhost")
@@ -54,7 +61,11 @@ func ringReplicas(t *testing.T, ca *testbed.CA, n int) ([]*Hub, []func()) {
 		if i > 0 {
 			join = []string{"127.0.0.1:" + strconv.Itoa(replicas[0].Ring().MemberlistPort())}
 		}
-		h, stop := runHub(t, ringConfig(cfg, fmt.Sprintf("hub-%d", i), join...))
+		cfg = ringConfig(cfg, fmt.Sprintf("hub-%d", i), join...)
+		if configure != nil {
+			configure(&cfg)
+		}
+		h, stop := runHub(t, cfg)
 		testutil.Eventually(t, 10*time.Second, func() error {
 			if !h.Ready() {
 				return fmt.Errorf("hub-%d is not ready", i)

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -82,6 +83,9 @@ type parts struct {
 	cp     *controlplane.ControlPlane
 	reg    *registration.Service
 	agents *gateway.Gateway
+	// replicaCAs are the replication CA's certificates, read before the
+	// gateway is built; nil when no replicated write is taken.
+	replicaCAs []*x509.Certificate
 
 	agentAddr, grpcAddr *net.TCPAddr
 

@@ -110,6 +110,12 @@ sample across a crash.`,
 	ringFlags := goflag.NewFlagSet("ring", goflag.ContinueOnError)
 	cfg.Ring.RegisterFlags(ringFlags)
 	f.AddGoFlagSet(ringFlags)
+	f.StringVar(&cfg.Replication.CertFile, "replication.tls-cert-file", "", "this replica's client certificate (PEM), issued by the replication CA, with which it sends its clusters' writes to their other owners; needed at --ring.replication-factor above 1")
+	f.StringVar(&cfg.Replication.KeyFile, "replication.tls-key-file", "", "key of --replication.tls-cert-file (PEM)")
+	f.StringVar(&cfg.Replication.CAFile, "replication.tls-ca-file", "", "CA of the other replicas' agents' serving certificates, which replicated writes are sent to; empty: the system's roots")
+	f.StringVar(&cfg.Replication.ServerName, "replication.tls-server-name", "", "name the other replicas' serving certificates are checked for (default: the host of their address in the ring)")
+	f.StringVar(&cfg.Replication.ClientCAFile, "replication.tls-client-ca-file", "", "replication CA: the agents' port takes replicated writes (for clusters this replica owns) only from client certificates it issued; it must not be the agents' CA. Empty: none are taken")
+	f.DurationVar(&cfg.Replication.Timeout, "replication.timeout", cfg.Replication.Timeout, "longest a replicated write to another owner may take before it counts as failed")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "time allowed for a graceful shutdown")
 	cmd.AddCommand(newHubInstallCommand(), newHubTokenCommand(), newHubAcceptCommand())
 	return cmd

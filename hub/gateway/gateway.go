@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/x509"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -25,7 +26,11 @@ type Options struct {
 	// Owner names where an authenticated caller's cluster is served: ""
 	// here, else the host:port of the replica that owns it, where the
 	// caller is redirected. Nil: every cluster is served here.
-	Owner      func(cluster string) (string, error)
+	Owner func(cluster string) (string, error)
+	// ReplicaCAs are the CAs of the hub replicas' client certificates:
+	// Replica routes take only certificates verified through one of them,
+	// and the agents' routes refuse those. Empty: no caller is a replica.
+	ReplicaCAs []*x509.Certificate
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -33,13 +38,15 @@ type Options struct {
 // Gateway is the agents' mux with the middleware every agent request
 // passes through. New builds it; the hub serves it on the agents' port.
 type Gateway struct {
-	mux     *http.ServeMux
-	auth    Authenticator
-	ready   func() bool
-	limits  *limits.Limiter
-	owner   func(string) (string, error)
-	logger  *slog.Logger
-	metrics *metrics
+	mux    *http.ServeMux
+	auth   Authenticator
+	ready  func() bool
+	limits *limits.Limiter
+	owner  func(string) (string, error)
+	// replicaCAs are Options.ReplicaCAs.
+	replicaCAs []*x509.Certificate
+	logger     *slog.Logger
+	metrics    *metrics
 }
 
 // New builds a gateway with no routes.
@@ -57,7 +64,7 @@ func New(opts Options) *Gateway {
 		opts.Registerer = prometheus.NewRegistry()
 	}
 	return &Gateway{mux: http.NewServeMux(), auth: opts.Authenticator, ready: opts.Ready, limits: opts.Limits, owner: opts.Owner,
-		logger: slog.New(LogHandler(opts.Logger.Handler())), metrics: newMetrics(opts.Registerer)}
+		replicaCAs: opts.ReplicaCAs, logger: slog.New(LogHandler(opts.Logger.Handler())), metrics: newMetrics(opts.Registerer)}
 }
 
 // RouteOption changes what a route asks of its callers.
@@ -66,6 +73,7 @@ type RouteOption func(*route)
 type route struct {
 	handler                      string
 	unauthenticated, probe, rate bool
+	replica                      bool
 }
 
 // Unauthenticated serves callers without a client certificate, for what
@@ -124,7 +132,11 @@ func (g *Gateway) serve(rt route, h http.Handler) http.Handler {
 			return
 		}
 		if !rt.unauthenticated {
-			id, err := g.authenticate(r)
+			authenticate := g.authenticate
+			if rt.replica {
+				authenticate = g.replicaIdentity
+			}
+			id, err := authenticate(r)
 			if err != nil {
 				g.logger.DebugContext(r.Context(), "refused an agent request", "handler", rt.handler, "err", err)
 				Refuse(rec, err)
@@ -132,7 +144,7 @@ func (g *Gateway) serve(rt route, h http.Handler) http.Handler {
 			}
 			cluster = id.Cluster
 			r = r.WithContext(NewContext(r.Context(), id))
-			if g.redirect(rec, r, rt, id.Cluster) {
+			if !rt.replica && g.redirect(rec, r, rt, id.Cluster) {
 				return
 			}
 			if rt.rate && g.limits != nil {

@@ -129,5 +129,8 @@ func (g *Gateway) authenticate(r *http.Request) (Identity, error) {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 		return Identity{}, errNoCertificate
 	}
+	if g.viaReplicaCA(r) {
+		return Identity{}, errReplicaAsAgent
+	}
 	return g.auth.Authenticate(r.Context(), r.TLS.VerifiedChains[0][0])
 }
