@@ -56,7 +56,8 @@ fuzz:
 ## bench: the benchmarks, with their peers where they have one: the agent vs a contrib Collector (test/bench),
 ## the hub's ingest vs VictoriaMetrics, Thanos receive and Prometheus v3 on every workload shape (peers built once into .cache/bench;
 ## FLEETPULSE_BENCH_PROFILE=<dir> keeps CPU and heap profiles) and its dashboard queries (test/bench/ingest),
-## and one hub registering a simulated fleet of 10,000 clusters (test/bench, FleetRegistration; FLEETPULSE_FLEET_CLUSTERS=N for another size)
+## and one hub registering a simulated fleet of 10,000 clusters (test/bench, FleetRegistration; FLEETPULSE_FLEET_CLUSTERS=N for another size);
+## the scale-out benchmark (ScaleOut: one hub against three replicas in a ring) runs only with FLEETPULSE_SCALEOUT_CLUSTERS=N set
 # -p 1: one package's benchmarks at a time, so that no two measurements share the cores.
 bench: deps testbed
 	$(GO) test -tags $(GOTAGS) -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...
