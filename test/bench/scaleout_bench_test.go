@@ -349,7 +349,7 @@ func runSingleHub(b *testing.B, o scaleOutOptions, bin string) (phaseFigures, qu
 	if err != nil {
 		b.Fatal(err)
 	}
-	q := measureOverview(b, ctx, e, queries, o.queryRounds)
+	q := measureOverview(ctx, e, queries, o.queryRounds)
 	logLatency(b, e.name, q)
 	return fig, q
 }
@@ -370,10 +370,10 @@ func runReplicas(b *testing.B, o scaleOutOptions, bin, thanos string) (phaseFigu
 	if err != nil {
 		b.Fatal(err)
 	}
-	thq := measureOverview(b, ctx, tq, queries, o.queryRounds)
+	thq := measureOverview(ctx, tq, queries, o.queryRounds)
 	logLatency(b, tq.name, thq)
 	re := newPromEndpoint(p.hubs[0].name+"'s /api/v1", "http://"+p.hubs[0].http)
-	rq := measureOverview(b, ctx, re, queries, o.queryRounds)
+	rq := measureOverview(ctx, re, queries, o.queryRounds)
 	logLatency(b, re.name, rq)
 
 	return fig, thq, rq, takeOver(b, ctx, o, p)
@@ -419,9 +419,9 @@ func waitClusters(b *testing.B, ctx context.Context, e promEndpoint, clusters in
 }
 
 func logLatency(b *testing.B, name string, q queryLatency) {
-	b.Logf("Fleet overview through %s: %d queries (%d answer series): alone p50 %.1f ms, p99 %.1f ms; the dashboard at once p50 %.1f ms, p99 %.1f ms",
+	b.Logf("Fleet overview through %s: %d queries (%d answer series): alone p50 %.1f ms, p99 %.1f ms; the dashboard at once p50 %.1f ms, p99 %.1f ms; %d failed (%v)",
 		name, q.queries, q.answered, ms(fleetsim.Percentile(q.single, 50)), ms(fleetsim.Percentile(q.single, 99)),
-		ms(fleetsim.Percentile(q.dashboard, 50)), ms(fleetsim.Percentile(q.dashboard, 99)))
+		ms(fleetsim.Percentile(q.dashboard, 50)), ms(fleetsim.Percentile(q.dashboard, 99)), q.failed, q.firstErr)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -486,9 +486,12 @@ func reportScaleOut(b *testing.B, o scaleOutOptions, runs []scaleOutRun) {
 		{"thanos-query", func(r scaleOutRun) queryLatency { return r.thanos }},
 		{"replica", func(r scaleOutRun) queryLatency { return r.replicaQ }}} {
 		var single, dash []time.Duration
+		failed := 0
 		for _, r := range runs {
 			single, dash = append(single, q.of(r).single...), append(dash, q.of(r).dashboard...)
+			failed += q.of(r).failed
 		}
+		b.ReportMetric(float64(failed)/n, q.prefix+"-query-failures")
 		slices.Sort(single)
 		slices.Sort(dash)
 		b.ReportMetric(ms(fleetsim.Percentile(single, 50)), q.prefix+"-query-p50-ms")
