@@ -34,6 +34,12 @@ func TestConfigValidate(t *testing.T) {
 			[]string{"set the grpc listen address", "replica name (--replica.name)"}},
 		{"replica label", func(c *Config) { c.Store.ReplicaLabel = "fleetpulse_shard" }, []string{`replica label "fleetpulse_shard"`}},
 		{"peer TLS", func(c *Config) { c.PeerTLS.CertFile = "c" }, []string{"the peers' TLS needs a CA"}},
+		{"replication factor 2 without replication", func(c *Config) {
+			c.Ring.Enabled, c.Ring.ReplicationFactor, c.Ring.InstanceID = true, 2, "hub-0"
+			c.GRPCListenAddress, c.Store.Replica = ":10901", "hub-0"
+		}, []string{"at ring replication factor 2 every owner of a cluster writes its agents' samples"}},
+		{"replication certificate without its key", func(c *Config) { c.Replication.CertFile = "c" },
+			[]string{"replication needs both a client certificate and its key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
