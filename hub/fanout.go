@@ -12,6 +12,13 @@ import (
 	"github.com/grafana/dskit/services"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
+	// Thanos's gRPC codec: received StoreAPI messages are decoded into
+	// buffers of their own. With slicelabels, series labels and chunks
+	// point into the message's bytes and outlive the Recv; grpc-go's own
+	// codec returns those bytes to its pool after Unmarshal, and the next
+	// message overwrites them under a running query (chunks that read as
+	// EOF, label values never written). `thanos query` links it too.
+	_ "github.com/thanos-io/thanos/pkg/extgrpc"
 	"github.com/thanos-io/thanos/pkg/query"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"

@@ -3,7 +3,6 @@ package hub
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -188,13 +187,6 @@ func answers(t *testing.T, api promv1.API, now time.Time) map[string]string {
 // through the hub's agents' port, five minutes of samples 30 s apart.
 func writeProbe(t *testing.T, ca *testbed.CA, h *Hub, cluster string, i int, now time.Time) {
 	t.Helper()
-	certFile, keyFile := ca.Client(cluster)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		Certificates: []tls.Certificate{cert}, RootCAs: ca.Pool(), ServerName: "localhost"}}}
 	var wr prompb.WriteRequest
 	for n, node := range []string{"n1", "n2"} {
 		ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "fanout_probe"}, {Name: "node", Value: node}}}
@@ -203,6 +195,15 @@ func writeProbe(t *testing.T, ca *testbed.CA, h *Hub, cluster string, i int, now
 		}
 		wr.Timeseries = append(wr.Timeseries, ts)
 	}
+	mustWrite(t, ca, h, cluster, &wr)
+}
+
+// mustWrite sends the request through the hub's agents' port with the
+// cluster's client certificate, and fails the test unless it is accepted.
+func mustWrite(t *testing.T, ca *testbed.CA, h *Hub, cluster string, wr *prompb.WriteRequest) {
+	t.Helper()
+	client := agentClient(t, ca, cluster)
+	defer client.CloseIdleConnections()
 	raw, err := wr.Marshal()
 	if err != nil {
 		t.Fatal(err)
