@@ -324,3 +324,15 @@ func randomHex(t testing.TB, n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// BucketConfigFile writes BucketConfig to a file in a temporary folder of
+// the test and returns its path, for --storage.bucket.config-file and
+// --objstore.config-file.
+func (s *S3) BucketConfigFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bucket.yaml")
+	if err := os.WriteFile(path, []byte(s.BucketConfig()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
