@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -29,11 +28,7 @@ import (
 func TestBlocksShipToS3Bucket(t *testing.T) {
 	s3 := testbed.StartS3(t)
 	cfg := metricstore.DefaultConfig()
-	cfg.Dir = t.TempDir()
-	cfg.BucketConfigFile = filepath.Join(t.TempDir(), "bucket.yaml")
-	if err := os.WriteFile(cfg.BucketConfigFile, []byte(s3.BucketConfig()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg.Dir, cfg.BucketConfigFile = t.TempDir(), s3.BucketConfigFile(t)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := metricstore.Open(cfg, logger, nil)

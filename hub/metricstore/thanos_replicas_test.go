@@ -7,9 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -36,12 +33,8 @@ import (
 // store` and `thanos query --query.replica-label` read the downsampled
 // blocks: every cluster, once, without the replica label.
 func TestThanosCompactsReplicasBlocks(t *testing.T) {
-	thanos := testbed.ThanosBinary(t)
 	s3 := testbed.StartS3(t)
-	bucketFile := filepath.Join(t.TempDir(), "bucket.yaml")
-	if err := os.WriteFile(bucketFile, []byte(s3.BucketConfig()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bucketFile := s3.BucketConfigFile(t)
 	const step, span = time.Minute, 96 * time.Hour
 	start := time.Now().Add(-span - 2*time.Hour).Truncate(time.Hour)
 	for _, r := range []struct{ replica, cluster string }{{"hub-0", "cluster-a"}, {"hub-1", "cluster-b"}} {
@@ -74,11 +67,7 @@ func TestThanosCompactsReplicasBlocks(t *testing.T) {
 		}
 	}
 
-	cmd := exec.Command(thanos, "compact", "--objstore.config-file="+bucketFile, "--data-dir="+t.TempDir(),
-		"--http-address="+freeAddr(t), "--consistency-delay=0s", "--log.level=warn")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("thanos compact: %v\n%s", err, out)
-	}
+	testbed.RunThanosCompact(t, s3.BucketConfig())
 
 	bkt, err := s3.NewBucket()
 	if err != nil {
@@ -110,16 +99,13 @@ func TestThanosCompactsReplicasBlocks(t *testing.T) {
 		}
 	}
 
-	storeGRPC := freeAddr(t)
-	run(t, thanos, "store", "--objstore.config-file="+bucketFile, "--data-dir="+t.TempDir(),
-		"--grpc-address="+storeGRPC, "--http-address="+freeAddr(t), "--consistency-delay=0s", "--log.level=warn")
-	queryHTTP := freeAddr(t)
-	run(t, thanos, "query", "--endpoint="+storeGRPC, "--http-address="+queryHTTP, "--grpc-address="+freeAddr(t),
-		"--query.replica-label="+metricstore.DefaultReplicaLabel, "--log.level=warn")
+	store := testbed.StartThanosStore(t, testbed.ThanosStoreOptions{BucketConfig: s3.BucketConfig()})
+	querier := testbed.StartThanosQuery(t, testbed.ThanosQueryOptions{Endpoints: []string{store.GRPCAddr},
+		ReplicaLabels: []string{metricstore.DefaultReplicaLabel}})
 	at := start.Add(span / 2)
 	want := `{cluster="cluster-a"} 1; {cluster="cluster-b"} 1`
 	testutil.Eventually(t, 2*time.Minute, func() error {
-		got, err := thanosQuery(queryHTTP, `count by (cluster, `+metricstore.DefaultReplicaLabel+`) (compact_probe)`, at, "5m")
+		got, err := thanosQuery(querier.HTTPAddr, `count by (cluster, `+metricstore.DefaultReplicaLabel+`) (compact_probe)`, at, "5m")
 		if err != nil {
 			return err
 		}

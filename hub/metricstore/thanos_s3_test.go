@@ -2,12 +2,7 @@ package metricstore_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -17,7 +12,6 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	blockmeta "github.com/thanos-io/thanos/pkg/block/metadata"
 
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/internal/testutil"
@@ -29,14 +23,9 @@ import (
 // `thanos query` over it: the blocks read back with their cluster label and
 // every series counted, as the hub reads them.
 func TestThanosStoreReadsShippedBlocks(t *testing.T) {
-	thanos := testbed.ThanosBinary(t)
 	s3 := testbed.StartS3(t)
 	cfg := metricstore.DefaultConfig()
-	cfg.Dir = t.TempDir()
-	cfg.BucketConfigFile = filepath.Join(t.TempDir(), "bucket.yaml")
-	if err := os.WriteFile(cfg.BucketConfigFile, []byte(s3.BucketConfig()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg.Dir, cfg.BucketConfigFile = t.TempDir(), s3.BucketConfigFile(t)
 	s, err := metricstore.Open(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -63,12 +52,9 @@ func TestThanosStoreReadsShippedBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	storeGRPC := freeAddr(t)
-	run(t, thanos, "store", "--objstore.config-file="+cfg.BucketConfigFile, "--data-dir="+t.TempDir(),
-		"--grpc-address="+storeGRPC, "--http-address="+freeAddr(t), "--consistency-delay=0s", "--log.level=warn")
-	queryHTTP := freeAddr(t)
-	run(t, thanos, "query", "--endpoint="+storeGRPC, "--http-address="+queryHTTP, "--grpc-address="+freeAddr(t), "--log.level=warn")
-	c, err := api.NewClient(api.Config{Address: "http://" + queryHTTP})
+	store := testbed.StartThanosStore(t, testbed.ThanosStoreOptions{BucketConfig: s3.BucketConfig()})
+	querier := testbed.StartThanosQuery(t, testbed.ThanosQueryOptions{Endpoints: []string{store.GRPCAddr}})
+	c, err := api.NewClient(api.Config{Address: querier.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,43 +85,15 @@ func TestThanosStoreReadsShippedBlocks(t *testing.T) {
 	t.Logf("series by shard through thanos store: %s", v)
 }
 
-// run starts a command until the test ends, its output in the test's log.
-func run(t *testing.T, bin string, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestThanosCompactDownsamplesShippedBlocks ships four days of one
 // cluster's samples to a real S3 bucket and runs Thanos v0.42.4's own
 // `thanos compact` over it once: it downsamples the hub's block to 5 m
 // resolution (Thanos downsamples blocks spanning over 40 h), keeping the
 // shard as its external label.
 func TestThanosCompactDownsamplesShippedBlocks(t *testing.T) {
-	thanos := testbed.ThanosBinary(t)
 	s3 := testbed.StartS3(t)
 	cfg := metricstore.DefaultConfig()
-	cfg.Dir = t.TempDir()
-	cfg.BucketConfigFile = filepath.Join(t.TempDir(), "bucket.yaml")
-	if err := os.WriteFile(cfg.BucketConfigFile, []byte(s3.BucketConfig()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg.Dir, cfg.BucketConfigFile = t.TempDir(), s3.BucketConfigFile(t)
 	s, err := metricstore.Open(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -165,14 +123,7 @@ func TestThanosCompactDownsamplesShippedBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Without --wait it runs once. The blocks were made a moment ago, and
-	// the compactor leaves blocks younger than --consistency-delay (30m)
-	// alone, as possibly still uploading.
-	cmd := exec.Command(thanos, "compact", "--objstore.config-file="+cfg.BucketConfigFile, "--data-dir="+t.TempDir(),
-		"--http-address="+freeAddr(t), "--consistency-delay=0s", "--log.level=warn")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("thanos compact: %v\n%s", err, out)
-	}
+	testbed.RunThanosCompact(t, s3.BucketConfig())
 
 	bkt, err := s3.NewBucket()
 	if err != nil {
@@ -182,26 +133,11 @@ func TestThanosCompactDownsamplesShippedBlocks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	resolutions := map[int64]int{}
-	if err := bkt.Iter(ctx, "", func(dir string) error {
-		if !strings.HasSuffix(dir, "/") || strings.HasPrefix(dir, "debug") {
-			return nil
-		}
-		rc, err := bkt.Get(ctx, dir+"meta.json")
-		if err != nil {
-			return nil // a folder without a block, such as the deletion marks'
-		}
-		defer rc.Close()
-		var meta blockmeta.Meta
-		if err := json.NewDecoder(rc).Decode(&meta); err != nil {
-			return fmt.Errorf("meta.json of %s: %w", dir, err)
-		}
+	for dir, meta := range blockMetas(ctx, t, bkt) {
 		if meta.Thanos.Labels[metricstore.ShardLabel] == "" {
 			t.Errorf("block %s has external labels %v, want its shard's", dir, meta.Thanos.Labels)
 		}
 		resolutions[meta.Thanos.Downsample.Resolution]++
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	t.Logf("blocks in the bucket after thanos compact, by resolution (ms): %v", resolutions)
 	if resolutions[(5*time.Minute).Milliseconds()] == 0 {
