@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -28,14 +25,13 @@ import (
 // one hub loading the same rules answers.
 func TestThanosQueryAndEveryReplicaAnswerAsOneHub(t *testing.T) {
 	t.Parallel()
-	thanos := testbed.ThanosBinary(t)
 	rules := clusterRules(t, "east-1", "east-2", "west-1")
 	configure := func(c *hub.Config) {
 		c.NoShippedRules = true
 		c.Alerting.RuleFiles = []string{rules}
 		c.Alerting.EvaluationInterval = time.Second
 	}
-	peers := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	peers := []string{testbed.FreeAddr(t), testbed.FreeAddr(t), testbed.FreeAddr(t)}
 	var replicas []*hubtest.Hub
 	for i, addr := range peers {
 		replicas = append(replicas, hubtest.Start(t, hubtest.Config(t, nil, configure, func(c *hub.Config) {
@@ -45,20 +41,8 @@ func TestThanosQueryAndEveryReplicaAnswerAsOneHub(t *testing.T) {
 	}
 	one := hubtest.Start(t, hubtest.Config(t, nil, configure))
 
-	httpAddr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	args := []string{"query", "--http-address=" + httpAddr, "--grpc-address=" + freeAddr(t),
-		"--query.replica-label=" + metricstore.DefaultReplicaLabel, "--log.level=warn"}
-	for _, p := range peers {
-		args = append(args, "--endpoint="+p)
-	}
-	cmd := exec.CommandContext(ctx, thanos, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	c, err := api.NewClient(api.Config{Address: "http://" + httpAddr})
+	querier := testbed.StartThanosQuery(t, testbed.ThanosQueryOptions{Endpoints: peers, ReplicaLabels: []string{metricstore.DefaultReplicaLabel}})
+	c, err := api.NewClient(api.Config{Address: querier.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}

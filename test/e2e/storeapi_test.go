@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -47,7 +45,6 @@ func clusterRules(t *testing.T, clusters ...string) string {
 // holding every cluster answers.
 func TestThanosQueryOverHubStoreAPIs(t *testing.T) {
 	t.Parallel()
-	thanos := testbed.ThanosBinary(t)
 	start := func(rules string) *hubtest.Hub {
 		return hubtest.Start(t, hubtest.Config(t, nil, func(c *hub.Config) {
 			c.GRPCListenAddress = "127.0.0.1:0"
@@ -59,16 +56,8 @@ func TestThanosQueryOverHubStoreAPIs(t *testing.T) {
 	east, west := start(clusterRules(t, "east-1", "east-2")), start(clusterRules(t, "west-1"))
 	one := start(clusterRules(t, "east-1", "east-2", "west-1"))
 
-	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, thanos, "query", "--http-address="+httpAddr, "--grpc-address="+grpcAddr,
-		"--endpoint="+east.GRPCAddr().String(), "--endpoint="+west.GRPCAddr().String(), "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	c, err := api.NewClient(api.Config{Address: "http://" + httpAddr})
+	querier := testbed.StartThanosQuery(t, testbed.ThanosQueryOptions{Endpoints: []string{east.GRPCAddr().String(), west.GRPCAddr().String()}})
+	c, err := api.NewClient(api.Config{Address: querier.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,15 +104,4 @@ func instant(a promv1.API, q string, at time.Time) (string, error) {
 	}
 	sort.Strings(out)
 	return strings.Join(out, "; "), nil
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
