@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -74,7 +73,7 @@ func TestEveryReplicaAnswersForTheFleet(t *testing.T) {
 	}
 	var peers []string
 	for range 3 {
-		peers = append(peers, freeLoopback(t))
+		peers = append(peers, testbed.FreeAddr(t))
 	}
 	var replicas []*Hub
 	var ams []*alertSink
@@ -289,17 +288,6 @@ func (s *alertSink) has(alert, cluster string) bool {
 	return s.got[alert+"/"+cluster]
 }
 
-// freeLoopback returns a loopback address with a port free a moment ago.
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestReplicaAnswersWhenAPeerStops runs two replicas that list each other
 // and stops one: the other's /api/v1 keeps answering with its own
 // clusters (the stopped peer is no longer read once its Info call fails),
@@ -311,7 +299,7 @@ func TestReplicaAnswersWhenAPeerStops(t *testing.T) {
 	if err := os.WriteFile(rules, []byte(fanoutRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	peers := []string{freeLoopback(t), freeLoopback(t)}
+	peers := []string{testbed.FreeAddr(t), testbed.FreeAddr(t)}
 	var replicas []*Hub
 	var stops []func()
 	for i, addr := range peers {

@@ -7,11 +7,14 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/fleetpulse/fleetpulse/hub/ring"
 )
 
-// Instance is one hub replica: its name and the addresses of its users'
-// API and its StoreAPI.
-type Instance struct{ ID, HTTPAddr, GRPCAddr string }
+// Instance is one hub replica: its name and the addresses of its agents'
+// gateway and its StoreAPI. The ring's, so that a ring is a Membership as
+// it is.
+type Instance = ring.Instance
 
 // Membership is the set of hub replicas and which of them owns a cluster.
 // A replica reads its peers' StoreAPIs to answer fleet-wide queries, and

@@ -66,29 +66,27 @@ func (h *Hub) ringService(p *parts) (services.Service, error) {
 // Nil before.
 func (h *Hub) Ring() *ring.Ring { return h.ring.Load() }
 
-// ringMembership is the ring as the hub's Membership: the fan-out reads
-// the replicas it names, and rule results are written by each cluster's
-// owners. Every module that reads it depends on the ring's.
+// ringMembership is the hub's Membership with --ring.enabled: the ring,
+// once its module has built it from the ports the listeners have (every
+// module that reads the membership depends on the ring's). The fan-out
+// reads the replicas it names, and rule results are written by each
+// cluster's owners.
 type ringMembership struct{ h *Hub }
+
+var _ Membership = (*ring.Ring)(nil)
 
 func (m ringMembership) Self() Instance {
 	if r := m.h.ring.Load(); r != nil {
-		return Instance(r.Self())
+		return r.Self()
 	}
 	return Instance{}
 }
 
 func (m ringMembership) Peers() ([]Instance, error) {
-	r := m.h.ring.Load()
-	if r == nil {
-		return nil, errors.New("the ring is not running")
+	if r := m.h.ring.Load(); r != nil {
+		return r.Peers()
 	}
-	peers, err := r.Peers()
-	out := make([]Instance, 0, len(peers))
-	for _, p := range peers {
-		out = append(out, Instance(p))
-	}
-	return out, err
+	return nil, errors.New("the ring is not running")
 }
 
 func (m ringMembership) Owns(cluster string) bool {
