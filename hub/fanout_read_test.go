@@ -26,7 +26,7 @@ import (
 func TestReplicaReadsPeersIntact(t *testing.T) {
 	t.Parallel()
 	ca := testbed.NewCA(t, "agents")
-	peers := []string{freeLoopback(t), freeLoopback(t)}
+	peers := []string{testbed.FreeAddr(t), testbed.FreeAddr(t)}
 	var replicas []*Hub
 	for i, addr := range peers {
 		cfg := DefaultConfig()
