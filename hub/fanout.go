@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/grafana/dskit/services"
@@ -58,7 +59,7 @@ func (h *Hub) newPeerSet() (*query.EndpointSet, error) {
 		}
 		var out []*query.GRPCEndpointSpec
 		for _, p := range peers {
-			if p.ID == self.ID || p.GRPCAddr == "" || p.GRPCAddr == self.GRPCAddr {
+			if !isPeer(p, self) {
 				continue
 			}
 			out = append(out, query.NewGRPCEndpointSpec(p.GRPCAddr, false, dial...))
@@ -69,25 +70,84 @@ func (h *Hub) newPeerSet() (*query.EndpointSet, error) {
 		specs, peerUnhealthyTimeout, peerInfoTimeout, h.cfg.Query.Timeout), nil
 }
 
-// fanoutService updates the peer set every PeerRefreshInterval: replicas
-// that answer their Info call are read, the others are not. It closes the
-// peers' connections when it stops, after every query that reads them.
+// How often the fanout module compares the membership's peers with those
+// it reads: reading the ring is local and cheap, and a replica that joins,
+// or takes a cluster over, should be read at once rather than a refresh
+// interval later. A listed peer that is not read yet (its Info call failed:
+// it was not ready) is asked again every peerRetryInterval.
+const (
+	peerCheckInterval = 250 * time.Millisecond
+	peerRetryInterval = time.Second
+)
+
+// fanoutService updates the peer set every PeerRefreshInterval, as soon as
+// the membership's peers change, and while a listed peer is not read:
+// replicas that answer their Info call are read, the others are not. It
+// closes the peers' connections when it stops, after every query that
+// reads them.
 func (h *Hub) fanoutService(p *parts) services.Service {
+	var (
+		listed  []Instance
+		updated time.Time
+	)
 	update := func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, h.cfg.PeerRefreshInterval+peerInfoTimeout)
 		defer cancel()
+		if peers, err := h.membership.Peers(); err == nil {
+			listed = peers
+		}
 		p.peers.Update(ctx)
+		updated = time.Now()
 	}
-	return services.NewTimerService(h.cfg.PeerRefreshInterval, func(ctx context.Context) error {
+	due := func() bool {
+		since := time.Since(updated)
+		if since >= h.cfg.PeerRefreshInterval {
+			return true
+		}
+		peers, err := h.membership.Peers()
+		if err != nil {
+			return false
+		}
+		if !slices.Equal(peers, listed) {
+			return true
+		}
+		return since >= peerRetryInterval && !h.readsEvery(p, peers)
+	}
+	return services.NewTimerService(min(peerCheckInterval, h.cfg.PeerRefreshInterval), func(ctx context.Context) error {
 		update(ctx)
 		return nil
 	}, func(ctx context.Context) error {
-		update(ctx)
+		if due() {
+			update(ctx)
+		}
 		return nil
 	}, func(error) error {
 		p.peers.Close()
 		return nil
 	})
+}
+
+// readsEvery tells whether the peer set reads every one of peers but this
+// replica.
+func (h *Hub) readsEvery(p *parts, peers []Instance) bool {
+	read := map[string]bool{}
+	for _, c := range p.peers.GetStoreClients() {
+		addr, _ := c.Addr()
+		read[addr] = true
+	}
+	self := h.membership.Self()
+	for _, peer := range peers {
+		if isPeer(peer, self) && !read[peer.GRPCAddr] {
+			return false
+		}
+	}
+	return true
+}
+
+// isPeer tells whether the replica is another one than self, with a
+// StoreAPI to read.
+func isPeer(replica, self Instance) bool {
+	return replica.ID != self.ID && replica.GRPCAddr != "" && replica.GRPCAddr != self.GRPCAddr
 }
 
 // peerDialOptions are the gRPC options of the connections to the peers'

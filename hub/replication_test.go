@@ -230,6 +230,10 @@ func (w *ackedWriter) ackedCount() int {
 func TestKilledOwnerLosesNoAcknowledgedSample(t *testing.T) {
 	agents, replicaCA := testbed.NewCA(t, "agents"), testbed.NewCA(t, "replicas")
 	replicas, stops := rf2Replicas(t, agents, replicaCA)
+	// The fleet settles first: each replica reads the others, as it does a
+	// moment after they join (a replica joins the ring before its StoreAPI
+	// answers).
+	waitReadsPeers(t, replicas)
 	const c = "c-kill"
 	owners := ownersOf(t, replicas, c)
 	victim := owners[0]
@@ -294,4 +298,30 @@ func TestKilledOwnerLosesNoAcknowledgedSample(t *testing.T) {
 				time.UnixMilli(lost[0]).Sub(w.t0))
 		}
 	}
+}
+
+// waitReadsPeers waits until every replica's queries read each other
+// replica's StoreAPI (its peer set holds a connection to each).
+func waitReadsPeers(t *testing.T, replicas []*Hub) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		for _, h := range replicas {
+			mfs, err := h.registry.Gather()
+			if err != nil {
+				return err
+			}
+			read := 0.0
+			for _, mf := range mfs {
+				if mf.GetName() == "fleetpulse_hub_peers_thanos_store_nodes_grpc_connections" {
+					for _, m := range mf.GetMetric() {
+						read += m.GetGauge().GetValue()
+					}
+				}
+			}
+			if int(read) != len(replicas)-1 {
+				return fmt.Errorf("%s reads %v peers, want %d", h.Ring().Self().ID, read, len(replicas)-1)
+			}
+		}
+		return nil
+	})
 }

@@ -55,8 +55,17 @@ func (h *Hub) storeAPIService(p *parts) services.Service {
 				if !h.ready.Load() {
 					return nil, errors.New("the hub is not ready")
 				}
-				minTime, maxTime := proxy.TimeRange()
-				return &infopb.StoreInfo{MinTime: minTime, MaxTime: maxTime, SupportsSharding: true,
+				// A replica that ingests can be written, at any moment,
+				// samples older than everything it holds: the first
+				// write of a cluster that moved to it, an agent's backlog,
+				// a replicated write. Its readers keep the MinTime of
+				// their last Info call until the next (the peer refresh
+				// interval) and skip a store whose range misses the
+				// query's, so an older MinTime would hide samples this
+				// replica has acknowledged. The advertised range starts
+				// at the beginning of time, as the head's does.
+				_, maxTime := proxy.TimeRange()
+				return &infopb.StoreInfo{MinTime: math.MinInt64, MaxTime: maxTime, SupportsSharding: true,
 					SupportsWithoutReplicaLabels: true, TsdbInfos: proxy.TSDBInfos()}, nil
 			})))(srv)
 		return nil
