@@ -95,8 +95,8 @@ type scaleOutRun struct {
 //   - the Fleet-overview dashboard's queries (dashboards/fleet-overview.json,
 //     a 1 h view), p50 and p99 of each query alone and of the whole
 //     dashboard sent at once, through the one hub's /api/v1, through a stock
-//     `thanos query` over the replicas' StoreAPIs, and through one replica's
-//     own /api/v1 (which reads its peers' StoreAPIs);
+//     `thanos query` over the replicas' StoreAPIs, and through the replicas'
+//     own /api/v1 behind a balancer (each reads its peers' StoreAPIs);
 //   - takeover: a replica that does not lead the controllers (or, with
 //     FLEETPULSE_SCALEOUT_KILL=leader, the one that does) is killed with
 //     SIGKILL, and for each cluster it owned, the time from the kill until a
@@ -110,7 +110,8 @@ type scaleOutRun struct {
 // default pattern does not run it. Other knobs: FLEETPULSE_SCALEOUT_REPLICAS
 // (3), FLEETPULSE_SCALEOUT_STEADY (1m), FLEETPULSE_SCALEOUT_QUERY_ROUNDS (5),
 // FLEETPULSE_SCALEOUT_KILL (follower or leader),
-// FLEETPULSE_SCALEOUT_HUB_BINARY (a prebuilt hub).
+// FLEETPULSE_SCALEOUT_HUB_BINARY (a prebuilt hub). Its progress goes to
+// standard error as it happens, one line a step.
 func BenchmarkScaleOut(b *testing.B) {
 	if os.Getenv("FLEETPULSE_SCALEOUT_CLUSTERS") == "" && os.Getenv("FLEETPULSE_SCALEOUT") != "1" {
 		b.Skip("set FLEETPULSE_SCALEOUT_CLUSTERS (9000 for the documented figures) or FLEETPULSE_SCALEOUT=1 to run the scale-out benchmark")
@@ -130,7 +131,7 @@ func BenchmarkScaleOut(b *testing.B) {
 		}
 	}
 	thanos := testbed.ThanosBinary(b)
-	b.Logf("%d clusters, one hub against %d replicas; load average %s", o.clusters, o.replicas, loadAverage())
+	progressf("%d clusters, one hub against %d replicas; load average %s", o.clusters, o.replicas, loadAverage())
 	var runs []scaleOutRun
 	for b.Loop() {
 		var r scaleOutRun
@@ -138,7 +139,7 @@ func BenchmarkScaleOut(b *testing.B) {
 		r.ring, r.thanos, r.replicaQ, r.takeover = runReplicas(b, o, bin, thanos)
 		runs = append(runs, r)
 	}
-	b.Logf("load average at the end %s", loadAverage())
+	progressf("load average at the end %s", loadAverage())
 	reportScaleOut(b, o, runs)
 }
 
@@ -220,10 +221,10 @@ func startHubs(b *testing.B, bin string, cp *testbed.Cluster, ca *testbed.CA, n 
 		b.Cleanup(func() {
 			proc.Stop(30 * time.Second)
 			if b.Failed() {
-				b.Logf("%s log (last lines):\n%s", h.name, fleetLogTail(filepath.Join(h.work, h.name+".log"), 30))
+				progressf("%s log (last lines):\n%s", h.name, fleetLogTail(filepath.Join(h.work, h.name+".log"), 30))
 			}
 			if sum := logSummary(filepath.Join(h.work, h.name+".log")); sum != "" {
-				b.Logf("%s warnings and errors:\n%s", h.name, sum)
+				progressf("%s warnings and errors:\n%s", h.name, sum)
 			}
 		})
 		waitHubReady(b, "http://"+h.http, proc.PID())
@@ -285,7 +286,7 @@ func startPhase(b *testing.B, ctx context.Context, o scaleOutOptions, bin, prefi
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%s: registered %d clusters in %s (%.0f/s)", prefix, res.Registered, res.End.Sub(res.Start).Round(time.Millisecond), res.Rate())
+	progressf("%s: registered %d clusters in %s (%.0f/s)", prefix, res.Registered, res.End.Sub(res.Start).Round(time.Millisecond), res.Rate())
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	runDone := make(chan struct{})
 	go func() { defer close(runDone); p.fleet.Run(fleetCtx) }()
@@ -297,7 +298,7 @@ func startPhase(b *testing.B, ctx context.Context, o scaleOutOptions, bin, prefi
 		b.Fatalf("%s: %d of %d clusters Available by the deadline", prefix, p.avail.availableNow(), o.clusters)
 	}
 	waitInventory(b, ctx, "http://"+p.hubs[0].http, fleetOptions{clusters: o.clusters, interval: o.period}, func() {})
-	b.Logf("%s: all %d clusters Available and their inventory queryable %.0fs after the first registration; load average %s",
+	progressf("%s: all %d clusters Available and their inventory queryable %.0fs after the first registration; load average %s",
 		prefix, o.clusters, time.Since(res.Start).Seconds(), loadAverage())
 	return p
 }
@@ -334,7 +335,7 @@ func (p *phase) steady(b *testing.B, ctx context.Context, o scaleOutOptions) pha
 	delete(cores, "simulator")
 	f.cp = cores
 	st := p.fleet.Stats()
-	b.Logf("steady state over %s: hubs %v cores, RSS %v MiB; control plane %s; simulator %.2f cores; %d heartbeats (%d failed), %d writes (%d failed); heartbeat answer %s; write answer %s",
+	progressf("steady state over %s: hubs %v cores, RSS %v MiB; control plane %s; simulator %.2f cores; %d heartbeats (%d failed), %d writes (%d failed); heartbeat answer %s; write answer %s",
 		o.steady, fmtFloats(f.cores, 2), fmtFloats(f.rssMiB, 0), fmtCores(f.cp), f.simCores, st.Heartbeats, st.HeartbeatErrors, st.Writes, st.WriteErrors,
 		st.HeartbeatLatency, st.WriteLatency)
 	return f
@@ -376,7 +377,19 @@ func runReplicas(b *testing.B, o scaleOutOptions, bin, thanos string) (phaseFigu
 	}
 	thq := measureOverview(ctx, tq, queries, o.queryRounds)
 	logLatency(b, tq.name, thq)
-	re := newPromEndpoint(p.hubs[0].name+"'s /api/v1", "http://"+p.hubs[0].http)
+	// The replicas' own /api/v1 behind a balancer, as Grafana reads them
+	// through the hub's Service: each query is answered by one replica
+	// from its own TSDB and its peers' StoreAPIs.
+	var httpAddrs []string
+	for _, h := range p.hubs {
+		httpAddrs = append(httpAddrs, h.http)
+	}
+	lb, err := newTCPBalancer(httpAddrs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lb.Close()
+	re := newPromEndpoint("the replicas' /api/v1 (balanced)", "http://"+lb.Addr())
 	rq := measureOverview(ctx, re, queries, o.queryRounds)
 	logLatency(b, re.name, rq)
 
@@ -423,7 +436,7 @@ func waitClusters(b *testing.B, ctx context.Context, e promEndpoint, clusters in
 }
 
 func logLatency(b *testing.B, name string, q queryLatency) {
-	b.Logf("Fleet overview through %s: %d queries (%d answer series): alone p50 %.1f ms, p99 %.1f ms; the dashboard at once p50 %.1f ms, p99 %.1f ms; %d failed (%v)",
+	progressf("Fleet overview through %s: %d queries (%d answer series): alone p50 %.1f ms, p99 %.1f ms; the dashboard at once p50 %.1f ms, p99 %.1f ms; %d failed (%v)",
 		name, q.queries, q.answered, ms(fleetsim.Percentile(q.single, 50)), ms(fleetsim.Percentile(q.single, 99)),
 		ms(fleetsim.Percentile(q.dashboard, 50)), ms(fleetsim.Percentile(q.dashboard, 99)), q.failed, q.firstErr)
 }

@@ -130,7 +130,7 @@ func takeOver(b *testing.B, ctx context.Context, o scaleOutOptions, p *phase) ta
 	if err := victim.kill(); err != nil {
 		b.Fatalf("kill %s: %v", victim.name, err)
 	}
-	b.Logf("killed %s (leader: %v), which held %d clusters; load average %s", victim.name, o.killLeader, len(mine), loadAverage())
+	progressf("killed %s (leader: %v), which held %d clusters; load average %s", victim.name, o.killLeader, len(mine), loadAverage())
 	beat, wrote := map[string]time.Duration{}, map[string]time.Duration{}
 	deadline := killed.Add(2*o.period + 2*time.Minute)
 	for len(beat) < len(mine) || len(wrote) < len(mine) {
@@ -189,7 +189,7 @@ func takeOver(b *testing.B, ctx context.Context, o scaleOutOptions, p *phase) ta
 	if f.unknown > 0 {
 		f.available = back
 	}
-	b.Logf("takeover of %s's %d clusters: heartbeat acknowledged elsewhere p50 %s, p99 %s, max %s; write p50 %s, p99 %s, max %s; %d not moved; %d went Unknown",
+	progressf("takeover of %s's %d clusters: heartbeat acknowledged elsewhere p50 %s, p99 %s, max %s; write p50 %s, p99 %s, max %s; %d not moved; %d went Unknown",
 		victim.name, len(mine), pctS(f.heartbeat, 50), pctS(f.heartbeat, 99), pctS(f.heartbeat, 100),
 		pctS(f.write, 50), pctS(f.write, 99), pctS(f.write, 100), f.missed, f.unknown)
 	if f.missed > 0 {
