@@ -44,13 +44,19 @@ type Store struct {
 	vocab   vocabulary
 	metrics *metrics
 
-	mu    sync.Mutex
-	ring  []Event // ring[head] is the oldest of n
-	head  int
-	n     int
-	bytes int64
-	seq   uint64
+	mu       sync.Mutex
+	ring     []Event // ring[head] is the oldest of n; grows on demand up to capacity
+	capacity int
+	head     int
+	n        int
+	bytes    int64
+	seq      uint64
 }
+
+// minRing is the ring's length before its first event: a hub that receives
+// few events does not hold capacity of them (about 200 bytes each) from the
+// start.
+const minRing = 1024
 
 // NewStore returns a store of the given capacity; reg may be nil. Settings
 // out of range (see ValidateOptions) fall back to their defaults.
@@ -70,11 +76,22 @@ func NewStore(capacity int, reg prometheus.Registerer, opts ...Option) *Store {
 		o.maxBytes = def.maxBytes
 	}
 	return &Store{
-		opts:    o,
-		vocab:   newVocabulary(o.extraReasons, o.extraKinds),
-		metrics: newMetrics(reg),
-		ring:    make([]Event, capacity),
+		opts:     o,
+		vocab:    newVocabulary(o.extraReasons, o.extraKinds),
+		metrics:  newMetrics(reg),
+		ring:     make([]Event, min(capacity, minRing)),
+		capacity: capacity,
 	}
+}
+
+// grow doubles the ring, at most to capacity, with the oldest event first.
+// Eviction starts only once the ring is as long as capacity.
+func (s *Store) grow() {
+	ring := make([]Event, min(2*len(s.ring), s.capacity))
+	for i := range s.n {
+		ring[i] = s.ring[(s.head+i)%len(s.ring)]
+	}
+	s.ring, s.head = ring, 0
 }
 
 // Add keeps every log record of ld as an event of cluster and returns how many.
@@ -103,6 +120,9 @@ func (s *Store) Put(evs []Event) {
 			ev.labels = s.vocab.labels(&ev)
 		}
 		size := ev.size()
+		if s.n == len(s.ring) && len(s.ring) < s.capacity {
+			s.grow()
+		}
 		for s.n == len(s.ring) || (s.n > 0 && s.bytes+size > s.opts.maxBytes) {
 			s.bytes -= s.ring[s.head].size()
 			s.ring[s.head] = Event{}
