@@ -160,6 +160,12 @@ func (h *Hub) Run(ctx context.Context) error {
 		if p.grpcAddr != nil {
 			h.grpcAddr.Store(p.grpcAddr)
 		}
+		// An owner, and read by its peers, only now that it serves.
+		if r := h.ring.Load(); r != nil {
+			err = r.Activate(ctx)
+		}
+	}
+	if err == nil {
 		h.logger.Info("hub ready", "http", h.Addr(), "external_url", h.externalURL(), "web_config", h.cfg.Web.ConfigFile != "",
 			"agents", h.AgentAddr(), "grpc", h.GRPCAddr(), "agent_connection_limit", agentConnectionLimit(h.cfg.AgentMaxConnections, h.cfg.Store.Shards))
 		if p.grpcAddr != nil && h.cfg.GRPCTLS.ClientCAFile == "" && !isLoopback(p.grpcAddr) {

@@ -140,8 +140,8 @@ func instances(descs []dskitring.InstanceDesc) []Instance {
 	return out
 }
 
-// starting joins memberlist, registers this replica ACTIVE, and returns
-// once the ring client sees it so: from then on Owners counts it.
+// starting joins memberlist, registers this replica JOINING, and returns
+// once the ring client sees it so; Activate makes it an owner.
 func (r *Ring) starting(ctx context.Context) (err error) {
 	klog := kitlog.New(r.logger)
 	mlCfg := r.cfg.Memberlist
@@ -165,14 +165,16 @@ func (r *Ring) starting(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("ring client: %w", err)
 	}
-	// Registered ACTIVE at once, and removed when it stops without going
-	// LEAVING first: a replica holds no data it must receive before it
+	// Registered JOINING, and ACTIVE once the hub serves (Activate): a
+	// replica owns no cluster and is read by no peer before its gateway
+	// and StoreAPI answer. It holds no data it must receive before it
 	// owns clusters or hand over before it goes (its blocks stay readable
-	// in the bucket and through its StoreAPI). A replica silent for a heartbeat timeout
+	// in the bucket and through its StoreAPI), so it is removed when it
+	// stops without going LEAVING first. A replica silent for a heartbeat timeout
 	// (killed, not stopped) is removed by whichever replica heartbeats
 	// next, so that its clusters have healthy owners again: until then the
 	// ring names it owner, and it is unhealthy.
-	var delegate dskitring.BasicLifecyclerDelegate = dskitring.NewInstanceRegisterDelegate(dskitring.ACTIVE, r.cfg.NumTokens)
+	var delegate dskitring.BasicLifecyclerDelegate = dskitring.NewInstanceRegisterDelegate(dskitring.JOINING, r.cfg.NumTokens)
 	delegate = dskitring.NewAutoForgetDelegate(r.cfg.HeartbeatTimeout, delegate, klog)
 	r.lc, err = dskitring.NewBasicLifecycler(dskitring.BasicLifecyclerConfig{ID: r.self.ID, Addr: encodeAddr(r.self),
 		HeartbeatPeriod: r.cfg.HeartbeatPeriod, HeartbeatTimeout: r.cfg.HeartbeatTimeout, TokensObservePeriod: 0,
@@ -187,10 +189,10 @@ func (r *Ring) starting(ctx context.Context) (err error) {
 		_ = services.StopAndAwaitTerminated(context.Background(), r.client)
 		return fmt.Errorf("register in the ring: %w", err)
 	}
-	if err := dskitring.WaitInstanceState(ctx, r.client, r.self.ID, dskitring.ACTIVE); err != nil {
+	if err := dskitring.WaitInstanceState(ctx, r.client, r.self.ID, dskitring.JOINING); err != nil {
 		_ = services.StopAndAwaitTerminated(context.Background(), r.lc)
 		_ = services.StopAndAwaitTerminated(context.Background(), r.client)
-		return fmt.Errorf("wait to see this replica ACTIVE in the ring: %w", err)
+		return fmt.Errorf("wait to see this replica JOINING in the ring: %w", err)
 	}
 	r.logger.Info("joined the ring", "instance", r.self.ID, "agents", r.self.HTTPAddr, "grpc", r.self.GRPCAddr,
 		"replication_factor", r.cfg.ReplicationFactor, "join", r.cfg.Memberlist.JoinMembers.String())
@@ -205,6 +207,22 @@ func start(ctx context.Context, s services.Service) error {
 		return err
 	}
 	return s.AwaitRunning(ctx)
+}
+
+// Activate makes this replica ACTIVE and returns once the ring client
+// sees it so: from then on Owners counts it, and its peers read it. The
+// hub calls it once it serves. Without a ring it does nothing.
+func (r *Ring) Activate(ctx context.Context) error {
+	if r.lc == nil {
+		return nil
+	}
+	if err := r.lc.ChangeState(ctx, dskitring.ACTIVE); err != nil {
+		return fmt.Errorf("turn ACTIVE in the ring: %w", err)
+	}
+	if err := dskitring.WaitInstanceState(ctx, r.client, r.self.ID, dskitring.ACTIVE); err != nil {
+		return fmt.Errorf("wait to see this replica ACTIVE in the ring: %w", err)
+	}
+	return nil
 }
 
 func (r *Ring) running(ctx context.Context) error {

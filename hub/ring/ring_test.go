@@ -31,8 +31,22 @@ func testConfig(id string, join ...string) ring.Config {
 	return cfg
 }
 
-// startRing starts one replica's ring; the test stops it unless it did.
+// startRing starts one replica's ring and makes it ACTIVE, as the hub
+// does once it serves; the test stops it unless it did.
 func startRing(t *testing.T, cfg ring.Config, n int) *ring.Ring {
+	t.Helper()
+	r := startJoining(t, cfg, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Activate(ctx); err != nil {
+		t.Fatalf("activate ring %s: %v", cfg.InstanceID, err)
+	}
+	return r
+}
+
+// startJoining starts one replica's ring, JOINING; the test stops it
+// unless it did.
+func startJoining(t *testing.T, cfg ring.Config, n int) *ring.Ring {
 	t.Helper()
 	self := ring.Instance{HTTPAddr: "127.0.0.1:" + strconv.Itoa(8440+n), GRPCAddr: "127.0.0.1:" + strconv.Itoa(10900+n)}
 	r, err := ring.New(cfg, self, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("replica", cfg.InstanceID), nil)
@@ -213,6 +227,37 @@ func TestKilledReplicaIsForgotten(t *testing.T) {
 	rings[2].Kill()
 	waitAgree(t, rings[:2], []string{"hub-0", "hub-1"})
 	t.Logf("the others own hub-2's clusters %s after it stopped heartbeating", time.Since(start))
+}
+
+// TestJoiningReplicaOwnsOnceActive starts a third replica that has not
+// turned ACTIVE (its hub does not serve yet): the two others and itself see
+// only the two as peers and owners; once it is ACTIVE, all three agree that
+// it owns a share.
+func TestJoiningReplicaOwnsOnceActive(t *testing.T) {
+	rings := startRings(t, 2, 1)
+	waitAgree(t, rings, []string{"hub-0", "hub-1"})
+	joining := startJoining(t, testConfig("hub-2", "127.0.0.1:"+strconv.Itoa(rings[0].MemberlistPort())), 2)
+	all := append(slices.Clone(rings), joining)
+	owners := waitAgree(t, all, []string{"hub-0", "hub-1"})
+	for c, o := range owners {
+		if slices.Contains(o, "hub-2") {
+			t.Fatalf("%s is owned by %v while hub-2 is JOINING", c, o)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := joining.Activate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	owned := 0
+	for _, o := range waitAgree(t, all, []string{"hub-0", "hub-1", "hub-2"}) {
+		if slices.Contains(o, "hub-2") {
+			owned++
+		}
+	}
+	if owned == 0 {
+		t.Fatal("hub-2 owns no cluster once ACTIVE")
+	}
 }
 
 func TestSingleOwnsEverything(t *testing.T) {
