@@ -25,11 +25,14 @@ import (
 	"github.com/fleetpulse/fleetpulse/internal/kitlog"
 )
 
-// Per-shard head sizing: 4096 stripes keep a shard of 400k series at about
-// 100 series per stripe lock; 1 MiB holds several minutes of a shard's
-// chunks (they are cut every 120 samples).
+// Per-shard head sizing: 1024 stripes per shard make 16,384 stripe locks
+// over the default 16 shards, as many as one Prometheus head has, and a
+// stripe's two maps cost about 200 bytes whether it holds a series or not
+// (4096 stripes cost 13 MB over 16 shards, 130 bytes per series of a
+// 100,000-series hub); 1 MiB holds several minutes of a shard's chunks
+// (they are cut every 120 samples).
 const (
-	shardStripeSize       = 1 << 12
+	shardStripeSize       = 1 << 10
 	shardChunkWriteBuffer = 1 << 20
 )
 
