@@ -30,6 +30,7 @@ type figures struct {
 	wallRate   float64 // samples per wall-clock second, the other steps
 	idle, rss  float64 // resident bytes before and after the load (settled)
 	series     float64 // series active at the end of the load
+	mem        memory  // where the settled RSS goes
 }
 
 func (f figures) bytesPerSeries() float64 { return f.rss / f.series }
@@ -44,6 +45,15 @@ func mean(fs []figures) figures {
 		m.idle += f.idle / float64(len(fs))
 		m.rss += f.rss / float64(len(fs))
 		m.series += f.series / float64(len(fs))
+		m.mem.rssAnon += f.mem.rssAnon / float64(len(fs))
+		m.mem.rssFile += f.mem.rssFile / float64(len(fs))
+		m.mem.goStats = f.mem.goStats
+		m.mem.heapAlloc += f.mem.heapAlloc / float64(len(fs))
+		m.mem.heapInuse += f.mem.heapInuse / float64(len(fs))
+		m.mem.heapIdle += f.mem.heapIdle / float64(len(fs))
+		m.mem.stacks += f.mem.stacks / float64(len(fs))
+		m.mem.runtimeOther += f.mem.runtimeOther / float64(len(fs))
+		m.mem.nextGC += f.mem.nextGC / float64(len(fs))
 	}
 	return m
 }
@@ -188,6 +198,7 @@ func benchShape(b *testing.B, shape string, bins map[string]string, l *load, v2 
 		hi := slices.MaxFunc(all[r.name], func(a, b figures) int { return cmp.Compare(a.rate, b.rate) })
 		fmt.Fprintf(&table, "\n  %-16s %8.0f samples/s/core (%.0f–%.0f), %8.0f per wall second; new series %7.0f/s/core; RSS idle %4.0f MiB, after %4.0f MiB = %5.0f B/active series",
 			r.name, m[r.name].rate, lo.rate, hi.rate, m[r.name].wallRate, m[r.name].createRate, m[r.name].idle/(1<<20), m[r.name].rss/(1<<20), m[r.name].bytesPerSeries())
+		fmt.Fprintf(&table, "\n  %-16s memory: %s", "", m[r.name].mem.perSeries(m[r.name].series))
 		b.ReportMetric(m[r.name].rate, r.name+"-samples/s/core")
 		b.ReportMetric(m[r.name].createRate, r.name+"-new-series-samples/s/core")
 		b.ReportMetric(m[r.name].bytesPerSeries(), r.name+"-bytes/series")
@@ -230,6 +241,11 @@ func measureIngest(b *testing.B, t *target, name string, l *load, clients []*htt
 	settleCtx, settleCancel := context.WithTimeout(ctx, 20*time.Second)
 	fig.rss = must(t.settledRSS(settleCtx))
 	settleCancel()
+	mem, err := t.readMemory(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fig.mem = mem
 
 	fig.createRate = float64(l.stepSamples[0]) / (cpu1 - cpu0)
 	fig.rate = float64(l.rest()) / (cpu2 - cpu1)
