@@ -81,6 +81,8 @@ type amAlert struct {
 	Labels       map[string]string `json:"labels"`
 	Annotations  map[string]string `json:"annotations"`
 	GeneratorURL string            `json:"generatorURL"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
 }
 
 // waitAlerts polls Alertmanager's active FleetpulseNodesNotReady alerts until ok.
@@ -114,13 +116,20 @@ func waitAlertsNamed(t *testing.T, amURL, name string, ok func([]amAlert) bool) 
 // startAlertmanager runs Debian's Alertmanager on a free loopback port.
 func startAlertmanager(t *testing.T) string {
 	t.Helper()
+	return startAlertmanagerWith(t, "route:\n  receiver: log\n  group_wait: 0s\nreceivers:\n  - name: log\n")
+}
+
+// startAlertmanagerWith runs Debian's Alertmanager with config (YAML) on a
+// free loopback port.
+func startAlertmanagerWith(t *testing.T, config string) string {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus-alertmanager")
 	if err != nil {
 		t.Fatalf("prometheus-alertmanager not on PATH (Debian package; .ci/run installs it): %v", err)
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(cfg, []byte("route:\n  receiver: log\n  group_wait: 0s\nreceivers:\n  - name: log\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	addr := testbed.FreeAddr(t)

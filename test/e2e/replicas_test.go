@@ -1,0 +1,456 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
+	"github.com/fleetpulse/fleetpulse/hub/controlplane"
+	"github.com/fleetpulse/fleetpulse/hub/metricstore"
+	"github.com/fleetpulse/fleetpulse/hub/registration"
+	"github.com/fleetpulse/fleetpulse/internal/testutil"
+	"github.com/fleetpulse/fleetpulse/test/bench/fleetsim"
+	"github.com/fleetpulse/fleetpulse/testbed"
+)
+
+// replicaRules fire one alert per cluster for as long as it reports. At
+// replication factor 1 a killed owner's samples are unreadable until it
+// restarts, so between the ring forgetting it and the cluster's first
+// write at its new owner the expression finds nothing: keep_firing_for
+// bridges that gap, as a rule over a cluster's own series needs to.
+const replicaRules = `groups:
+  - name: replicas
+    rules:
+      - alert: FleetClusterReporting
+        expr: count by (cluster) (k8s_cluster_info) > 0
+        keep_firing_for: 30s
+`
+
+// TestReplicasTakeOverAKilledReplica runs three `fleetpulse hub` processes
+// in a ring over memberlist on loopback, leader-elected on one test-bed
+// control plane, with the real agents of three test-bed clusters and 300
+// simulated clusters reaching them through one balanced address, a real
+// Alertmanager and a stock thanos query over their StoreAPIs. It checks
+// that thanos query and every replica's /api/v1 answer for the whole
+// fleet; kills (SIGKILL) the controllers' leader, and an owner of a real
+// cluster if the leader owns none, and measures how long the victims'
+// clusters take to write at a new owner (within two agent heartbeat
+// periods) and the controllers to move (within the Lease's duration and
+// a retry); restarts them and finds every sample the hubs acknowledged;
+// starts a fourth replica, which takes clusters over while writes go on;
+// and checks that Alertmanager was notified of each cluster's alert once,
+// never resolved, and that the killed owner's alerts are sent by a live
+// replica.
+func TestReplicasTakeOverAKilledReplica(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	thanos := testbed.ThanosBinary(t)
+	hubBin, agentBin := buildBinary(t, "fleetpulse"), buildBinary(t, "fleetpulse-agent")
+	cp := testbed.StartClusters(t, "replicashub", 1, testbed.ClusterOptions{ControlPlaneOnly: true})[0]
+	reals := testbed.StartClusters(t, "replicas", 3, testbed.ClusterOptions{Nodes: 1})
+
+	hook, hookURL := newWebhook(t)
+	amURL := startAlertmanagerWith(t, "route:\n  receiver: hook\n  group_by: [alertname, cluster]\n  group_wait: 0s\n"+
+		"  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n"+
+		"      - url: "+hookURL+"\n        send_resolved: true\n")
+	rules := filepath.Join(t.TempDir(), "replicas.yaml")
+	if err := os.WriteFile(rules, []byte(replicaRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ca := testbed.NewCA(t, "replicas-agents")
+	cert, key := ca.Server("hub") // localhost and 127.0.0.1: every replica's --ring.instance-addr
+	set := newReplicaSet(t, hubBin, 4, []string{
+		"--agents.tls-cert-file=" + cert, "--agents.tls-key-file=" + key,
+		"--agents.client-ca-file=" + ca.CertFile, "--agents.client-ca-key-file=" + ca.KeyFile,
+		"--control-plane.kubeconfig=" + cp.KubeconfigPath,
+		"--controllers.leader-elect.lease-duration=" + leaseDuration.String(),
+		"--controllers.leader-elect.renew-deadline=" + renewDeadline.String(),
+		"--controllers.leader-elect.retry-period=" + retryPeriod.String(),
+		fmt.Sprintf("--registration.heartbeat-period-seconds=%d", int(agentHeartbeat.Seconds())),
+		"--registration.grace-periods=4",
+		"--rules.no-shipped", "--rules.file=" + rules, "--rules.evaluation-interval=2s", "--alertmanager.url=" + amURL,
+	})
+	three := set.replicas[:3]
+	for _, r := range three {
+		set.start(r)
+	}
+	for _, r := range three {
+		set.waitReady(r)
+	}
+	lb := newBalancer(t)
+	for _, r := range three {
+		lb.add(r.agentAddr)
+	}
+
+	// A stock thanos query over every replica's StoreAPI, the fourth's
+	// included before it runs.
+	thanosURL := "http://" + testbed.FreeAddr(t)
+	args := []string{"query", "--http-address=" + strings.TrimPrefix(thanosURL, "http://"), "--grpc-address=" + testbed.FreeAddr(t),
+		"--query.replica-label=" + metricstore.DefaultReplicaLabel, "--log.level=warn"}
+	for _, r := range set.replicas {
+		args = append(args, "--endpoint="+r.grpcAddr)
+	}
+	tq := exec.Command(thanos, args...)
+	tq.Stderr = testWriter{t}
+	if err := tq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tq.Process.Kill(); _ = tq.Wait() })
+
+	kube, err := client.New(cp.RESTConfig, client.Options{Scheme: controlplane.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := registration.NewTokens(kube, "fleetpulse-system").Create(ctx, registration.TokenOptions{TTL: time.Hour, AutoAccept: true, ClusterSet: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := caPin(t, ca.CertFile)
+	var realNames []string
+	for i, c := range reals {
+		name := fmt.Sprintf("real-%d", i)
+		realNames = append(realNames, name)
+		startRingAgent(t, agentBin, lb.URL(), token, pin, name, c.KubeconfigPath)
+	}
+	fleet, err := fleetsim.New(fleetsim.Config{
+		Hub: lb.URL(), RootCAs: ca.Pool(), Token: token, Clusters: 300, Prefix: "sim",
+		HeartbeatPeriod: agentHeartbeat, CollectionInterval: 2 * time.Second,
+		RegisterConcurrency: 8, Workers: 32, RequestTimeout: 5 * time.Second, AgentVersion: "fleetsim",
+		RecordWrites: true, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regCtx, regCancel := context.WithTimeout(ctx, 2*time.Minute)
+	reg, err := fleet.Register(regCtx)
+	regCancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("300 simulated clusters registered through the replicas in %s", reg.End.Sub(reg.Start).Round(time.Millisecond))
+	fleetStart := time.Now()
+	runCtx, stopFleet := context.WithCancel(ctx)
+	var fleetDone sync.WaitGroup
+	fleetDone.Go(func() { fleet.Run(runCtx) })
+	t.Cleanup(func() { stopFleet(); fleetDone.Wait(); fleet.Close() })
+
+	// The whole fleet, through thanos query and through every replica.
+	const clusters = 303
+	apis := map[string]promv1.API{"thanos query": promAPI(t, thanosURL)}
+	for _, r := range three {
+		apis[r.id+"'s /api/v1"] = promAPI(t, "http://"+r.httpAddr)
+	}
+	wholeFleet := map[string]string{
+		`count(count by (cluster) (k8s_cluster_info))`:                                fmt.Sprintf("{} %d", clusters),
+		`count by (cluster) (k8s_cluster_info{cluster=~"real-.*"})`:                   `{cluster="real-0"} 1; {cluster="real-1"} 1; {cluster="real-2"} 1`,
+		`count(ALERTS{alertname="FleetClusterReporting",alertstate="firing"})`:        fmt.Sprintf("{} %d", clusters),
+		`count(count by (cluster) (k8s_cluster_info{k8s_cluster_version="v1.35.4"}))`: fmt.Sprintf("{} %d", clusters),
+	}
+	for q, want := range wholeFleet {
+		for name, a := range apis {
+			testutil.Eventually(t, 2*time.Minute, func() error {
+				got, err := instant(a, q, time.Now())
+				if err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				if got != want {
+					return fmt.Errorf("%s through %s = %q, want %q (one hub holding the fleet)", q, name, got, want)
+				}
+				return nil
+			})
+		}
+	}
+	testutil.Eventually(t, time.Minute, func() error {
+		if n := len(hook.snapshot()); n != clusters {
+			return fmt.Errorf("Alertmanager notified %d clusters' alerts, want %d", n, clusters)
+		}
+		return nil
+	})
+
+	// Who owns the real clusters, and who leads the controllers.
+	var owners map[string][]string
+	testutil.Eventually(t, 30*time.Second, func() error {
+		now := time.Now()
+		owners, err = holders(ctx, thanosURL, `k8s_cluster_info{cluster=~"real-.*"}`, now.Add(-3*time.Second), now)
+		if err != nil {
+			return err
+		}
+		for _, c := range realNames {
+			if len(owners[c]) != 1 {
+				return fmt.Errorf("%s written recently to %v, want one owner at replication factor 1", c, owners[c])
+			}
+		}
+		return nil
+	})
+	var leader *replica
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if leader = set.leader(three); leader == nil {
+			return fmt.Errorf("no replica leads the controllers")
+		}
+		return nil
+	})
+	victims := []*replica{leader}
+	if !slices.ContainsFunc(realNames, func(c string) bool { return owners[c][0] == leader.id }) {
+		victims = append(victims, replicaByID(three, owners[realNames[0]][0]))
+	}
+	var moved []string
+	for _, c := range realNames {
+		if slices.ContainsFunc(victims, func(v *replica) bool { return v.id == owners[c][0] }) {
+			moved = append(moved, c)
+		}
+	}
+	survivors := slices.DeleteFunc(slices.Clone(three), func(r *replica) bool { return slices.Contains(victims, r) })
+	t.Logf("real clusters' owners %v; leader %s; killing %s", owners, leader.id, ids(victims))
+
+	// kill -9: the leader's controllers and the victims' clusters move.
+	killedAt := time.Now()
+	for _, v := range victims {
+		set.kill(v)
+	}
+	var (
+		leaderMoved time.Duration
+		landed      = map[string]time.Duration{}
+		allLanded   time.Duration
+	)
+	deadline := killedAt.Add(time.Minute)
+	for (leaderMoved == 0 || len(landed) < len(moved) || allLanded == 0) && time.Now().Before(deadline) {
+		now := time.Now()
+		if leaderMoved == 0 && set.leader(survivors) != nil {
+			leaderMoved = now.Sub(killedAt)
+		}
+		if h, err := holders(ctx, thanosURL, `k8s_cluster_info{cluster=~"real-.*"}`, killedAt, now); err == nil {
+			for _, c := range moved {
+				if _, ok := landed[c]; !ok && len(h[c]) > 0 {
+					landed[c] = now.Sub(killedAt)
+				}
+			}
+		}
+		if allLanded == 0 {
+			q := fmt.Sprintf("count(count by (cluster) (timestamp(k8s_cluster_info) > %.3f))", float64(killedAt.UnixMilli())/1000)
+			if got, err := instant(apis["thanos query"], q, now); err == nil && got == fmt.Sprintf("{} %d", clusters) {
+				allLanded = now.Sub(killedAt)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("after kill -9 of %s: controllers led again after %s (lease %s, retry %s); %v's writes at a new owner after %v; "+
+		"all %d clusters written after the kill after %s (agent heartbeat period %s, ring heartbeat %s, timeout %s)",
+		ids(victims), leaderMoved.Round(10*time.Millisecond), leaseDuration, retryPeriod, moved, roundAll(landed),
+		clusters, allLanded.Round(10*time.Millisecond), agentHeartbeat, ringHeartbeat, ringTimeout)
+	if leaderMoved == 0 || leaderMoved > leaseDuration+2*retryPeriod {
+		t.Errorf("controllers moved %s after the leader's kill, want within the lease duration and a retry (%s; 0: never)", leaderMoved, leaseDuration+2*retryPeriod)
+	}
+	for _, c := range moved {
+		if d, ok := landed[c]; !ok || d > 2*agentHeartbeat {
+			t.Errorf("%s's writes at a new owner %s after its owner's kill (landed: %v), want within two heartbeat periods (%s)", c, d, ok, 2*agentHeartbeat)
+		}
+	}
+	if allLanded == 0 || allLanded > 2*agentHeartbeat {
+		t.Errorf("every cluster written after the kill %s after it, want within two heartbeat periods (%s; 0: never)", allLanded, 2*agentHeartbeat)
+	}
+
+	// The victims come back on their data: every write the replicas
+	// acknowledged is there, and the real agents' series have no gap.
+	for _, v := range victims {
+		set.start(v)
+	}
+	for _, v := range victims {
+		set.waitReady(v)
+	}
+	restartedAt := time.Now()
+	assertAcked(t, ctx, thanosURL, fleet, fleetStart)
+	testutil.Eventually(t, 30*time.Second, func() error {
+		got, err := samplesByCluster(ctx, thanosURL, `k8s_cluster_info{cluster=~"real-.*"}`, time.Since(killedAt)+30*time.Second, time.Now())
+		if err != nil {
+			return err
+		}
+		for _, c := range realNames {
+			from, to := killedAt.Add(-20*time.Second).UnixMilli(), restartedAt.UnixMilli()
+			gap := maxGap(got[c], from, to)
+			t.Logf("%s: longest gap between samples from 20 s before the kill to the restart: %s", c, gap)
+			if gap > 3*time.Second {
+				return fmt.Errorf("%s's samples have a %s gap around the kill (collection interval 1 s)", c, gap)
+			}
+		}
+		return nil
+	})
+
+	// A fourth replica joins: it takes clusters over, writes go on at their
+	// owners, nothing acknowledged is lost.
+	fourth := set.replicas[3]
+	set.start(fourth)
+	set.waitReady(fourth)
+	lb.add(fourth.agentAddr)
+	joinedAt := time.Now()
+	before := fleet.Stats()
+	var took []string
+	testutil.Eventually(t, time.Minute, func() error {
+		now := time.Now()
+		h, err := holders(ctx, thanosURL, "k8s_cluster_info", joinedAt.Add(2*ringTimeout), now)
+		if err != nil {
+			return err
+		}
+		took = took[:0]
+		for c, at := range h {
+			if len(at) != 1 {
+				return fmt.Errorf("%s written to %v since the fourth replica joined, want one owner", c, at)
+			}
+			if at[0] == fourth.id {
+				took = append(took, c)
+			}
+		}
+		if len(h) != clusters || len(took) == 0 {
+			return fmt.Errorf("%d clusters written since the fourth replica joined, %d of them to it; want %d, some to it", len(h), len(took), clusters)
+		}
+		return nil
+	})
+	after := fleet.Stats()
+	sort.Strings(took)
+	t.Logf("the fourth replica took %d clusters over within %s; simulated writes meanwhile %d, failed %d",
+		len(took), time.Since(joinedAt).Round(100*time.Millisecond), after.Writes-before.Writes, after.WriteErrors-before.WriteErrors)
+	assertAcked(t, ctx, thanosURL, fleet, fleetStart)
+
+	// Alerts: each cluster's alert notified once and never resolved; the
+	// moved real clusters' alerts sent again, after the kill, by a live
+	// replica (their end time moves past what the victim gave them).
+	for c, n := range hook.snapshot() {
+		if n["firing"] != 1 || n["resolved"] != 0 {
+			t.Errorf("Alertmanager's notifications of %s's alert: %v, want firing once and never resolved", c, n)
+		}
+	}
+	waitAlertsNamed(t, amURL, "FleetClusterReporting", func(alerts []amAlert) bool {
+		fresh := 0
+		for _, a := range alerts {
+			if slices.Contains(moved, a.Labels["cluster"]) && a.EndsAt.After(killedAt.Add(4*time.Minute)) {
+				fresh++
+			}
+		}
+		return len(alerts) == clusters && fresh == len(moved)
+	})
+
+	// The control plane saw every cluster through it all.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		var list fleetv1.ManagedClusterList
+		if err := kube.List(ctx, &list); err != nil {
+			return err
+		}
+		available := 0
+		for _, mc := range list.Items {
+			if meta.IsStatusConditionTrue(mc.Status.Conditions, fleetv1.ConditionAvailable) {
+				available++
+			}
+		}
+		if available != clusters {
+			return fmt.Errorf("%d of %d ManagedClusters Available, want %d", available, len(list.Items), clusters)
+		}
+		return nil
+	})
+}
+
+// startRingAgent runs a real agent joining with a bootstrap token through
+// the replicas' balanced address. Its exporter retries within a second,
+// as its heartbeats do every period, so that a write that failed on a
+// killed owner goes again once the ring names a new one.
+func startRingAgent(t *testing.T, bin, hubURL, token, pin, name, kubeconfig string) {
+	t.Helper()
+	agent := exec.Command(bin,
+		"--hub="+hubURL, "--hub-ca-hash="+pin, "--cluster-name="+name, "--kubeconfig="+kubeconfig, "--state-dir="+t.TempDir(),
+		"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
+		"--set=exporters.fleetpulse_hub.retry_on_failure.initial_interval=250ms",
+		"--set=exporters.fleetpulse_hub.retry_on_failure.max_interval=1s",
+		"--metrics-address="+testbed.FreeAddr(t), "--self-telemetry-address="+testbed.FreeAddr(t))
+	agent.Env = append(agent.Environ(), "FLEETPULSE_BOOTSTRAP_TOKEN="+token)
+	agent.Stderr = testWriter{t}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = agent.Process.Kill(); _ = agent.Wait() })
+}
+
+// assertAcked waits until thanos query, over every replica's StoreAPI,
+// holds a sample at each write the replicas acknowledged to the simulated
+// fleet so far.
+func assertAcked(t *testing.T, ctx context.Context, thanosURL string, fleet *fleetsim.Fleet, since time.Time) {
+	t.Helper()
+	acked := fleet.AckedWrites()
+	writes := 0
+	for _, ts := range acked {
+		writes += len(ts)
+	}
+	testutil.Eventually(t, time.Minute, func() error {
+		got, err := samplesByCluster(ctx, thanosURL, `k8s_cluster_info{cluster=~"sim-.*"}`, time.Since(since)+time.Minute, time.Now())
+		if err != nil {
+			return err
+		}
+		missing, example := 0, ""
+		for c, ts := range acked {
+			for _, at := range ts {
+				if !got[c][at] {
+					missing++
+					example = fmt.Sprintf("%s at %s", c, time.UnixMilli(at).Format(time.RFC3339Nano))
+				}
+			}
+		}
+		if missing > 0 {
+			return fmt.Errorf("%d of %d acknowledged writes not queryable (e.g. %s)", missing, writes, example)
+		}
+		return nil
+	})
+	t.Logf("%d acknowledged writes of %d simulated clusters (%d samples), every one queryable", writes, len(acked), writes*fleetsim.SeriesPerCluster)
+}
+
+// maxGap is the longest time between consecutive samples in [from, to].
+func maxGap(samples map[int64]bool, from, to int64) time.Duration {
+	ts := []int64{from}
+	for at := range samples {
+		if at > from && at < to {
+			ts = append(ts, at)
+		}
+	}
+	ts = append(ts, to)
+	slices.Sort(ts)
+	var gap int64
+	for i := 1; i < len(ts); i++ {
+		gap = max(gap, ts[i]-ts[i-1])
+	}
+	return time.Duration(gap) * time.Millisecond
+}
+
+func replicaByID(rs []*replica, id string) *replica {
+	for _, r := range rs {
+		if r.id == id {
+			return r
+		}
+	}
+	return nil
+}
+
+func ids(rs []*replica) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.id)
+	}
+	return out
+}
+
+func roundAll(m map[string]time.Duration) map[string]time.Duration {
+	out := make(map[string]time.Duration, len(m))
+	for k, d := range m {
+		out[k] = d.Round(10 * time.Millisecond)
+	}
+	return out
+}
