@@ -354,6 +354,26 @@ func rawQuery(ctx context.Context, base, q string, at time.Time) (model.Value, e
 // thanos query, every replica's copy, and returns each cluster's sample
 // timestamps (milliseconds), merged.
 func samplesByCluster(ctx context.Context, base, selector string, window time.Duration, at time.Time) (map[string]map[int64]bool, error) {
+	byReplica, err := samplesByReplica(ctx, base, selector, window, at)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[int64]bool{}
+	for c, replicas := range byReplica {
+		out[c] = map[int64]bool{}
+		for _, ts := range replicas {
+			for at := range ts {
+				out[c][at] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// samplesByReplica reads metric's raw samples of the last window through
+// thanos query, every replica's copy, and returns each cluster's sample
+// timestamps (milliseconds) per replica that holds them.
+func samplesByReplica(ctx context.Context, base, selector string, window time.Duration, at time.Time) (map[string]map[string]map[int64]bool, error) {
 	v, err := rawQuery(ctx, base, fmt.Sprintf("%s[%ds]", selector, int(window.Seconds())+1), at)
 	if err != nil {
 		return nil, err
@@ -362,14 +382,17 @@ func samplesByCluster(ctx context.Context, base, selector string, window time.Du
 	if !ok {
 		return nil, errors.New("want a matrix")
 	}
-	out := map[string]map[int64]bool{}
+	out := map[string]map[string]map[int64]bool{}
 	for _, s := range m {
-		c := string(s.Metric["cluster"])
+		c, r := string(s.Metric["cluster"]), string(s.Metric[metricstore.DefaultReplicaLabel])
 		if out[c] == nil {
-			out[c] = map[int64]bool{}
+			out[c] = map[string]map[int64]bool{}
+		}
+		if out[c][r] == nil {
+			out[c][r] = map[int64]bool{}
 		}
 		for _, p := range s.Values {
-			out[c][int64(p.Timestamp)] = true
+			out[c][r][int64(p.Timestamp)] = true
 		}
 	}
 	return out, nil
