@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetpulse/fleetpulse/api"
@@ -42,27 +43,19 @@ func InstallAt(ctx context.Context, restCfg *rest.Config, namespace string) erro
 
 // Install applies the API's CRDs, waits until they are served, and creates
 // the hub's namespace (bootstrap tokens, ClusterProfiles). It is
-// idempotent.
+// idempotent, and replicas may run it at the same time.
 func Install(ctx context.Context, c client.Client, namespace string) error {
 	crds, err := api.CRDs()
 	if err != nil {
 		return err
 	}
 	for _, crd := range crds {
-		existing := &apiextensionsv1.CustomResourceDefinition{}
-		err := c.Get(ctx, client.ObjectKey{Name: crd.Name}, existing)
-		switch {
-		case apierrors.IsNotFound(err):
-			if err := c.Create(ctx, crd); err != nil {
-				return fmt.Errorf("create CRD %s: %w", crd.Name, err)
-			}
-		case err != nil:
-			return fmt.Errorf("get CRD %s: %w", crd.Name, err)
-		default:
-			existing.Spec = crd.Spec
-			if err := c.Update(ctx, existing); err != nil {
-				return fmt.Errorf("update CRD %s: %w", crd.Name, err)
-			}
+		// Replicas starting together install at once: the one that loses a
+		// create or an update to another's reads the CRD again and applies
+		// it over that one.
+		lostRace := func(err error) bool { return apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) }
+		if err := retry.OnError(retry.DefaultRetry, lostRace, func() error { return applyCRD(ctx, c, crd.DeepCopy()) }); err != nil {
+			return err
 		}
 	}
 	for _, crd := range crds {
@@ -85,6 +78,26 @@ func Install(ctx context.Context, c client.Client, namespace string) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", namespace, err)
+	}
+	return nil
+}
+
+// applyCRD creates crd, or sets the existing one's spec to crd's.
+func applyCRD(ctx context.Context, c client.Client, crd *apiextensionsv1.CustomResourceDefinition) error {
+	existing := &apiextensionsv1.CustomResourceDefinition{}
+	err := c.Get(ctx, client.ObjectKey{Name: crd.Name}, existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		if err := c.Create(ctx, crd); err != nil {
+			return fmt.Errorf("create CRD %s: %w", crd.Name, err)
+		}
+	case err != nil:
+		return fmt.Errorf("get CRD %s: %w", crd.Name, err)
+	default:
+		existing.Spec = crd.Spec
+		if err := c.Update(ctx, existing); err != nil {
+			return fmt.Errorf("update CRD %s: %w", crd.Name, err)
+		}
 	}
 	return nil
 }
