@@ -87,7 +87,8 @@ func TestReplicasAtReplicationFactor2LoseNothingToAKill(t *testing.T) {
 	}
 
 	// The real agents' samples, at each live owner they had before the
-	// kill, from 20 s before it to 15 s after it.
+	// kill, from their first within 20 s before it (the agents may have
+	// joined later) to 15 s after it.
 	from, to := killedAt.Add(-20*time.Second), killedAt.Add(15*time.Second)
 	testutil.Eventually(t, 45*time.Second, func() error {
 		if time.Now().Before(to.Add(3 * time.Second)) {
@@ -102,15 +103,32 @@ func TestReplicasAtReplicationFactor2LoseNothingToAKill(t *testing.T) {
 				if id == victim.id {
 					continue
 				}
-				gap := maxGap(got[c][id], from.UnixMilli(), to.UnixMilli())
+				first, ok := firstSince(got[c][id], from.UnixMilli())
+				if !ok || first > killedAt.Add(-3*time.Second).UnixMilli() {
+					return fmt.Errorf("%s's samples at %s start at %s, want some from before %s's kill at %s",
+						c, id, time.UnixMilli(first).Format(time.RFC3339Nano), victim.id, killedAt.Format(time.RFC3339Nano))
+				}
+				gap := maxGap(got[c][id], first, to.UnixMilli())
 				if gap > 3*time.Second {
 					return fmt.Errorf("%s's samples at %s have a %s gap around %s's kill (collection interval 1 s)", c, id, gap, victim.id)
 				}
-				t.Logf("%s at %s: longest gap between samples from 20 s before the kill to 15 s after it: %s", c, id, gap)
+				t.Logf("%s at %s: longest gap between samples from %s before the kill to 15 s after it: %s",
+					c, id, killedAt.Sub(time.UnixMilli(first)).Round(time.Second), gap)
 			}
 		}
 		return nil
 	})
+}
+
+// firstSince is the earliest of samples at or after from.
+func firstSince(samples map[int64]bool, from int64) (int64, bool) {
+	first, ok := int64(0), false
+	for at := range samples {
+		if at >= from && (!ok || at < first) {
+			first, ok = at, true
+		}
+	}
+	return first, ok
 }
 
 // pick is m restricted to keys.

@@ -144,8 +144,11 @@ func TestReplicasTakeOverAKilledReplica(t *testing.T) {
 		"all %d clusters written after the kill after %s (agent heartbeat period %s, ring heartbeat %s, timeout %s)",
 		ids(victims), leaderMoved.Round(10*time.Millisecond), leaseDuration, retryPeriod, moved, roundAll(landed),
 		clusters, allLanded.Round(10*time.Millisecond), agentHeartbeat, ringHeartbeat, ringTimeout)
-	if leaderMoved == 0 || leaderMoved > leaseDuration+2*retryPeriod {
-		t.Errorf("controllers moved %s after the leader's kill, want within the lease duration and a retry (%s; 0: never)", leaderMoved, leaseDuration+2*retryPeriod)
+	// A candidate takes the Lease a Lease duration after it last saw it
+	// renewed (up to a retry period after the renewal), at its next try
+	// (another retry period); the scrape of the gauge adds its own lag.
+	if bound := leaseDuration + 4*retryPeriod; leaderMoved == 0 || leaderMoved > bound {
+		t.Errorf("controllers moved %s after the leader's kill, want within the lease duration and retries (%s; 0: never)", leaderMoved, bound)
 	}
 	for _, c := range moved {
 		if d, ok := landed[c]; !ok || d > 2*agentHeartbeat {
