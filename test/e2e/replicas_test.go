@@ -28,7 +28,7 @@ import (
 // cluster if the leader owns none, and measures how long the victims'
 // clusters take to write at a new owner (within two agent heartbeat
 // periods) and the controllers to move (within the Lease's duration and
-// a retry); restarts them and finds every sample the hubs acknowledged;
+// its retries); restarts them and finds every sample the hubs acknowledged;
 // starts a fourth replica, which takes clusters over while writes go on;
 // and checks that Alertmanager was notified of each cluster's alert once,
 // never resolved, and that the killed owner's alerts are sent by a live
