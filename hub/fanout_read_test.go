@@ -69,13 +69,13 @@ func TestReplicaReadsPeersIntact(t *testing.T) {
 	})
 
 	check := func() error {
-		v, _, err := api.Query(context.Background(), `read_probe`, now)
+		v, warnings, err := api.Query(context.Background(), `read_probe`, now)
 		if err != nil {
 			return fmt.Errorf("read_probe: %w", err)
 		}
 		vec, _ := v.(model.Vector)
 		if len(vec) != clusters*podsPerCluster {
-			return fmt.Errorf("read_probe answers %d series, want %d", len(vec), clusters*podsPerCluster)
+			return fmt.Errorf("read_probe answers %d series, want %d (warnings %q)", len(vec), clusters*podsPerCluster, warnings)
 		}
 		for _, s := range vec {
 			cluster, pod := string(s.Metric["cluster"]), string(s.Metric["pod"])

@@ -219,6 +219,14 @@ func Setup(mgr manager.Manager, cfg Config, ca *CA, instant query.QueryFunc, sto
 		audits:  newAuditCounter(reg),
 		limiter: newSourceLimiter(cfg.RegisterRatePerSource, cfg.RegisterBurstPerSource, cfg.RegisterSources),
 	}
+	// The informers the controllers read start with the cache, so that the
+	// manager is ready only once they have synced, rather than each on its
+	// first read: one started that late can outlive a shutdown.
+	for _, obj := range []client.Object{&corev1.Namespace{}, &coordinationv1.Lease{}, &cpv1.ClusterProfile{}} {
+		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("informer for %T: %w", obj, err)
+		}
+	}
 	s.tracker = newTracker(func(name string) time.Duration {
 		mc := &fleetv1.ManagedCluster{}
 		if err := s.cache.Get(context.Background(), client.ObjectKey{Name: name}, mc); err != nil {

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -93,33 +94,39 @@ func (s *Service) relay(ctx context.Context, mc *fleetv1.ManagedCluster, b beat)
 	if err != nil {
 		return err
 	}
-	l := &coordinationv1.Lease{}
-	err = s.cache.Get(ctx, client.ObjectKey{Namespace: mc.Name, Name: leaseName}, l)
-	switch {
-	case apierrors.IsNotFound(err):
-		l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: mc.Name, Name: leaseName},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(mc.Name), LeaseDurationSeconds: ptr.To(s.leaseSeconds(b.Grace))}}
-	case err != nil:
-		return fmt.Errorf("read lease of %s: %w", mc.Name, err)
-	default:
-		l = l.DeepCopy()
-	}
-	if l.Annotations == nil {
-		l.Annotations = map[string]string{}
-	}
-	l.Annotations[annotationAPIReachable] = strconv.FormatBool(b.ClusterAPIReachable)
-	l.Annotations[annotationAPIError] = b.ClusterAPIError
-	l.Annotations[annotationAgentVersion] = b.AgentVersion
-	l.Annotations[annotationClaims] = string(claims)
-	l.Spec.RenewTime = &metav1.MicroTime{Time: b.At}
-	if l.ResourceVersion == "" {
-		err = s.writer.Create(ctx, l)
-	} else {
-		err = s.writer.Update(ctx, l)
-	}
+	// The leader writes the Lease too, so a write may conflict (or a create
+	// find it made): the retry reads the Lease from the apiserver rather
+	// than the cache, which may not have seen the write it lost to yet.
+	from := s.cache
+	conflict := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
+	err = retry.OnError(retry.DefaultRetry, conflict, func() error {
+		l := &coordinationv1.Lease{}
+		err := from.Get(ctx, client.ObjectKey{Namespace: mc.Name, Name: leaseName}, l)
+		from = s.reader
+		switch {
+		case apierrors.IsNotFound(err):
+			l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: mc.Name, Name: leaseName},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(mc.Name), LeaseDurationSeconds: ptr.To(s.leaseSeconds(b.Grace))}}
+		case err != nil:
+			return fmt.Errorf("read lease of %s: %w", mc.Name, err)
+		default:
+			l = l.DeepCopy()
+		}
+		if l.Annotations == nil {
+			l.Annotations = map[string]string{}
+		}
+		l.Annotations[annotationAPIReachable] = strconv.FormatBool(b.ClusterAPIReachable)
+		l.Annotations[annotationAPIError] = b.ClusterAPIError
+		l.Annotations[annotationAgentVersion] = b.AgentVersion
+		l.Annotations[annotationClaims] = string(claims)
+		l.Spec.RenewTime = &metav1.MicroTime{Time: b.At}
+		if l.ResourceVersion == "" {
+			return s.writer.Create(ctx, l)
+		}
+		return s.writer.Update(ctx, l)
+	})
 	if err != nil {
-		// A conflict: the leader or another replica wrote the Lease since
-		// the cache saw it. The next heartbeat relays again.
+		// The next heartbeat relays again.
 		return fmt.Errorf("relay the heartbeat of %s into its lease: %w", mc.Name, err)
 	}
 	s.leaseWrites.Inc()

@@ -2,12 +2,17 @@ package testutil
 
 import (
 	"context"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 )
 
 // StartTimeout bounds how long Run waits for a component to be ready.
 const StartTimeout = 30 * time.Second
+
+// stopReportAfter is how long a stop runs before Run logs every goroutine.
+const stopReportAfter = 20 * time.Second
 
 // Run runs run(ctx) on its own goroutine until the test ends or stop is
 // called, and returns once ready reports true (nil: at once). It fails the
@@ -26,7 +31,15 @@ func Run(t testing.TB, run func(context.Context) error, ready func() bool) (stop
 		}
 		stopped = true
 		cancel()
-		runErr = <-done
+		select {
+		case runErr = <-done:
+		case <-time.After(stopReportAfter):
+			// Name what holds the stop up while it still can be seen.
+			var goroutines strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&goroutines, 1)
+			t.Logf("stop: still running after %s; goroutines:\n%s", stopReportAfter, goroutines.String())
+			runErr = <-done
+		}
 		if runErr != nil {
 			t.Errorf("stop: %v", runErr)
 		}
