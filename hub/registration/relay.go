@@ -87,7 +87,7 @@ func (s *Service) heard(ctx context.Context, mc *fleetv1.ManagedCluster, b beat)
 // relay writes a heartbeat this replica received into the cluster's Lease,
 // when it does not lead the controllers and the leader needs to hear it.
 func (s *Service) relay(ctx context.Context, mc *fleetv1.ManagedCluster, b beat) error {
-	if s.leading == nil || s.leading() || !mc.Spec.Accepted || !s.relayDue(mc.Name, b, period(mc)) {
+	if s.leading == nil || s.leading() || !mc.Spec.Accepted || mc.DeletionTimestamp != nil || !s.relayDue(mc.Name, b, period(mc)) {
 		return nil
 	}
 	claims, err := json.Marshal(b.Claims)
@@ -121,6 +121,12 @@ func (s *Service) relay(ctx context.Context, mc *fleetv1.ManagedCluster, b beat)
 		l.Annotations[annotationClaims] = string(claims)
 		l.Spec.RenewTime = &metav1.MicroTime{Time: b.At}
 		if l.ResourceVersion == "" {
+			// A cluster that just joined may not have the namespace the
+			// leader makes for it yet: at thousands joining at once the
+			// leader gets to it long after its first heartbeats.
+			if err := s.ensureNamespace(ctx, mc); err != nil {
+				return err
+			}
 			return s.writer.Create(ctx, l)
 		}
 		return s.writer.Update(ctx, l)

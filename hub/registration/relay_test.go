@@ -80,16 +80,10 @@ func TestHeartbeatsThroughAFollowerKeepAClusterAvailable(t *testing.T) {
 			"heartbeats arrive and the agent reaches its cluster's apiserver")
 	}
 
-	// The first relay waits for the controller to make the cluster's
-	// namespace, as an agent's next heartbeat would.
-	testutil.Eventually(t, 10*time.Second, func() error {
-		heartbeat(true, "")
-		mc := &fleetv1.ManagedCluster{}
-		if err := h.kube.Get(ctx, client.ObjectKey{Name: name}, mc); err != nil {
-			return err
-		}
-		return available(mc)
-	})
+	// The first relay goes through whether or not the leader has made the
+	// cluster's namespace yet: the follower makes it if needed.
+	require.NoError(t, follower.relay(ctx, mc, beat{At: h.clock.Now(), ClusterAPIReachable: true, AgentVersion: "v1.2.3", Grace: testGrace}))
+	h.waitCluster(name, available)
 	// Five periods, past the grace of three, with heartbeats through the
 	// follower only.
 	for range 5 {

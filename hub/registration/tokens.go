@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -202,9 +203,15 @@ func (t *Tokens) Used(ctx context.Context, id string) error {
 	return b.err
 }
 
+// usageBackoff spaces the retries of a usage count that lost its write to
+// another's: every replica counts the registrations it takes, so with a
+// fleet joining at once, client-go's DefaultRetry (five tries within about
+// 50 ms) runs out while the other replicas keep writing.
+var usageBackoff = wait.Backoff{Steps: 10, Duration: 10 * time.Millisecond, Factor: 2, Jitter: 1, Cap: 2 * time.Second}
+
 // addUsage adds n registrations, the last at last, to the token's Secret.
 func (t *Tokens) addUsage(ctx context.Context, id string, n int, last time.Time) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	return retry.RetryOnConflict(usageBackoff, func() error {
 		s := &corev1.Secret{}
 		if err := t.c.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: tokenSecretPrefix + id}, s); err != nil {
 			return err
