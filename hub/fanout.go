@@ -22,6 +22,7 @@ import (
 	_ "github.com/thanos-io/thanos/pkg/extgrpc"
 	"github.com/thanos-io/thanos/pkg/query"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -150,11 +151,20 @@ func isPeer(replica, self Instance) bool {
 	return replica.ID != self.ID && replica.GRPCAddr != "" && replica.GRPCAddr != self.GRPCAddr
 }
 
+// peerBackoff spaces the reconnects to a peer that went away. gRPC's
+// default grows to two minutes, so a replica that was down for half a
+// minute would be read again only some ten seconds after it is back (and
+// a stock `thanos query` does wait that long); a peer is one replica of
+// the same deployment, and its clusters' data is missing from every
+// answer until it is read.
+var peerBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: peerRetryInterval}
+
 // peerDialOptions are the gRPC options of the connections to the peers'
 // StoreAPIs: TLS with the peers' CA (and a client certificate when they
 // require one), or plain gRPC.
 func peerDialOptions(c PeerTLSConfig) ([]grpc.DialOption, error) {
-	opts := []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32))}
+	opts := []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: peerBackoff, MinConnectTimeout: peerInfoTimeout})}
 	if c.CAFile == "" {
 		return append(opts, grpc.WithTransportCredentials(insecure.NewCredentials())), nil
 	}

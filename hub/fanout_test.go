@@ -21,6 +21,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/thanos-io/thanos/pkg/info/infopb"
 	"github.com/thanos-io/thanos/pkg/store/storepb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -348,4 +349,69 @@ func TestReplicaAnswersWhenAPeerStops(t *testing.T) {
 		return nil
 	})
 	t.Logf("replica 0 answered and evaluated without its peer %s after the peer stopped", time.Since(stopped).Round(time.Millisecond))
+}
+
+// TestReplicaReadsARestartedPeerAtOnce stops a replica for longer than
+// gRPC's reconnect backoff takes to grow past several seconds, starts it
+// again on its data, and checks that its peer reads it again within a few
+// seconds of its StoreAPI answering, rather than at gRPC's next reconnect
+// attempt (its default backoff grows to two minutes).
+func TestReplicaReadsARestartedPeerAtOnce(t *testing.T) {
+	t.Parallel()
+	ca := testbed.NewCA(t, "agents")
+	peers := []string{testbed.FreeAddr(t), testbed.FreeAddr(t)}
+	var (
+		cfgs     []Config
+		replicas []*Hub
+		stops    []func()
+	)
+	for i, addr := range peers {
+		cfg := DefaultConfig()
+		cfg.HTTPListenAddress, cfg.AgentListenAddress, cfg.GRPCListenAddress = "127.0.0.1:0", "127.0.0.1:0", addr
+		cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("localhost")
+		cfg.AgentTLS.ClientCAFile = ca.CertFile
+		cfg.Store.Dir, cfg.Store.Replica = t.TempDir(), fmt.Sprintf("hub-%d", i)
+		cfg.QueryPeers, cfg.PeerRefreshInterval = peers, 200*time.Millisecond
+		cfg.NoShippedRules = true
+		h, stop := runHub(t, cfg)
+		cfgs, replicas, stops = append(cfgs, cfg), append(replicas, h), append(stops, stop)
+	}
+	now := time.Now().Truncate(time.Second)
+	writeProbe(t, ca, replicas[0], "c-0", 0, now)
+	writeProbe(t, ca, replicas[1], "c-1", 1, now)
+	api := hubAPI(t, replicas[0])
+	both := fmt.Sprintf("{cluster=\"c-0\"} => 2 @[%d]\n{cluster=\"c-1\"} => 2 @[%d]", now.Unix(), now.Unix())
+	readsBoth := func() error {
+		v, _, err := api.Query(context.Background(), `count by (cluster) (fanout_probe)`, now)
+		if err != nil || fmt.Sprint(v) != both {
+			return fmt.Errorf("replica 0 answers %q (%v), want both clusters", v, err)
+		}
+		return nil
+	}
+	testutil.Eventually(t, 30*time.Second, readsBoth)
+
+	// The downtime is the scenario, not a wait for something: gRPC's
+	// reconnect attempts after 30 s down are about 10 s apart by default.
+	stops[1]()
+	time.Sleep(30 * time.Second)
+	h, _ := runHub(t, cfgs[1])
+	restarted := time.Now()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		c, err := grpc.NewClient(peers[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = infopb.NewInfoClient(c).Info(context.Background(), &infopb.InfoRequest{})
+		return err
+	})
+	answering := time.Since(restarted)
+	testutil.Eventually(t, 30*time.Second, readsBoth)
+	read := time.Since(restarted)
+	t.Logf("%s's StoreAPI answered %s after its restart; replica 0 read it again %s after", h.cfg.Store.Replica,
+		answering.Round(time.Millisecond), read.Round(time.Millisecond))
+	if bound := answering + 3*peerRetryInterval; read > bound {
+		t.Errorf("replica 0 read its restarted peer %s after the restart, want within %s (its StoreAPI answering, then %s)",
+			read, bound, 3*peerRetryInterval)
+	}
 }

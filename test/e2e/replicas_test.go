@@ -281,7 +281,10 @@ func startRingAgent(t *testing.T, bin, hubURL, token, pin, name, kubeconfig stri
 
 // assertAcked waits until thanos query, over every replica's StoreAPI,
 // holds a sample at each write the replicas acknowledged to the simulated
-// fleet so far.
+// fleet so far. A stock thanos query reads a restarted replica again only
+// at gRPC's next reconnect attempt, up to two minutes apart after a long
+// downtime (the hubs' own peer connections back off to 1 s at most), so
+// the wait allows for that.
 func assertAcked(t *testing.T, ctx context.Context, thanosURL string, fleet *fleetsim.Fleet, since time.Time) {
 	t.Helper()
 	acked := fleet.AckedWrites()
@@ -289,7 +292,7 @@ func assertAcked(t *testing.T, ctx context.Context, thanosURL string, fleet *fle
 	for _, ts := range acked {
 		writes += len(ts)
 	}
-	testutil.Eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, 3*time.Minute, func() error {
 		got, err := samplesByCluster(ctx, thanosURL, `k8s_cluster_info{cluster=~"sim-.*"}`, time.Since(since)+time.Minute, time.Now())
 		if err != nil {
 			return err
