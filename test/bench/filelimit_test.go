@@ -8,10 +8,11 @@ import (
 // ensureFileLimit raises the process's open-file limit to need when it is
 // lower, or fails the benchmark naming the need. A simulated cluster holds
 // its own connections (its certificate is its identity): to one hub one,
-// to replicas behind the in-process balancer four file descriptors (its
-// connection to the balancer, the balancer's two ends of it, and its
-// connection to its owner), so 9,000 clusters outgrow a limit of 20,000
-// and their calls fail with "too many open files".
+// to replicas behind the in-process balancer at least four file
+// descriptors (its connection to the balancer, the balancer's two ends of
+// it, its connection to its owner) and more while connections turn over:
+// 4,500 clusters outgrew a limit of 20,000, their calls failing with "too
+// many open files".
 func ensureFileLimit(b *testing.B, need uint64) {
 	b.Helper()
 	var lim syscall.Rlimit

@@ -117,7 +117,7 @@ func BenchmarkScaleOut(b *testing.B) {
 		b.Skip("set FLEETPULSE_SCALEOUT_CLUSTERS (9000 for the documented figures) or FLEETPULSE_SCALEOUT=1 to run the scale-out benchmark")
 	}
 	o := scaleOutOptionsFromEnv(b)
-	ensureFileLimit(b, uint64(4*o.clusters+2_000))
+	ensureFileLimit(b, uint64(6*o.clusters+2_000))
 	root, err := testbed.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
