@@ -28,14 +28,8 @@ func TestReplicaReadsPeersIntact(t *testing.T) {
 	ca := testbed.NewCA(t, "agents")
 	peers := []string{testbed.FreeAddr(t), testbed.FreeAddr(t)}
 	var replicas []*Hub
-	for i, addr := range peers {
-		cfg := DefaultConfig()
-		cfg.HTTPListenAddress, cfg.AgentListenAddress, cfg.GRPCListenAddress = "127.0.0.1:0", "127.0.0.1:0", addr
-		cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("localhost")
-		cfg.AgentTLS.ClientCAFile = ca.CertFile
-		cfg.Store.Dir, cfg.Store.Replica = t.TempDir(), fmt.Sprintf("hub-%d", i)
-		cfg.QueryPeers, cfg.PeerRefreshInterval = peers, 200*time.Millisecond
-		cfg.NoShippedRules = true
+	for i := range peers {
+		cfg := peerConfig(t, ca, peers, i)
 		h, _ := runHub(t, cfg)
 		replicas = append(replicas, h)
 	}

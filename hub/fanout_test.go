@@ -303,14 +303,9 @@ func TestReplicaAnswersWhenAPeerStops(t *testing.T) {
 	peers := []string{testbed.FreeAddr(t), testbed.FreeAddr(t)}
 	var replicas []*Hub
 	var stops []func()
-	for i, addr := range peers {
-		cfg := DefaultConfig()
-		cfg.HTTPListenAddress, cfg.AgentListenAddress, cfg.GRPCListenAddress = "127.0.0.1:0", "127.0.0.1:0", addr
-		cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("localhost")
-		cfg.AgentTLS.ClientCAFile = ca.CertFile
-		cfg.Store.Dir, cfg.Store.Replica = t.TempDir(), fmt.Sprintf("hub-%d", i)
-		cfg.QueryPeers, cfg.PeerRefreshInterval = peers, 200*time.Millisecond
-		cfg.NoShippedRules, cfg.Alerting.RuleFiles, cfg.Alerting.EvaluationInterval = true, []string{rules}, 200*time.Millisecond
+	for i := range peers {
+		cfg := peerConfig(t, ca, peers, i)
+		cfg.Alerting.RuleFiles, cfg.Alerting.EvaluationInterval = []string{rules}, 200*time.Millisecond
 		h, stop := runHub(t, cfg)
 		replicas, stops = append(replicas, h), append(stops, stop)
 	}
@@ -365,14 +360,8 @@ func TestReplicaReadsARestartedPeerAtOnce(t *testing.T) {
 		replicas []*Hub
 		stops    []func()
 	)
-	for i, addr := range peers {
-		cfg := DefaultConfig()
-		cfg.HTTPListenAddress, cfg.AgentListenAddress, cfg.GRPCListenAddress = "127.0.0.1:0", "127.0.0.1:0", addr
-		cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("localhost")
-		cfg.AgentTLS.ClientCAFile = ca.CertFile
-		cfg.Store.Dir, cfg.Store.Replica = t.TempDir(), fmt.Sprintf("hub-%d", i)
-		cfg.QueryPeers, cfg.PeerRefreshInterval = peers, 200*time.Millisecond
-		cfg.NoShippedRules = true
+	for i := range peers {
+		cfg := peerConfig(t, ca, peers, i)
 		h, stop := runHub(t, cfg)
 		cfgs, replicas, stops = append(cfgs, cfg), append(replicas, h), append(stops, stop)
 	}
@@ -414,4 +403,18 @@ func TestReplicaReadsARestartedPeerAtOnce(t *testing.T) {
 		t.Errorf("replica 0 read its restarted peer %s after the restart, want within %s (its StoreAPI answering, then %s)",
 			read, bound, 3*peerRetryInterval)
 	}
+}
+
+// peerConfig is the configuration of the i-th of replicas that list each
+// other as static peers (at peers' addresses), on loopback, with the
+// agents' CA and no shipped rules.
+func peerConfig(t *testing.T, ca *testbed.CA, peers []string, i int) Config {
+	cfg := DefaultConfig()
+	cfg.HTTPListenAddress, cfg.AgentListenAddress, cfg.GRPCListenAddress = "127.0.0.1:0", "127.0.0.1:0", peers[i]
+	cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("localhost")
+	cfg.AgentTLS.ClientCAFile = ca.CertFile
+	cfg.Store.Dir, cfg.Store.Replica = t.TempDir(), fmt.Sprintf("hub-%d", i)
+	cfg.QueryPeers, cfg.PeerRefreshInterval = peers, 200*time.Millisecond
+	cfg.NoShippedRules = true
+	return cfg
 }
