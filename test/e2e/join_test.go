@@ -127,12 +127,14 @@ func TestAgentsJoinWithBootstrapToken(t *testing.T) {
 	waitAlertsNamed(t, amURL, "FleetpulseClusterHeartbeatMissing", func(a []amAlert) bool { return len(a) == 0 })
 }
 
-func joinAgent(t *testing.T, bin, hubURL, token, pin, name, kubeconfig, stateDir string) *exec.Cmd {
+// joinAgent runs a real agent joining with a bootstrap token, with flags
+// added to the tests' own, until the test ends.
+func joinAgent(t *testing.T, bin, hubURL, token, pin, name, kubeconfig, stateDir string, flags ...string) *exec.Cmd {
 	t.Helper()
-	agent := exec.Command(bin,
-		"--hub="+hubURL, "--hub-ca-hash="+pin, "--cluster-name="+name, "--kubeconfig="+kubeconfig, "--state-dir="+stateDir,
+	agent := exec.Command(bin, append([]string{
+		"--hub=" + hubURL, "--hub-ca-hash=" + pin, "--cluster-name=" + name, "--kubeconfig=" + kubeconfig, "--state-dir=" + stateDir,
 		"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
-		"--metrics-address="+testbed.FreeAddr(t), "--self-telemetry-address="+testbed.FreeAddr(t))
+		"--metrics-address=" + testbed.FreeAddr(t), "--self-telemetry-address=" + testbed.FreeAddr(t)}, flags...)...)
 	agent.Env = append(agent.Environ(), "FLEETPULSE_BOOTSTRAP_TOKEN="+token)
 	agent.Stderr = testWriter{t}
 	if err := agent.Start(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os/exec"
 	"slices"
 	"sort"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/internal/testutil"
 	"github.com/fleetpulse/fleetpulse/test/bench/fleetsim"
-	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
 // TestReplicasTakeOverAKilledReplica runs three `fleetpulse hub` processes
@@ -287,18 +285,9 @@ func TestReplicasTakeOverAKilledReplica(t *testing.T) {
 // killed owner goes again once the ring names a new one.
 func startRingAgent(t *testing.T, bin, hubURL, token, pin, name, kubeconfig string) {
 	t.Helper()
-	agent := exec.Command(bin,
-		"--hub="+hubURL, "--hub-ca-hash="+pin, "--cluster-name="+name, "--kubeconfig="+kubeconfig, "--state-dir="+t.TempDir(),
-		"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
+	joinAgent(t, bin, hubURL, token, pin, name, kubeconfig, t.TempDir(),
 		"--set=exporters.fleetpulse_hub.retry_on_failure.initial_interval=250ms",
-		"--set=exporters.fleetpulse_hub.retry_on_failure.max_interval=1s",
-		"--metrics-address="+testbed.FreeAddr(t), "--self-telemetry-address="+testbed.FreeAddr(t))
-	agent.Env = append(agent.Environ(), "FLEETPULSE_BOOTSTRAP_TOKEN="+token)
-	agent.Stderr = testWriter{t}
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = agent.Process.Kill(); _ = agent.Wait() })
+		"--set=exporters.fleetpulse_hub.retry_on_failure.max_interval=1s")
 }
 
 // assertAcked waits until thanos query, over every replica's StoreAPI,
