@@ -216,7 +216,7 @@ func startJoiningAgent(t *testing.T, bin, token string, args []string) *joiningA
 	a := &joiningAgent{exited: make(chan struct{})}
 	a.cmd = exec.Command(bin, append(args, "--metrics-address="+testbed.FreeAddr(t), "--self-telemetry-address="+testbed.FreeAddr(t))...)
 	a.cmd.Env = append(os.Environ(), "FLEETPULSE_BOOTSTRAP_TOKEN="+token)
-	a.cmd.Stderr = io.MultiWriter(a, testWriter{t})
+	a.cmd.Stderr = io.MultiWriter(a, processLog(t, "agent"))
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

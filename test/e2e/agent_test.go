@@ -33,7 +33,7 @@ func TestAgentShipsInventory(t *testing.T) {
 		"--kubeconfig="+cluster.KubeconfigPath, "--state-dir="+t.TempDir(),
 		"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
 		"--metrics-address="+testbed.FreeAddr(t), "--self-telemetry-address="+testbed.FreeAddr(t))
-	agent.Stderr = testWriter{t}
+	agent.Stderr = processLog(t, "agent")
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}

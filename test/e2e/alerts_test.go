@@ -42,7 +42,7 @@ func TestNotReadyNodeAlertReachesAlertmanager(t *testing.T) {
 		"--cluster-name=cluster-a", "--kubeconfig="+cluster.KubeconfigPath, "--state-dir="+t.TempDir(),
 		"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
 		"--metrics-address="+testbed.FreeAddr(t), "--self-telemetry-address="+testbed.FreeAddr(t))
-	agent.Stderr = testWriter{t}
+	agent.Stderr = processLog(t, "agent")
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func startAlertmanagerWith(t *testing.T, config string) string {
 	}
 	addr := testbed.FreeAddr(t)
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+dir, "--web.listen-address="+addr, "--cluster.listen-address=")
-	cmd.Stderr = testWriter{t}
+	cmd.Stderr = processLog(t, "alertmanager")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

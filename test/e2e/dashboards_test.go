@@ -201,7 +201,7 @@ func startAgent(t *testing.T, bin, hubURL string, ca *testbed.CA, name, kubeconf
 		"--cluster-name="+name, "--kubeconfig="+kubeconfig, "--state-dir="+t.TempDir(),
 		"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
 		"--metrics-address="+testbed.FreeAddr(t), "--self-telemetry-address="+testbed.FreeAddr(t))
-	agent.Stderr = testWriter{t}
+	agent.Stderr = processLog(t, "agent-"+name)
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}

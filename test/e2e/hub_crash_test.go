@@ -36,7 +36,7 @@ func TestAcknowledgedSamplesSurviveKill9(t *testing.T) {
 		cmd := exec.Command(bin, "hub", "--http.listen-address="+httpAddr, "--agents.listen-address="+agentAddr,
 			"--agents.tls-cert-file="+serverCert, "--agents.tls-key-file="+serverKey, "--agents.client-ca-file="+ca.CertFile,
 			"--storage.tsdb.path="+dataDir)
-		cmd.Stderr = testWriter{t}
+		cmd.Stderr = processLog(t, "hub")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

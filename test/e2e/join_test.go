@@ -136,7 +136,7 @@ func joinAgent(t *testing.T, bin, hubURL, token, pin, name, kubeconfig, stateDir
 		"--collection-interval=1s", "--set=processors.batch.timeout=200ms",
 		"--metrics-address=" + testbed.FreeAddr(t), "--self-telemetry-address=" + testbed.FreeAddr(t)}, flags...)...)
 	agent.Env = append(agent.Environ(), "FLEETPULSE_BOOTSTRAP_TOKEN="+token)
-	agent.Stderr = testWriter{t}
+	agent.Stderr = processLog(t, "agent-"+name)
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}

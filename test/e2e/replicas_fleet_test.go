@@ -125,7 +125,7 @@ func startRingFleet(t *testing.T, o ringFleetOptions) *ringFleet {
 		args = append(args, "--endpoint="+r.grpcAddr)
 	}
 	tq := exec.Command(thanos, args...)
-	tq.Stderr = testWriter{t}
+	tq.Stderr = processLog(t, "thanos-query")
 	if err := tq.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func startRingFleet(t *testing.T, o ringFleetOptions) *ringFleet {
 		Hub: f.lb.URL(), RootCAs: ca.Pool(), Token: token, Clusters: o.sims, Prefix: "sim",
 		HeartbeatPeriod: agentHeartbeat, CollectionInterval: 2 * time.Second,
 		RegisterConcurrency: 8, Workers: 32, RequestTimeout: 5 * time.Second, AgentVersion: "fleetsim",
-		RecordWrites: true, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		RecordWrites: true, Logger: slog.New(slog.NewTextHandler(processLog(t, "fleetsim"), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatal(err)
