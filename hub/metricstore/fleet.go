@@ -27,21 +27,31 @@ const (
 	selectTimeout        = 2 * time.Minute
 )
 
+// dedupAlgorithm merges the copies of a series that several replicas hold.
+// Replicas hold the same pushed samples at the same timestamps (a cluster
+// written to two owners) or disjoint parts of its history (a cluster that
+// moved and came back), never independent scrapes of one target, which is
+// what Thanos's default penalty algorithm is for: it follows one replica
+// and, after a switch, skips the other's samples for twice the gap, so a
+// sample only one replica holds can vanish from every answer. The chain
+// merge keeps the union, one sample per timestamp.
+const dedupAlgorithm = dedup.AlgorithmChain
+
 // buildProxies builds the store's two Thanos proxy stores. The StoreAPI
 // serves this replica's data: its shards' TSDBs and the bucket's blocks of
 // this replica that they no longer hold. The queryables read the fleet:
 // the shards, every block of the bucket (a replica that is gone is read
 // there), and the remote stores, deduplicated by the replica label as
-// `thanos query --query.replica-label` does, so a series several replicas
-// hold (a cluster that moved, or is replicated) reads once, without the
-// label.
+// `thanos query --query.replica-label --deduplication.func=chain` does,
+// so a series several replicas hold (a cluster that moved, or is
+// replicated) reads once, without the label.
 func (s *Store) buildProxies(kit log.Logger, reg prometheus.Registerer) {
 	s.proxy = store.NewProxyStore(kit, prometheus.WrapRegistererWith(prometheus.Labels{"reads": "replica"}, reg), s.replicaClients,
 		component.Query, labels.EmptyLabels(), 0, store.EagerRetrieval)
 	fleet := store.NewProxyStore(kit, prometheus.WrapRegistererWith(prometheus.Labels{"reads": "fleet"}, reg), s.fleetClients,
 		component.Query, labels.EmptyLabels(), 0, store.EagerRetrieval)
 	creator := query.NewQueryableCreator(kit, prometheus.WrapRegistererWithPrefix("fleetpulse_hub_query_", reg), fleet,
-		maxConcurrentSelects, selectTimeout, dedup.AlgorithmPenalty, 64)
+		maxConcurrentSelects, selectTimeout, dedupAlgorithm, 64)
 	// Deduplication costs a merge per series; one hub reading its own
 	// writes, with no replica label, has nothing to deduplicate.
 	dedupe := s.cfg.Replica != "" || s.remote != nil

@@ -403,7 +403,7 @@ func startThanosQuery(b *testing.B, ctx context.Context, thanos string, hubs []*
 	b.Helper()
 	httpAddr := testbed.FreeAddr(b)
 	args := []string{"query", "--http-address=" + httpAddr, "--grpc-address=" + testbed.FreeAddr(b),
-		"--query.replica-label=" + metricstore.DefaultReplicaLabel, "--log.level=warn"}
+		"--query.replica-label=" + metricstore.DefaultReplicaLabel, "--deduplication.func=chain", "--log.level=warn"}
 	for _, h := range hubs {
 		args = append(args, "--endpoint="+h.grpc)
 	}

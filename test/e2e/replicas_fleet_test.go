@@ -120,7 +120,7 @@ func startRingFleet(t *testing.T, o ringFleetOptions) *ringFleet {
 	// included before it runs.
 	f.thanosURL = "http://" + testbed.FreeAddr(t)
 	args := []string{"query", "--http-address=" + strings.TrimPrefix(f.thanosURL, "http://"), "--grpc-address=" + testbed.FreeAddr(t),
-		"--query.replica-label=" + metricstore.DefaultReplicaLabel, "--log.level=warn"}
+		"--query.replica-label=" + metricstore.DefaultReplicaLabel, "--deduplication.func=chain", "--log.level=warn"}
 	for _, r := range f.set.replicas {
 		args = append(args, "--endpoint="+r.grpcAddr)
 	}
