@@ -7,12 +7,10 @@ import (
 
 // ensureFileLimit raises the process's open-file limit to need when it is
 // lower, or fails the benchmark naming the need. A simulated cluster holds
-// its own connections (its certificate is its identity): to one hub one,
-// to replicas behind the in-process balancer at least four file
-// descriptors (its connection to the balancer, the balancer's two ends of
-// it, its connection to its owner) and more while connections turn over:
-// 4,500 clusters outgrew a limit of 20,000, their calls failing with "too
-// many open files".
+// its own connection (its certificate is its identity) to the hub or, with
+// replicas, to its owner once a replica has redirected it; a call through
+// the in-process balancer holds three more descriptors while it lasts (its
+// connection to the balancer and the balancer's two ends of it).
 func ensureFileLimit(b *testing.B, need uint64) {
 	b.Helper()
 	var lim syscall.Rlimit

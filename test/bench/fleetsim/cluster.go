@@ -48,6 +48,9 @@ type cluster struct {
 	// beat and written are where the last acknowledged heartbeat and
 	// write were answered (after redirects) and when.
 	beat, written atomic.Pointer[landed]
+	// owner is the base URL of the replica that redirected the cluster's
+	// last call, where its calls go until that fails.
+	owner atomic.Pointer[string]
 }
 
 // landed is one acknowledged call: the host that answered it and when.
@@ -111,7 +114,7 @@ func (f *Fleet) register(ctx context.Context, c *cluster) error {
 	for {
 		var resp agentapi.RegisterResponse
 		f.stats.registerRequests.Add(1)
-		_, err := f.post(ctx, f.anon, agentapi.PathRegister, "application/json", f.cfg.Token, body, &resp)
+		_, err := f.post(ctx, nil, agentapi.PathRegister, "application/json", f.cfg.Token, body, &resp)
 		var wait time.Duration
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -140,7 +143,11 @@ func (f *Fleet) register(ctx context.Context, c *cluster) error {
 				return fmt.Errorf("certificate issued to %s: %w", c.name, err)
 			}
 			c.mu.Lock()
-			c.client, c.pair = f.mtlsClient(pair), &pair
+			// The cluster's heartbeats and writes follow no redirect by
+			// themselves: post does, and remembers where they lead.
+			client := f.mtlsClient(pair)
+			client.CheckRedirect = noRedirects
+			c.client, c.pair = client, &pair
 			c.mu.Unlock()
 			c.setPeriod(resp.HeartbeatPeriodSeconds)
 			f.stats.registered.Add(1)
@@ -164,7 +171,7 @@ func (f *Fleet) heartbeat(ctx context.Context, c *cluster) error {
 	}
 	sent := time.Now()
 	var resp agentapi.HeartbeatResponse
-	host, err := f.post(ctx, c.client, agentapi.PathHeartbeat, "application/json", "", body, &resp)
+	host, err := f.post(ctx, c, agentapi.PathHeartbeat, "application/json", "", body, &resp)
 	if err != nil {
 		return err
 	}
@@ -185,7 +192,7 @@ func (f *Fleet) write(ctx context.Context, c *cluster) error {
 	}
 	c.collections++
 	sent := time.Now()
-	host, err := f.post(ctx, c.client, "/api/v1/write", "application/x-protobuf", "", snappy.Encode(nil, raw), nil)
+	host, err := f.post(ctx, c, "/api/v1/write", "application/x-protobuf", "", snappy.Encode(nil, raw), nil)
 	if err != nil {
 		return err
 	}
@@ -198,54 +205,91 @@ func (f *Fleet) write(ctx context.Context, c *cluster) error {
 	return nil
 }
 
+// maxRedirects bounds the 307s one call follows.
+const maxRedirects = 5
+
 // post sends one call to the hub and decodes a JSON answer into out. It
-// returns the host that answered: a replica that does not own the cluster
-// answers 307 with its owner's address, and the client repeats the call
-// there with the same body (bytes.Reader bodies can be replayed), as the
-// agent's client does.
-func (f *Fleet) post(ctx context.Context, client *http.Client, path, contentType, token string, body []byte, out any) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.base+path, bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", contentType)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if contentType == "application/x-protobuf" {
-		req.Header.Set("Content-Encoding", "snappy")
-		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	// Read the whole answer, so that the connection is reused.
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", err
-	}
-	host := resp.Request.URL.Host
-	if resp.StatusCode/100 != 2 {
-		se := &statusError{code: resp.StatusCode, msg: strings.TrimSpace(string(raw))}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-			se.retryAfter = time.Duration(s) * time.Second
+// returns the host that answered. c is the calling cluster, nil for
+// registration (f.anon). A replica that does not own c answers 307 with its
+// owner's address: the call is repeated there with the same body, and the
+// owner is remembered, so that c's later calls go to it directly on one
+// kept-alive connection, as a Service's balancer would otherwise send most
+// of them to a replica that redirects. A call the owner cannot take (no
+// connection: it died) forgets it, so that the next one asks the
+// configured address again.
+func (f *Fleet) post(ctx context.Context, c *cluster, path, contentType, token string, body []byte, out any) (string, error) {
+	client, target, direct := f.anon, f.base, false
+	if c != nil {
+		client = c.client
+		if o := c.owner.Load(); o != nil {
+			target, direct = *o, true
 		}
-		return host, se
 	}
-	if out == nil {
+	for hops := 0; ; hops++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+path, bytes.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Content-Type", contentType)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if contentType == "application/x-protobuf" {
+			req.Header.Set("Content-Encoding", "snappy")
+			req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+		}
+		// Once a replica has redirected, the configured address is
+		// several replicas behind one name: a cluster keeps no connection
+		// to it, only the one to its owner.
+		req.Close = c != nil && !direct && f.redirected.Load()
+		resp, err := client.Do(req)
+		if err != nil {
+			if c != nil && direct {
+				c.owner.Store(nil)
+			}
+			return "", err
+		}
+		// Read the whole answer, so that the connection is reused.
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if err != nil {
+			return "", err
+		}
+		host := resp.Request.URL.Host
+		if c != nil && resp.StatusCode == http.StatusTemporaryRedirect && hops < maxRedirects {
+			loc, err := resp.Location()
+			if err != nil {
+				return host, fmt.Errorf("%s answered 307 without a usable Location: %w", host, err)
+			}
+			if !f.redirected.Swap(true) {
+				f.log.Info("a replica redirected: clusters keep a connection to their owner only", "from", host, "to", loc.Host)
+			}
+			owner := loc.Scheme + "://" + loc.Host
+			c.owner.Store(&owner)
+			// The connection the 307 came on is idle now: drop it.
+			client.CloseIdleConnections()
+			target, direct = owner, true
+			continue
+		}
+		if resp.StatusCode/100 != 2 {
+			se := &statusError{code: resp.StatusCode, msg: strings.TrimSpace(string(raw))}
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+				se.retryAfter = time.Duration(s) * time.Second
+			}
+			return host, se
+		}
+		if out == nil {
+			return host, nil
+		}
+		if err := json.Unmarshal(raw, out); err != nil {
+			return host, fmt.Errorf("decode answer to %s: %w", path, err)
+		}
 		return host, nil
 	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return host, fmt.Errorf("decode answer to %s: %w", path, err)
-	}
-	return host, nil
 }
 
-// mtlsClient is a cluster's own client: its certificate, one connection
-// kept alive between calls to each host: the address it is configured with
-// and, with hub replicas in a ring, the owner it is redirected to.
+// mtlsClient is a client with a cluster's certificate and one connection
+// kept alive between calls to each host.
 func (f *Fleet) mtlsClient(pair tls.Certificate) *http.Client {
 	return &http.Client{Timeout: f.cfg.RequestTimeout, Transport: &http.Transport{
 		DialContext:         f.dialer.DialContext,
@@ -257,3 +301,5 @@ func (f *Fleet) mtlsClient(pair tls.Certificate) *http.Client {
 		DisableCompression:  true,
 	}}
 }
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

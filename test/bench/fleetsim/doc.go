@@ -17,8 +17,9 @@
 // a bounded pool of workers; each cluster has its own HTTP transport (its
 // client certificate is its identity) with one kept-alive connection, and
 // its calls run one at a time on it. With hub replicas in a ring, a call
-// that a replica answers 307 is repeated at the cluster's owner, on a
-// second kept-alive connection; a call that fails for a reason the agent
+// that a replica answers 307 is repeated at the cluster's owner, and the
+// cluster's later calls go to the owner directly, on its one kept-alive
+// connection, until a call there fails to connect; a call that fails for a reason the agent
 // waits out (no connection, 429, 5xx) is repeated after Retry-After or a
 // doubling backoff, before its next period. Registration runs with a bounded
 // number of concurrent requests over one shared transport. Clusters can be

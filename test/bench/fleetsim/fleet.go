@@ -21,15 +21,18 @@ import (
 // to the hub; Run keeps them heartbeating and writing until its context
 // ends; Lose takes clusters away while Run goes on.
 type Fleet struct {
-	cfg      Config
-	base     string
-	log      *slog.Logger
-	dialer   *net.Dialer
-	anon     *http.Client // registration: no client certificate
-	clusters []*cluster
-	stats    counters
-	policy   policyCounters
-	work     workCounters
+	cfg    Config
+	base   string
+	log    *slog.Logger
+	dialer *net.Dialer
+	anon   *http.Client // registration: no client certificate
+	// redirected: a replica has answered 307, so the hub's address is
+	// several replicas behind one name.
+	redirected atomic.Bool
+	clusters   []*cluster
+	stats      counters
+	policy     policyCounters
+	work       workCounters
 }
 
 type counters struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,49 +20,114 @@ import (
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
-// TestFleetFollowsRedirectsAndRetries runs a fleet against two replicas, as
-// hub replicas in a ring answer: the one the fleet is configured with
-// registers clusters and answers their authenticated calls 307 to the
-// other, which owns every cluster and refuses each cluster's first
-// heartbeat with 503 and Retry-After: 1. Every heartbeat and write lands at
-// the owner with its body, the refused heartbeat is repeated a second later
-// rather than a period later, and each cluster keeps one connection to each
-// replica.
-func TestFleetFollowsRedirectsAndRetries(t *testing.T) {
-	t.Parallel()
+// replicaRig is a fleet's view of hub replicas in a ring: an entry replica,
+// the one the fleet is configured with, registers clusters and answers
+// their authenticated calls 307 to the owner it currently names.
+type replicaRig struct {
+	t          *testing.T
+	g          *fakeGateway
+	pair       tls.Certificate
+	pool, root *x509.CertPool
+
+	entry      *httptest.Server
+	entryConns *connCounts
+	redirected atomic.Int64           // authenticated calls the entry redirected
+	owner      atomic.Pointer[string] // the URL the entry redirects to
+}
+
+type connCounts struct{ made, open atomic.Int64 }
+
+func newReplicaRig(t *testing.T) *replicaRig {
 	tca := testbed.NewCA(t, "sim-agents")
 	ca, err := registration.LoadCA(tca.CertFile, tca.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.CertPEM)
+	r := &replicaRig{t: t, pool: x509.NewCertPool(), root: x509.NewCertPool(),
+		g: &fakeGateway{t: t, ca: ca, registers: map[string]int{}, heartbeats: map[string]int{}, writes: map[string]int{}}}
+	r.pool.AppendCertsFromPEM(ca.CertPEM)
 	certFile, keyFile := tca.Server("hub")
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if r.pair, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(tca.CertFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := func(h http.Handler) (*httptest.Server, *atomic.Int64) {
-		srv := httptest.NewUnstartedServer(h)
-		srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven}
-		conns := &atomic.Int64{}
-		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				conns.Add(1)
-			}
+	r.root.AppendCertsFromPEM(caPEM)
+	r.entry, r.entryConns = r.start(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == agentapi.PathRegister {
+			r.g.ServeHTTP(w, req)
+			return
 		}
-		srv.StartTLS()
-		t.Cleanup(srv.Close)
-		return srv, conns
+		r.redirected.Add(1)
+		http.Redirect(w, req, *r.owner.Load()+req.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	return r
+}
+
+// start serves h over TLS with client certificates, counting connections.
+func (r *replicaRig) start(h http.Handler) (*httptest.Server, *connCounts) {
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{r.pair}, ClientCAs: r.pool, ClientAuth: tls.VerifyClientCertIfGiven}
+	conns := &connCounts{}
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			conns.made.Add(1)
+			conns.open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			conns.open.Add(-1)
+		}
 	}
-	g := &fakeGateway{t: t, ca: ca, registers: map[string]int{}, heartbeats: map[string]int{}, writes: map[string]int{}}
+	srv.StartTLS()
+	r.t.Cleanup(srv.Close)
+	return srv, conns
+}
+
+// startOwner serves h as the owner the entry redirects to from now on.
+func (r *replicaRig) startOwner(h http.Handler) (*httptest.Server, *connCounts) {
+	srv, conns := r.start(h)
+	r.owner.Store(&srv.URL)
+	return srv, conns
+}
+
+// run registers and runs a fleet of n clusters against the entry.
+func (r *replicaRig) run(n int, period time.Duration) *Fleet {
+	cfg := DefaultConfig()
+	cfg.Hub, cfg.RootCAs, cfg.Token, cfg.Clusters = r.entry.URL, r.root, "tok", n
+	cfg.HeartbeatPeriod, cfg.CollectionInterval, cfg.RegisterConcurrency, cfg.Workers = period, 300*time.Millisecond, 2, 4
+	f, err := New(cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(f.Close)
+	if _, err := f.Register(r.t.Context()); err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(r.t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(ctx) }()
+	r.t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
+// TestFleetFollowsRedirectsAndRetries: the owner refuses each cluster's
+// first heartbeat with 503 and Retry-After: 1. Every heartbeat and write
+// lands at the owner with its body, the refused heartbeat is repeated a
+// second later rather than a period later, a cluster's first call alone
+// goes through the entry replica, and each cluster keeps one connection, to
+// its owner.
+func TestFleetFollowsRedirectsAndRetries(t *testing.T) {
+	t.Parallel()
+	r := newReplicaRig(t)
 	var (
 		mu      sync.Mutex
 		refused = map[string]time.Time{}
 	)
-	owner, ownerConns := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == agentapi.PathHeartbeat && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-			name := r.TLS.VerifiedChains[0][0].Subject.CommonName
+	owner, ownerConns := r.startOwner(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == agentapi.PathHeartbeat && req.TLS != nil && len(req.TLS.VerifiedChains) > 0 {
+			name := req.TLS.VerifiedChains[0][0].Subject.CommonName
 			mu.Lock()
 			_, seen := refused[name]
 			if !seen {
@@ -74,49 +140,13 @@ func TestFleetFollowsRedirectsAndRetries(t *testing.T) {
 				return
 			}
 		}
-		g.ServeHTTP(w, r)
+		r.g.ServeHTTP(w, req)
 	}))
-	entry, entryConns := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == agentapi.PathRegister {
-			g.ServeHTTP(w, r)
-			return
-		}
-		http.Redirect(w, r, owner.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-	}))
-	caPEM, err := os.ReadFile(tca.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-
 	const clusters, period = 4, 6 * time.Second
-	cfg := DefaultConfig()
-	cfg.Hub, cfg.RootCAs, cfg.Token, cfg.Clusters = entry.URL, roots, "tok", clusters
-	cfg.HeartbeatPeriod, cfg.CollectionInterval, cfg.RegisterConcurrency, cfg.Workers = period, 300*time.Millisecond, 2, 4
-	f, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.Register(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); f.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	f := r.run(clusters, period)
 
 	ownerHost := owner.Listener.Addr().String()
-	testutil.Eventually(t, 3*period, func() error {
-		for _, name := range f.Names() {
-			beats, writes := g.counts(name)
-			if beats < 1 || writes < 3 {
-				return &pendingError{name, beats, writes}
-			}
-		}
-		return nil
-	})
+	testutil.Eventually(t, 3*period, func() error { return r.landed(f, 1, 3) })
 	for name, l := range f.Landings() {
 		if l.HeartbeatHost != ownerHost || l.WriteHost != ownerHost {
 			t.Errorf("%s landed at %s (heartbeat) and %s (write), want the owner %s", name, l.HeartbeatHost, l.WriteHost, ownerHost)
@@ -130,25 +160,63 @@ func TestFleetFollowsRedirectsAndRetries(t *testing.T) {
 			t.Errorf("%s: heartbeat acknowledged %s after the refusal, want about Retry-After (1s)", name, d)
 		}
 	}
-	if n := ownerConns.Load(); n > clusters {
+	if n := ownerConns.made.Load(); n > clusters {
 		t.Errorf("the owner saw %d connections from %d clusters, want one each", n, clusters)
 	}
-	// Registration's shared connections plus one per cluster.
-	if n := entryConns.Load(); n > clusters+int64(cfg.RegisterConcurrency) {
-		t.Errorf("the entry replica saw %d connections, want at most %d", n, clusters+cfg.RegisterConcurrency)
+	if n := r.redirected.Load(); n > clusters {
+		t.Errorf("the entry replica redirected %d calls of %d clusters, want one each: later calls go to the owner", n, clusters)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.badWrite != "" {
-		t.Errorf("a redirected write arrived changed: %s", g.badWrite)
+	// Registration's shared connections stay; the clusters' own close.
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if n := r.entryConns.open.Load(); n > 2 {
+			return fmt.Errorf("the entry replica holds %d connections, want at most registration's 2", n)
+		}
+		return nil
+	})
+	r.g.mu.Lock()
+	defer r.g.mu.Unlock()
+	if r.g.badWrite != "" {
+		t.Errorf("a redirected write arrived changed: %s", r.g.badWrite)
 	}
 }
 
-type pendingError struct {
-	name          string
-	beats, writes int
+// TestFleetFindsANewOwnerWhenItsOwnerDies: clusters that call their owner
+// directly go back to the entry replica once the owner stops answering,
+// and land at the owner it names then.
+func TestFleetFindsANewOwnerWhenItsOwnerDies(t *testing.T) {
+	t.Parallel()
+	r := newReplicaRig(t)
+	first, _ := r.startOwner(r.g)
+	const clusters = 3
+	f := r.run(clusters, 2*time.Second)
+	testutil.Eventually(t, 10*time.Second, func() error { return r.landedAt(f, first) })
+
+	first.CloseClientConnections()
+	first.Close()
+	second, _ := r.startOwner(r.g)
+	testutil.Eventually(t, 20*time.Second, func() error { return r.landedAt(f, second) })
 }
 
-func (e *pendingError) Error() string {
-	return e.name + ": waiting for heartbeats and writes at the owner"
+// landed is nil once every cluster's heartbeats and writes reached the
+// gateway at least beats and writes times.
+func (r *replicaRig) landed(f *Fleet, beats, writes int) error {
+	for _, name := range f.Names() {
+		b, w := r.g.counts(name)
+		if b < beats || w < writes {
+			return fmt.Errorf("%s: %d heartbeats and %d writes at the owner, waiting for %d and %d", name, b, w, beats, writes)
+		}
+	}
+	return nil
+}
+
+// landedAt is nil once every cluster's last heartbeat and write were
+// acknowledged by owner.
+func (r *replicaRig) landedAt(f *Fleet, owner *httptest.Server) error {
+	host := owner.Listener.Addr().String()
+	for name, l := range f.Landings() {
+		if l.HeartbeatHost != host || l.WriteHost != host {
+			return fmt.Errorf("%s: last heartbeat at %s, last write at %s, waiting for %s", name, l.HeartbeatHost, l.WriteHost, host)
+		}
+	}
+	return nil
 }
