@@ -13,6 +13,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 
+	"github.com/fleetpulse/fleetpulse/internal/ownerroute"
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
@@ -94,16 +95,30 @@ func TestAgentsLandAtTheirClustersOwner(t *testing.T) {
 	owner := ownerOf(t, replicas, c)
 	other := replicas[(slices.Index(replicas, owner)+1)%len(replicas)]
 	const writes = 200
-	for _, via := range []*Hub{owner, other} {
-		client := agentClient(t, ca, c)
+	ts := now
+	for _, run := range []struct {
+		how    string
+		via    *Hub
+		client *http.Client
+	}{
+		{"to the owner", owner, agentClient(t, ca, c)},
+		{"redirected each time", other, agentClient(t, ca, c)},
+		// The agent's clients remember the owner a 307 named.
+		{"as the agent sends them", other, ownerroute.Client(agentClient(t, ca, c))},
+	} {
 		start := time.Now()
-		for i := range writes {
-			if _, err := remoteWrite(client, via.AgentAddr().String(), now.Add(time.Duration(i+1)*time.Millisecond)); err != nil {
+		for range writes {
+			ts = ts.Add(time.Millisecond)
+			landed, err := remoteWrite(run.client, run.via.AgentAddr().String(), ts)
+			if err != nil {
 				t.Fatal(err)
 			}
+			if landed != owner.AgentAddr().String() {
+				t.Fatalf("a write of %s %s landed at %s, not at its owner %s", c, run.how, landed, owner.AgentAddr())
+			}
 		}
-		t.Logf("%d writes of %s through %s (owner %s): %s each", writes, c, via.Ring().Self().ID, owner.Ring().Self().ID,
-			time.Since(start)/writes)
+		t.Logf("%d writes of %s through %s (owner %s), %s: %s each", writes, c, run.via.Ring().Self().ID, owner.Ring().Self().ID,
+			run.how, time.Since(start)/writes)
 	}
 
 	// The owner leaves: the agent lands at a new owner among the others.

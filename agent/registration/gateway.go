@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
+	"github.com/fleetpulse/fleetpulse/internal/ownerroute"
 )
 
 const (
@@ -76,11 +77,14 @@ type gateway struct {
 func newHTTPClient(roots *x509.CertPool, cert *tls.Certificate, insecure bool) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} // insecure: only the CA fetch, whose answer is checked against the pin
-	if cert != nil {
-		c := *cert
-		tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &c, nil }
+	if cert == nil {
+		return &http.Client{Transport: tr, Timeout: requestTimeout}
 	}
-	return &http.Client{Transport: tr, Timeout: requestTimeout}
+	c := *cert
+	tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &c, nil }
+	// Authenticated calls go to the cluster's owner among hub replicas once
+	// one has redirected them there.
+	return ownerroute.Client(&http.Client{Transport: tr, Timeout: requestTimeout})
 }
 
 // close drops the client's idle connections, so that the next call to the

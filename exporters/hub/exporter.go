@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetpulse/fleetpulse/exporters/hub/internal/metadata"
+	"github.com/fleetpulse/fleetpulse/internal/ownerroute"
 )
 
 // hubExporter sends one signal to the hub.
@@ -82,7 +83,9 @@ func (e *hubExporter) start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return fmt.Errorf("build hub http client: %w", err)
 	}
-	e.client = client
+	// Writes go to the cluster's owner among hub replicas once one has
+	// redirected them there.
+	e.client = ownerroute.Client(client)
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fleetpulse/fleetpulse/agent/registration"
 	"github.com/fleetpulse/fleetpulse/api/agentapi"
+	"github.com/fleetpulse/fleetpulse/internal/ownerroute"
 )
 
 const (
@@ -106,7 +107,9 @@ func (h *Client) http() (*http.Client, error) {
 	if h.client != nil {
 		h.client.CloseIdleConnections()
 	}
-	h.client, h.certPEM, h.caPEM = &http.Client{Transport: tr}, certPEM, caPEM
+	// Calls go to the cluster's owner among hub replicas once one has
+	// redirected them there.
+	h.client, h.certPEM, h.caPEM = ownerroute.Client(&http.Client{Transport: tr}), certPEM, caPEM
 	return h.client, nil
 }
 
