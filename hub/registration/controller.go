@@ -49,13 +49,20 @@ func (s *Service) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 func (s *Service) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	mc := &fleetv1.ManagedCluster{}
 	if err := s.cache.Get(ctx, req.NamespacedName, mc); err != nil {
-		if apierrors.IsNotFound(err) {
-			// Also reached when a finalizer was removed by hand.
-			s.tracker.forget(req.Name)
-			s.notifyDeregistered(req.Name)
-			return ctrl.Result{}, nil
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
 		}
-		return ctrl.Result{}, err
+		// The cache may not hold a cluster created a moment ago whose
+		// first heartbeat woke us: only the apiserver can say it is gone.
+		if err := s.reader.Get(ctx, req.NamespacedName, mc); err == nil {
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		} else if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		// Also reached when a finalizer was removed by hand.
+		s.tracker.forget(req.Name)
+		s.notifyDeregistered(req.Name)
+		return ctrl.Result{}, nil
 	}
 	if mc.DeletionTimestamp != nil {
 		return ctrl.Result{}, s.deregister(ctx, mc)
