@@ -11,10 +11,11 @@ import (
 )
 
 // A cluster writes the same series request after request, each as the
-// same bytes. rw1.go keeps, per cluster, the series reference and stored
-// labels of every series it appended, keyed by the bytes of the series'
-// labels as written: a series written again costs a hash of those bytes
-// and no sorting, stamping, validation, label hashing or head lookup.
+// same bytes. rw1.go and rw2.go keep, per cluster, the series reference
+// and stored labels of every series they appended, keyed by the series'
+// labels as written (remote write 1.0: their bytes; 2.0: their symbols, in
+// order): a series written again costs a hash of those and no sorting,
+// stamping, validation, label hashing or head lookup.
 //
 // Bytes map to one series: the series rw1.go prepares from them is a
 // function of the bytes and the cluster (sorted, stamped), and only series
@@ -35,6 +36,12 @@ var keySeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
 func keyOf(b []byte) seriesKey {
 	return seriesKey{maphash.Bytes(keySeeds[0], b), maphash.Bytes(keySeeds[1], b)}
+}
+
+// symbolKey is the key of one remote write 2.0 symbol (rw2.go
+// resolveKnown).
+func symbolKey(s string) seriesKey {
+	return seriesKey{maphash.String(keySeeds[0], s), maphash.String(keySeeds[1], s)}
 }
 
 // maxCachedSeries bounds one cluster's cache: past it the cache starts

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/fleetpulse/fleetpulse/hub/limits"
 	"github.com/fleetpulse/fleetpulse/hub/metricstore"
@@ -152,9 +154,9 @@ func TestLoweredLimitsRefuseKnownSeries(t *testing.T) {
 }
 
 // FuzzRW1KnownSeriesAnswerAsPrometheus: a remote write 1.0 request sent
-// twice (the second time its series are known, and resolved by the
-// cluster's cache) gets the answers Prometheus's handler gives both times,
-// and both leave the same stored data.
+// three times (the last time at least its series are known, and resolved
+// by the cluster's cache) gets the answers Prometheus's handler gives each
+// time, and the same data is stored.
 func FuzzRW1KnownSeriesAnswerAsPrometheus(f *testing.F) {
 	t0 := time.Now().Add(-time.Minute).UnixMilli()
 	for _, ts := range [][]prompb.TimeSeries{
@@ -175,7 +177,9 @@ func FuzzRW1KnownSeriesAnswerAsPrometheus(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		cluster := fmt.Sprintf("fuzz-%d", inputs.Add(1))
 		body := snappy.Encode(nil, msg)
-		for i := range 2 {
+		// A new head's first samples move its epoch on: by the third
+		// request the series are resolved by the cache whatever the head.
+		for i := range 3 {
 			got, want := postAs(fast, cluster, body, nil), postAs(prom, cluster, body, nil)
 			if got.code != want.code || got.body != want.body || !headersEqual(got.header, want.header) {
 				t.Fatalf("request %d: answer %d %q, Prometheus's handler %d %q", i, got.code, got.body, want.code, want.body)
@@ -186,4 +190,123 @@ func FuzzRW1KnownSeriesAnswerAsPrometheus(f *testing.F) {
 			t.Fatalf("stored through rw1.go:\n%s\nthrough Prometheus's handler:\n%s", got, want)
 		}
 	})
+}
+
+// FuzzRW2KnownSeriesAnswerAsPrometheus is FuzzRW1KnownSeriesAnswerAsPrometheus
+// for remote write 2.0, where known series are resolved by their symbols'
+// keys.
+func FuzzRW2KnownSeriesAnswerAsPrometheus(f *testing.F) {
+	t0 := time.Now().Add(-time.Minute).UnixMilli()
+	for _, req := range []*writev2.Request{
+		{Symbols: []string{"", "__name__", "up", "job", "a", "cluster", "x", "help"}, Timeseries: []writev2.TimeSeries{
+			{LabelsRefs: []uint32{1, 2, 3, 4}, Samples: []writev2.Sample{{Timestamp: t0, Value: 1}},
+				Metadata: writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_GAUGE, HelpRef: 7}},
+			{LabelsRefs: []uint32{1, 2, 5, 6, 3, 4}, Samples: []writev2.Sample{{Timestamp: t0, Value: 2}, {Timestamp: t0 + 1000, Value: 3}}},
+		}},
+		// The same series twice, its labels in two orders; and a label
+		// name twice, which Prometheus's handler skips.
+		{Symbols: []string{"", "zone", "z", "__name__", "unsorted"}, Timeseries: []writev2.TimeSeries{
+			{LabelsRefs: []uint32{1, 2, 3, 4}, Samples: []writev2.Sample{{Timestamp: t0, Value: 1}}},
+			{LabelsRefs: []uint32{3, 4, 1, 2}, Samples: []writev2.Sample{{Timestamp: t0 + 1000, Value: 2}}},
+		}},
+		{Symbols: []string{"", "__name__", "dup", "job", "a", "b"}, Timeseries: []writev2.TimeSeries{
+			{LabelsRefs: []uint32{1, 2, 3, 4, 3, 5}, Samples: []writev2.Sample{{Timestamp: t0, Value: 1}}},
+		}},
+	} {
+		raw, err := req.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	open := func() *metricstore.Store {
+		return openStore(f, metricstore.DefaultConfig().OutOfOrderWindow, nil, func(c *metricstore.Config) { c.Shards = 1 })
+	}
+	fastStore, promStore := open(), open()
+	fast, prom := newTestHandler(fastStore, true), newTestHandler(promStore, false)
+	var inputs atomic.Int64
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		cluster := fmt.Sprintf("fuzz-%d", inputs.Add(1))
+		body := snappy.Encode(nil, msg)
+		for i := range 3 {
+			got, want := postAs(fast, cluster, body, rw2Header), postAs(prom, cluster, body, rw2Header)
+			if got.code != want.code || got.body != want.body || !headersEqual(got.header, want.header) {
+				t.Fatalf("request %d: answer %d %q, Prometheus's handler %d %q", i, got.code, got.body, want.code, want.body)
+			}
+		}
+		ofCluster := labels.MustNewMatcher(labels.MatchEqual, metricstore.ClusterLabel, cluster)
+		if got, want := dumpMatching(t, fastStore, ofCluster), dumpMatching(t, promStore, ofCluster); got != want {
+			t.Fatalf("stored through rw2.go:\n%s\nthrough Prometheus's handler:\n%s", got, want)
+		}
+	})
+}
+
+// TestRW2KnownSeriesResolveWhateverTheSymbolTable: series written once
+// over remote write 2.0 are resolved by the cluster's cache in a later
+// request whose symbol table lists the same strings in another order; a
+// series with one value changed is not; and the samples written through
+// the cache land in their own series.
+func TestRW2KnownSeriesResolveWhateverTheSymbolTable(t *testing.T) {
+	t.Parallel()
+	store := openStore(t, 0, nil)
+	h := newTestHandler(store, true)
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second).UnixMilli()
+	request := func(symbols []string, ts int64, podB string) []byte {
+		st := writev2.NewSymbolTable()
+		for _, s := range symbols {
+			st.Symbolize(s)
+		}
+		req := &writev2.Request{}
+		for i, pod := range []string{"pod-a", podB} {
+			req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
+				LabelsRefs: []uint32{st.Symbolize("__name__"), st.Symbolize("restarts"), st.Symbolize("pod"), st.Symbolize(pod)},
+				Samples:    []writev2.Sample{{Timestamp: ts, Value: float64(i + 1)}},
+			})
+		}
+		req.Symbols = st.Symbols()
+		return rw2Marshal(t, req)
+	}
+	// The head's first samples move its epoch on (metricstore.HeadEpoch):
+	// the series are kept from the second write on.
+	for step := range int64(2) {
+		if a := postAs(h, testCluster, request([]string{"__name__", "restarts", "pod", "pod-a", "pod-b"}, t0+step*1000, "pod-b"), rw2Header); a.code != http.StatusNoContent {
+			t.Fatalf("write %d: %d %s", step, a.code, a.body)
+		}
+	}
+	// The same series, the symbols in another order; pod-c is new.
+	for _, tc := range []struct {
+		podB string
+		hits []bool
+	}{{"pod-b", []bool{true, true}}, {"pod-c", []bool{true, false}}} {
+		body := request([]string{"pod-b", "pod-c", "pod", "pod-a", "restarts", "__name__"}, t0+2000, tc.podB)
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := rw2Pool.Get().(*rw2Request)
+		if !req.decode(raw) || !req.valid() {
+			t.Fatal("the request does not decode")
+		}
+		refs := getResolved()
+		cache, _ := h.refs.forCluster(testCluster)
+		known, done := cache.known(h.limits.For(context.Background(), testCluster).Bounds())
+		req.resolveKnown(refs, known)
+		done()
+		if !slices.Equal(refs.hit, tc.hits) {
+			t.Errorf("%s: resolved by the cache %v, want %v", tc.podB, refs.hit, tc.hits)
+		}
+		putResolved(refs)
+		req.release()
+	}
+	if a := postAs(h, testCluster, request([]string{"pod-b", "pod", "pod-a", "restarts", "__name__"}, t0+2000, "pod-b"), rw2Header); a.code != http.StatusNoContent {
+		t.Fatalf("write through the cache: %d %s", a.code, a.body)
+	}
+	var want strings.Builder
+	for i, pod := range []string{"pod-a", "pod-b"} {
+		v := math.Float64bits(float64(i + 1))
+		fmt.Fprintf(&want, "{__name__=\"restarts\", cluster=%q, pod=%q} %d=%d %d=%d %d=%d\n", testCluster, pod, t0, v, t0+1000, v, t0+2000, v)
+	}
+	if got := dump(t, store); got != want.String() {
+		t.Errorf("stored:\n%s\nwant:\n%s", got, want.String())
+	}
 }

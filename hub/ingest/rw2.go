@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -75,13 +76,22 @@ func (h *handler) writeRW2(w http.ResponseWriter, app storage.Appender, cluster 
 	if h.overLimitsRW2(w, app, cluster, req) {
 		return true
 	}
-	if !req.prepare(cluster, refsOf(app)) {
+	if !req.valid() {
+		return false
+	}
+	refs := getResolved()
+	defer putResolved(refs)
+	cache, epoch := h.refs.forCluster(cluster)
+	known, done := cache.known(h.limits.For(context.Background(), cluster).Bounds())
+	req.resolveKnown(refs, known)
+	done()
+	if !req.prepare(cluster, refsOf(app), refs) {
 		return false
 	}
 	if h.overHeadSeriesRW2(w, app, cluster, req) {
 		return true
 	}
-	written, bad, err := h.appendRW2(app, req)
+	written, bad, err := h.appendRW2(app, req, refs)
 	if err == nil {
 		// A bad sample does not fail the request: the rest is committed.
 		err = app.Commit()
@@ -96,6 +106,7 @@ func (h *handler) writeRW2(w http.ResponseWriter, app storage.Appender, cluster 
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return true
 	}
+	cache.add(epoch, refs)
 	setWritten(w, written)
 	if len(bad) > 0 {
 		http.Error(w, errors.Join(bad...).Error(), http.StatusBadRequest)
@@ -117,8 +128,10 @@ func setWritten(w http.ResponseWriter, samples int) {
 
 // appendRW2 appends every sample, in the order and with the references
 // Prometheus's handler would, and returns how many were appended, the
-// refusals of bad samples, and the first other error, which ends it.
-func (h *handler) appendRW2(app storage.Appender, req *rw2Request) (written int, bad []error, err error) {
+// refusals of bad samples, and the first other error, which ends it. Each
+// series' reference and labels as appended go to refs, for the cluster's
+// cache.
+func (h *handler) appendRW2(app storage.Appender, req *rw2Request, refs *resolvedSlice) (written int, bad []error, err error) {
 	getRef := refsOf(app)
 	maxTime := timestamp.FromTime(time.Now().Add(maxAheadTime))
 	for i := range req.series {
@@ -152,6 +165,7 @@ func (h *handler) appendRW2(app storage.Appender, req *rw2Request) (written int,
 			// After the series' samples, as Prometheus's handler gives it.
 			_, _ = app.UpdateMetadata(ref, lset, metadata.FromProto(int32(s.typ), req.symbols[s.help], req.symbols[s.unit]))
 		}
+		refs.s[i] = resolved{ref, lset}
 	}
 	return written, bad, nil
 }
@@ -166,6 +180,10 @@ type rw2Request struct {
 	refs    []uint32
 	samples []prompb.Sample
 	labels  []labelpb.ZLabel
+	// symbolKeys are the symbols' keys, computed as series need them
+	// (resolveKnown); keyBuf is where a series' key is put together.
+	symbolKeys []seriesKey
+	keyBuf     []byte
 }
 
 type rw2Series struct {
@@ -174,8 +192,9 @@ type rw2Series struct {
 	// typ, help and unit are the series' metadata: its type and the
 	// symbol references of its help and unit.
 	typ, help, unit uint32
-	// labels are set by prepare: sorted and stamped; and resolved, if the
-	// head holds the series.
+	// labels are set by prepare: sorted and stamped, or none for a series
+	// the cluster's cache resolved; and resolved, if the head holds the
+	// series.
 	labels   []labelpb.ZLabel
 	resolved resolved
 	// refsEnd and samplesEnd are where the series' references and samples
@@ -192,7 +211,8 @@ const maxPooledLabels = 1 << 17
 // and returns the request to the pool.
 func (r *rw2Request) release() {
 	if cap(r.labels) > maxPooledLabels || cap(r.refs) > 2*maxPooledLabels || cap(r.symbols) > maxPooledLabels ||
-		cap(r.samples) > maxPooledLabels || cap(r.series) > maxPooledLabels/4 {
+		cap(r.samples) > maxPooledLabels || cap(r.series) > maxPooledLabels/4 || cap(r.symbolKeys) > maxPooledLabels ||
+		cap(r.keyBuf) > maxPooledLabels {
 		return
 	}
 	clear(r.symbols)
@@ -399,15 +419,10 @@ func lengthDelimitedV2(buf []byte, off int) (msg []byte, next int, ok bool) {
 	return buf[off : off+int(l)], off + int(l), true
 }
 
-// prepare checks every series before anything is appended and builds its
-// labels into the request's label array: sorted, as Prometheus's handler
-// sorts them, and stamped (stampCluster, with room for the cluster label
-// left after each series'); it looks each up in the head, and checks the
-// labels of those the head does not hold (prepareLabels). It returns false
-// when the request is for Prometheus's handler.
-func (r *rw2Request) prepare(cluster string, getRef storage.GetRef) bool {
-	// Every reference is checked before the label array is sized, so a
-	// request for Prometheus's handler costs no memory here.
+// valid reports whether every series has samples and label pairs and
+// every reference is within the symbols; a request that is not is for
+// Prometheus's handler.
+func (r *rw2Request) valid() bool {
 	nsym := uint32(len(r.symbols))
 	for i := range r.series {
 		s := &r.series[i]
@@ -420,10 +435,74 @@ func (r *rw2Request) prepare(cluster string, getRef storage.GetRef) bool {
 			}
 		}
 	}
-	// Sized once, so that no series' labels move as the next are added.
-	r.labels = slices.Grow(r.labels[:0], len(r.refs)/2+len(r.series))
+	return true
+}
+
+// rw2KeyDomain starts every remote write 2.0 series key's input, where a
+// remote write 1.0 key's starts with the tag of a label (rw1.go
+// labelsKey): the two never hash the same bytes.
+const rw2KeyDomain = 0
+
+// resolveKnown sizes refs for the request's valid series and sets each
+// series' key and the shape of its labels; given known, it resolves the
+// series known holds (refs.hit). The key of a series is that of its
+// labels' symbols' keys in the order written: the same labels written the
+// same way make the same key whatever the request's symbol table, and two
+// different label lists make different keys but by a collision of 128-bit
+// keys seeded at random per process (refcache.go).
+func (r *rw2Request) resolveKnown(refs *resolvedSlice, known func(seriesKey) (resolved, bool)) {
+	refs.size(len(r.series))
+	r.symbolKeys = resized(r.symbolKeys, len(r.symbols))
 	for i := range r.series {
 		s := &r.series[i]
+		sh := shape{labels: len(s.refs) / 2}
+		buf := append(r.keyBuf[:0], rw2KeyDomain)
+		for j, ref := range s.refs {
+			sym := r.symbols[ref]
+			k := r.symbolKeys[ref]
+			if k == (seriesKey{}) {
+				k = symbolKey(sym)
+				r.symbolKeys[ref] = k
+			}
+			buf = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(buf, k[0]), k[1])
+			if j%2 == 0 {
+				sh.name = max(sh.name, len(sym))
+			} else {
+				sh.value = max(sh.value, len(sym))
+			}
+		}
+		r.keyBuf = buf
+		refs.keys[i], refs.shapes[i] = keyOf(buf), sh
+		if known != nil {
+			refs.s[i], refs.hit[i] = known(refs.keys[i])
+		}
+	}
+}
+
+// prepare builds the labels of every series the cluster's cache did not
+// resolve (refs.hit) into the request's label array: sorted, as
+// Prometheus's handler sorts them, and stamped (stampCluster, with room for
+// the cluster label left after each series'); it looks each up in the
+// head, and checks the labels of those the head does not hold
+// (prepareLabels). It returns false when the request is for Prometheus's
+// handler. The request is valid and resolveKnown has run.
+func (r *rw2Request) prepare(cluster string, getRef storage.GetRef, refs *resolvedSlice) bool {
+	// Sized once, so that no series' labels move as the next are added.
+	n := len(r.series)
+	for i := range r.series {
+		if refs.hit[i] {
+			n--
+		} else {
+			n += len(r.series[i].refs) / 2
+		}
+	}
+	r.labels = slices.Grow(r.labels[:0], n)
+	for i := range r.series {
+		s := &r.series[i]
+		if refs.hit[i] {
+			s.resolved = refs.s[i]
+			continue
+		}
 		start := len(r.labels)
 		for j := 0; j < len(s.refs); j += 2 {
 			name, value := s.refs[j], s.refs[j+1]

@@ -169,11 +169,15 @@ func TestRW2LabelsDoNotPointIntoTheRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := new(rw2Request)
-		if !req.decode(raw) || !req.prepare(testCluster, refsOf(app)) {
+		req, refs := new(rw2Request), new(resolvedSlice)
+		if !req.decode(raw) || !req.valid() {
 			t.Fatal("rw2.go refused the request")
 		}
-		if written, bad, err := h.appendRW2(app, req); err != nil || len(bad) > 0 || written != 2 {
+		req.resolveKnown(refs, nil)
+		if !req.prepare(testCluster, refsOf(app), refs) {
+			t.Fatal("rw2.go refused the request")
+		}
+		if written, bad, err := h.appendRW2(app, req, refs); err != nil || len(bad) > 0 || written != 2 {
 			t.Fatalf("appended %d, refused %v, error %v", written, bad, err)
 		}
 		if err := app.Commit(); err != nil {
@@ -205,7 +209,7 @@ func TestRW2LeavesMetadataOutsideTheSymbols(t *testing.T) {
 		if !req.decode(raw) {
 			t.Fatalf("%+v: not decoded", md)
 		}
-		if req.prepare(testCluster, noRefs{}) {
+		if req.valid() {
 			t.Errorf("%+v: rw2.go would answer it", md)
 		}
 		for _, fast := range []bool{true, false} {
