@@ -167,29 +167,7 @@ func FuzzRW1KnownSeriesAnswerAsPrometheus(f *testing.F) {
 	} {
 		f.Add(rw1Proto(f, &prompb.WriteRequest{Timeseries: ts}))
 	}
-	// One pair of stores for every input, each input another cluster's.
-	open := func() *metricstore.Store {
-		return openStore(f, metricstore.DefaultConfig().OutOfOrderWindow, nil, func(c *metricstore.Config) { c.Shards = 1 })
-	}
-	fastStore, promStore := open(), open()
-	fast, prom := newTestHandler(fastStore, true), newTestHandler(promStore, false)
-	var inputs atomic.Int64
-	f.Fuzz(func(t *testing.T, msg []byte) {
-		cluster := fmt.Sprintf("fuzz-%d", inputs.Add(1))
-		body := snappy.Encode(nil, msg)
-		// A new head's first samples move its epoch on: by the third
-		// request the series are resolved by the cache whatever the head.
-		for i := range 3 {
-			got, want := postAs(fast, cluster, body, nil), postAs(prom, cluster, body, nil)
-			if got.code != want.code || got.body != want.body || !headersEqual(got.header, want.header) {
-				t.Fatalf("request %d: answer %d %q, Prometheus's handler %d %q", i, got.code, got.body, want.code, want.body)
-			}
-		}
-		ofCluster := labels.MustNewMatcher(labels.MatchEqual, metricstore.ClusterLabel, cluster)
-		if got, want := dumpMatching(t, fastStore, ofCluster), dumpMatching(t, promStore, ofCluster); got != want {
-			t.Fatalf("stored through rw1.go:\n%s\nthrough Prometheus's handler:\n%s", got, want)
-		}
-	})
+	fuzzKnownSeries(f, nil)
 }
 
 // FuzzRW2KnownSeriesAnswerAsPrometheus is FuzzRW1KnownSeriesAnswerAsPrometheus
@@ -219,6 +197,15 @@ func FuzzRW2KnownSeriesAnswerAsPrometheus(f *testing.F) {
 		}
 		f.Add(raw)
 	}
+	fuzzKnownSeries(f, rw2Header)
+}
+
+// fuzzKnownSeries posts each input, snappy-compressed with the given
+// headers (nil: remote write 1.0's), three times to hub/ingest's paths and
+// to Prometheus's handler, each over a store of its own, and fails on any
+// difference in the answers or in what the input's cluster stored. Each
+// input is another cluster's.
+func fuzzKnownSeries(f *testing.F, header map[string]string) {
 	open := func() *metricstore.Store {
 		return openStore(f, metricstore.DefaultConfig().OutOfOrderWindow, nil, func(c *metricstore.Config) { c.Shards = 1 })
 	}
@@ -228,15 +215,17 @@ func FuzzRW2KnownSeriesAnswerAsPrometheus(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		cluster := fmt.Sprintf("fuzz-%d", inputs.Add(1))
 		body := snappy.Encode(nil, msg)
+		// A new head's first samples move its epoch on: by the third
+		// request the series are resolved by the cache whatever the head.
 		for i := range 3 {
-			got, want := postAs(fast, cluster, body, rw2Header), postAs(prom, cluster, body, rw2Header)
+			got, want := postAs(fast, cluster, body, header), postAs(prom, cluster, body, header)
 			if got.code != want.code || got.body != want.body || !headersEqual(got.header, want.header) {
 				t.Fatalf("request %d: answer %d %q, Prometheus's handler %d %q", i, got.code, got.body, want.code, want.body)
 			}
 		}
 		ofCluster := labels.MustNewMatcher(labels.MatchEqual, metricstore.ClusterLabel, cluster)
 		if got, want := dumpMatching(t, fastStore, ofCluster), dumpMatching(t, promStore, ofCluster); got != want {
-			t.Fatalf("stored through rw2.go:\n%s\nthrough Prometheus's handler:\n%s", got, want)
+			t.Fatalf("stored through hub/ingest:\n%s\nthrough Prometheus's handler:\n%s", got, want)
 		}
 	})
 }
