@@ -12,7 +12,6 @@ import (
 
 	"github.com/grafana/dskit/services"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 	// Thanos's gRPC codec: received StoreAPI messages are decoded into
 	// buffers of their own. With slicelabels, series labels and chunks
 	// point into the message's bytes and outlive the Recv; grpc-go's own
@@ -26,7 +25,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/fleetpulse/fleetpulse/hub/metricstore"
 	"github.com/fleetpulse/fleetpulse/internal/kitlog"
 )
 
@@ -186,25 +184,10 @@ func peerDialOptions(c PeerTLSConfig) ([]grpc.DialOption, error) {
 	return append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg))), nil
 }
 
-// partition decides which rule results this replica writes and which
-// alerts it sends, with peers: a series or alert that names a cluster
-// belongs to the cluster's owner, one that names none (a fleet-wide
-// aggregate) to the replica that leads the controllers, or without a
-// control plane to the owner of the empty cluster name. Without peers it
-// is nil: one hub writes everything.
-func (h *Hub) partition() func(labels.Labels) bool {
-	if h.membership == nil {
-		return nil
-	}
-	return func(l labels.Labels) bool {
-		if c := l.Get(metricstore.ClusterLabel); c != "" {
-			return h.membership.Owns(c)
-		}
-		return h.leadsFleet()
-	}
-}
-
-// leadsFleet tells whether this replica evaluates the fleet-wide results.
+// leadsFleet tells whether this replica evaluates the fleet-wide rule
+// groups and writes the results that name no cluster: the replica that
+// leads the controllers or, without leader election, the owner of the
+// empty cluster name.
 func (h *Hub) leadsFleet() bool {
 	if h.cfg.ControlPlaneKubeconfig != "" && h.cfg.ControlPlane.LeaderElect {
 		cp := h.manager.Load()

@@ -30,17 +30,22 @@ import (
 	"github.com/fleetpulse/fleetpulse/testbed"
 )
 
-// fanoutRules are a fleet-wide recording rule, a per-cluster one and a
-// per-cluster alert.
+// fanoutRules are a per-cluster group (a recording rule and an alert),
+// which replicas split by cluster ownership, and a fleet-wide one, which
+// one replica evaluates.
 const fanoutRules = `groups:
   - name: fanout
     rules:
-      - record: fleet:fanout_probe:count
-        expr: count(fanout_probe)
       - record: cluster:fanout_probe:sum
         expr: sum by (cluster) (fanout_probe)
       - alert: FanoutProbe
         expr: sum by (cluster) (fanout_probe) >= 0
+  - name: fanout-fleet
+    rules:
+      - record: fleet:fanout_probe:count
+        expr: count(fanout_probe)
+      - alert: FanoutFleet
+        expr: count(fanout_probe) > 0
 `
 
 // fanoutClusters are the clusters the test writes, each to one replica.
@@ -50,9 +55,10 @@ var fanoutClusters = []string{"c-0", "c-1", "c-2", "c-3", "c-4", "c-5"}
 // other as peers, writes each cluster's series to one of them through its
 // agents' port, and the same series to one hub: every replica's /api/v1
 // (instant and range queries, series, label names and values) answers what
-// the one hub answers. The rules split the work: each per-cluster result is
-// written, and each alert sent, by the cluster's owner only, and the
-// fleet-wide result by one replica.
+// the one hub answers. The rules split the work: each replica evaluates the
+// per-cluster group for the clusters it owns only, and one replica the
+// fleet-wide group; each result is written, and each alert sent, once;
+// and every replica reads the whole fleet's alerts from its peers.
 func TestEveryReplicaAnswersForTheFleet(t *testing.T) {
 	t.Parallel()
 	ca := testbed.NewCA(t, "agents")
@@ -130,6 +136,51 @@ func TestEveryReplicaAnswersForTheFleet(t *testing.T) {
 					return fmt.Errorf("alert FanoutProbe of %s at replica %d's Alertmanager: %t, want %t (owner: replica %d)", c, i, got, want, owners[c])
 				}
 			}
+		}
+		return nil
+	})
+	// Each replica holds the alerts of the groups it evaluates: its own
+	// clusters', and the fleet-wide alert at one replica; each reads the
+	// fleet's from its peers.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		fleetAt := 0
+		for i, h := range replicas {
+			var own, want []string
+			for _, c := range fanoutClusters {
+				if owners[c] == i {
+					want = append(want, c)
+				}
+			}
+			for _, a := range h.alerts.Load().Local() {
+				switch a.Name {
+				case "FanoutProbe":
+					own = append(own, a.Labels["cluster"])
+				case "FanoutFleet":
+					fleetAt++
+				}
+			}
+			slices.Sort(own)
+			if !slices.Equal(own, want) {
+				return fmt.Errorf("replica %d evaluated FanoutProbe for %v, want the clusters it owns: %v", i, own, want)
+			}
+			active, err := h.alerts.Load().Active(context.Background())
+			if err != nil {
+				return fmt.Errorf("replica %d: %w", i, err)
+			}
+			var fleet []string
+			for _, a := range active {
+				fleet = append(fleet, a.Name+"/"+a.Labels["cluster"])
+			}
+			wantFleet := []string{"FanoutFleet/"}
+			for _, c := range fanoutClusters {
+				wantFleet = append(wantFleet, "FanoutProbe/"+c)
+			}
+			if !slices.Equal(fleet, wantFleet) {
+				return fmt.Errorf("replica %d reads the fleet's alerts as %v, want %v", i, fleet, wantFleet)
+			}
+		}
+		if fleetAt != 1 {
+			return fmt.Errorf("%d replicas evaluate the fleet-wide group, want 1", fleetAt)
 		}
 		return nil
 	})
@@ -335,6 +386,9 @@ func TestReplicaAnswersWhenAPeerStops(t *testing.T) {
 			return err
 		}
 		for _, g := range groups.Groups {
+			if g.Name != "fanout" { // the fleet-wide group runs where the membership says
+				continue
+			}
 			for _, r := range g.Rules {
 				if rr, ok := r.(promv1.RecordingRule); ok && (rr.Health != promv1.RuleHealthGood || time.Since(rr.LastEvaluation) > 2*time.Second) {
 					return fmt.Errorf("rule %s: health %s, last evaluated %s", rr.Name, rr.Health, rr.LastEvaluation)

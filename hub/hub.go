@@ -212,7 +212,7 @@ func (h *Hub) Reload() error {
 
 // alerting builds rule evaluation over the fleet, with the shipped packs
 // written into the store's folder so they load like any rule file.
-func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerting.Alerting, error) {
+func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store, peers *peerAlerts) (*alerting.Alerting, error) {
 	cfg := h.cfg.Alerting
 	if !h.cfg.NoShippedRules {
 		shipped, err := rules.WriteTo(filepath.Join(h.cfg.Store.Dir, metricstore.ShippedRulesDir))
@@ -223,8 +223,9 @@ func (h *Hub) alerting(engine *promql.Engine, store *metricstore.Store) (*alerti
 	}
 	cfg.ExternalURL = h.externalURL()
 	var opts []alerting.Option
-	if keep := h.partition(); keep != nil {
-		opts = append(opts, alerting.WithPartition(keep))
+	if h.membership != nil {
+		opts = append(opts, alerting.WithPartition(metricstore.ClusterLabel, h.membership.Owns, h.leadsFleet),
+			alerting.WithPeerAlerts(peers.Alerts))
 	}
 	return alerting.New(cfg, engine, store.Queryable(), store.RoutingAppendable(), h.logger.With("component", "alerting"), h.registry, opts...)
 }

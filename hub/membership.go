@@ -26,9 +26,10 @@ type Membership interface {
 	Self() Instance
 	// Peers are the replicas, this one included or not.
 	Peers() ([]Instance, error)
-	// Owns tells whether this replica writes the cluster's rule results
-	// and sends its alerts: exactly one replica at a time, the first of its
-	// owners where several replicate it.
+	// Owns tells whether this replica evaluates the cluster's rules,
+	// writes their results and sends its alerts: one replica at a time, or
+	// each of its owners where several replicate it (Alertmanager and the
+	// readers' deduplication make one of their copies).
 	Owns(cluster string) bool
 }
 

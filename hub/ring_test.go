@@ -45,37 +45,45 @@ func ringReplicas(t *testing.T, ca *testbed.CA, n int) ([]*Hub, []func()) {
 // changed by configure, when given.
 func ringReplicasWith(t *testing.T, ca *testbed.CA, n int, configure func(*Config)) ([]*Hub, []func()) {
 	t.Helper()
-	base := DefaultConfig()
-	base.HTTPListenAddress, base.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
-	base.AgentTLS.CertFile, base.AgentTLS.KeyFile = ca.Server("localhost")
-	base.AgentTLS.ClientCAFile = ca.CertFile
-	base.NoShippedRules = true
 	var (
 		replicas []*Hub
 		stops    []func()
 	)
-	for i := range n {
-		cfg := base
-		cfg.Store.Dir = t.TempDir()
-		var join []string
-		if i > 0 {
-			join = []string{"127.0.0.1:" + strconv.Itoa(replicas[0].Ring().MemberlistPort())}
-		}
-		cfg = ringConfig(cfg, fmt.Sprintf("hub-%d", i), join...)
-		if configure != nil {
-			configure(&cfg)
-		}
-		h, stop := runHub(t, cfg)
-		testutil.Eventually(t, 10*time.Second, func() error {
-			if !h.Ready() {
-				return fmt.Errorf("hub-%d is not ready", i)
-			}
-			return nil
-		})
+	for range n {
+		h, stop := addRingReplica(t, ca, replicas, configure)
 		replicas, stops = append(replicas, h), append(stops, stop)
 	}
 	waitPeers(t, replicas)
 	return replicas, stops
+}
+
+// addRingReplica runs one more replica, hub-<len(replicas)>, joining the
+// first of replicas, and waits until it is ready.
+func addRingReplica(t *testing.T, ca *testbed.CA, replicas []*Hub, configure func(*Config)) (*Hub, func()) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.AgentTLS.CertFile, cfg.AgentTLS.KeyFile = ca.Server("localhost")
+	cfg.AgentTLS.ClientCAFile = ca.CertFile
+	cfg.NoShippedRules = true
+	cfg.Store.Dir = t.TempDir()
+	var join []string
+	if len(replicas) > 0 {
+		join = []string{"127.0.0.1:" + strconv.Itoa(replicas[0].Ring().MemberlistPort())}
+	}
+	id := fmt.Sprintf("hub-%d", len(replicas))
+	cfg = ringConfig(cfg, id, join...)
+	if configure != nil {
+		configure(&cfg)
+	}
+	h, stop := runHub(t, cfg)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if !h.Ready() {
+			return fmt.Errorf("%s is not ready", id)
+		}
+		return nil
+	})
+	return h, stop
 }
 
 // waitPeers polls until every replica sees exactly replicas as its peers.

@@ -89,7 +89,8 @@ type parts struct {
 
 	agentAddr, grpcAddr *net.TCPAddr
 
-	peers *thanosquery.EndpointSet // nil without peers
+	peers      *thanosquery.EndpointSet // nil without peers
+	peerAlerts *peerAlerts              // nil without peers
 }
 
 // modules registers the hub's modules and their dependencies, as the
@@ -133,6 +134,11 @@ func (h *Hub) modules(p *parts) (*modules.Manager, error) {
 	if h.cfg.GRPCListenAddress != "" {
 		mm.RegisterModule(ModuleStoreAPI, func() (services.Service, error) { return h.storeAPIService(p), nil })
 		deps[ModuleStoreAPI] = []string{ModuleStore}
+		if h.membership != nil {
+			// Beside the StoreAPI, the Rules API the replicas read each
+			// other's alerts through.
+			deps[ModuleStoreAPI] = append(deps[ModuleStoreAPI], ModuleRules)
+		}
 		all = append(all, ModuleStoreAPI)
 	}
 	mm.RegisterModule(moduleAll, nil)
@@ -202,7 +208,13 @@ func (h *Hub) queryService(p *parts) services.Service {
 // rulesService evaluates the rules until it stops.
 func (h *Hub) rulesService(p *parts) services.Service {
 	return services.NewBasicService(func(context.Context) error {
-		alerts, err := h.alerting(p.engine, p.store)
+		if h.membership != nil {
+			var err error
+			if p.peerAlerts, err = h.newPeerAlerts(); err != nil {
+				return err
+			}
+		}
+		alerts, err := h.alerting(p.engine, p.store, p.peerAlerts)
 		if err != nil {
 			return err
 		}
@@ -219,7 +231,12 @@ func (h *Hub) rulesService(p *parts) services.Service {
 		go func() { _ = p.self.Run(ctx); close(selfDone) }()
 		defer func() { <-selfDone }()
 		return p.alerts.Run(ctx)
-	}, nil)
+	}, func(error) error {
+		if p.peerAlerts != nil {
+			p.peerAlerts.Close()
+		}
+		return nil
+	})
 }
 
 // apiService serves the users' port.

@@ -15,6 +15,7 @@ import (
 	"github.com/thanos-io/thanos/pkg/component"
 	"github.com/thanos-io/thanos/pkg/info"
 	"github.com/thanos-io/thanos/pkg/info/infopb"
+	thanosrules "github.com/thanos-io/thanos/pkg/rules"
 	"github.com/thanos-io/thanos/pkg/store"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -48,6 +49,11 @@ func (h *Hub) storeAPIService(p *parts) services.Service {
 		proxy := p.store.StoreServer()
 		srv = grpc.NewServer(opts...)
 		store.RegisterStoreServer(proxy, kitlog.New(h.logger.With("component", "storeapi")))(srv)
+		if p.alerts != nil && h.membership != nil {
+			// Not advertised in the Info API: a stock thanos query would
+			// keep one replica's copy of each rule, and so of its alerts.
+			thanosrules.RegisterRulesServer(p.alerts)(srv)
+		}
 		info.RegisterInfoServer(info.NewInfoServer(component.Store.String(),
 			// No external labels: every series carries its cluster label,
 			// and clusters are disjoint between replicas.

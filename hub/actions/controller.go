@@ -26,10 +26,12 @@ import (
 	"github.com/fleetpulse/fleetpulse/hub/alerting"
 )
 
-// AlertSource is the hub's rule evaluation: its active alerts, and a tick
-// after each evaluation.
+// AlertSource is the hub's rule evaluation: the fleet's active alerts,
+// and a tick after each evaluation. Active fails rather than leave out
+// alerts it cannot read (another replica's), which would untaint their
+// clusters.
 type AlertSource interface {
-	Active() []alerting.Alert
+	Active(context.Context) ([]alerting.Alert, error)
 	Evaluated() <-chan struct{}
 }
 
@@ -97,8 +99,12 @@ func (r *alertTaints) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Res
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	active, err := r.alerts.Active(ctx)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("read the fleet's alerts: %w", err)
+	}
 	prev := rule.Status.Clusters
-	next, acts, wake := decide(rule.Spec, prev, firingByCluster(rule.Spec.AlertName, rule.Spec.MatchLabels, r.alerts.Active()), fleetOf(clusters.Items, rule), now)
+	next, acts, wake := decide(rule.Spec, prev, firingByCluster(rule.Spec.AlertName, rule.Spec.MatchLabels, active), fleetOf(clusters.Items, rule), now)
 	status := rule.Status.DeepCopy()
 	status.Clusters = next
 	status.TaintedClusters = 0

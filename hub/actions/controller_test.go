@@ -20,8 +20,8 @@ import (
 
 type fixedAlerts []alerting.Alert
 
-func (a fixedAlerts) Active() []alerting.Alert   { return a }
-func (a fixedAlerts) Evaluated() <-chan struct{} { return nil }
+func (a fixedAlerts) Active(context.Context) ([]alerting.Alert, error) { return a, nil }
+func (a fixedAlerts) Evaluated() <-chan struct{}                       { return nil }
 
 // TestReconcileTaintTakeover covers the reconciles that the integration
 // test does not: a taint of a gone AlertTaint (whose finalizer was removed

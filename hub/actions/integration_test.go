@@ -32,10 +32,10 @@ type alerts struct {
 	tick   chan struct{}
 }
 
-func (a *alerts) Active() []alerting.Alert {
+func (a *alerts) Active(context.Context) ([]alerting.Alert, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return slices.Clone(a.active)
+	return slices.Clone(a.active), nil
 }
 
 func (a *alerts) Evaluated() <-chan struct{} { return a.tick }

@@ -94,7 +94,11 @@ func (r *alertRemediations) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	firing := firingByCluster(rule.Spec.AlertName, rule.Spec.MatchLabels, r.alerts.Active())
+	active, err := r.alerts.Active(ctx)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("read the fleet's alerts: %w", err)
+	}
+	firing := firingByCluster(rule.Spec.AlertName, rule.Spec.MatchLabels, active)
 	next, remedies, wake := decideRemediation(rule.Spec, rule.Status.Clusters, firing, bound, r.now())
 	status := rule.Status.DeepCopy()
 	status.Clusters = next

@@ -68,6 +68,11 @@ type Alerting struct {
 	// evaluated ticks after every group evaluation, for controllers that act
 	// on alerts to look right away rather than poll.
 	evaluated chan struct{}
+	// part, with several replicas, splits the groups' work between them;
+	// fleet reads every cluster's series.
+	part  *partition
+	fleet storage.Queryable
+	peers func(context.Context) ([]Alert, error)
 }
 
 // Alert is one active alert instance of the hub's rules.
@@ -79,23 +84,64 @@ type Alert struct {
 	ActiveAt time.Time
 }
 
-// Active returns every pending and firing alert.
-func (a *Alerting) Active() []Alert {
+// Local returns the pending and firing alerts of the groups this replica
+// evaluates: with several replicas, those of its clusters and, while it
+// leads, of the fleet-wide groups.
+func (a *Alerting) Local() []Alert {
 	var out []Alert
-	for _, r := range a.rules.AlertingRules() {
-		for _, al := range r.ActiveAlerts() {
-			out = append(out, Alert{Name: r.Name(), Labels: al.Labels.Map(), Value: al.Value,
-				Firing: al.State == rules.StateFiring, ActiveAt: al.ActiveAt})
+	for _, g := range a.rules.RuleGroups() {
+		if a.part != nil && !a.part.evaluates(g) {
+			continue
+		}
+		for _, r := range g.AlertingRules() {
+			for _, al := range r.ActiveAlerts() {
+				out = append(out, Alert{Name: r.Name(), Labels: al.Labels.Map(), Value: al.Value,
+					Firing: al.State == rules.StateFiring, ActiveAt: al.ActiveAt})
+			}
 		}
 	}
 	return out
+}
+
+// Active returns every pending and firing alert of the fleet: this
+// replica's and, with peers, theirs; an alert several replicas hold (a
+// replicated cluster, one that is changing owner) once, firing if one
+// holds it firing. A peer that cannot answer fails it, rather than
+// leave its clusters' alerts out.
+func (a *Alerting) Active(ctx context.Context) ([]Alert, error) {
+	local := a.Local()
+	if a.peers == nil {
+		return local, nil
+	}
+	remote, err := a.peers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return mergeAlerts(local, remote), nil
 }
 
 // Evaluated ticks (coalesced) after rule groups are evaluated.
 func (a *Alerting) Evaluated() <-chan struct{} { return a.evaluated }
 
 func (a *Alerting) evalIteration(ctx context.Context, g *rules.Group, ts time.Time) {
-	rules.DefaultEvalIterationFunc(ctx, g, ts)
+	if a.part == nil {
+		rules.DefaultEvalIterationFunc(ctx, g, ts)
+		a.tick()
+		return
+	}
+	s := a.part.groupScope(g)
+	if s == scopeLeader && !a.part.leads() {
+		return
+	}
+	before := activeAlerts(g)
+	rules.DefaultEvalIterationFunc(withScope(ctx, s), g, ts)
+	if err := carryOn(ctx, g, ts, a.fleet, before); err != nil {
+		a.logger.Warn("carry on the 'for' state of alerts another replica evaluated", "group", g.Name(), "err", err)
+	}
+	a.tick()
+}
+
+func (a *Alerting) tick() {
 	select {
 	case a.evaluated <- struct{}{}:
 	default:
@@ -115,12 +161,13 @@ func New(cfg Config, engine *promql.Engine, q storage.Queryable, app storage.App
 		opt(&o)
 	}
 	n := notifier.NewManager(&notifier.Options{QueueCapacity: 10000, Registerer: reg}, model.UTF8Validation, logger.With("component", "notifier"))
-	notify := rules.SendAlerts(n, cfg.ExternalURL)
-	if o.keep != nil {
-		notify, app = partitioned(notify, o.keep), partitionedAppendable{Appendable: app, keep: o.keep}
+	notify, read := rules.SendAlerts(n, cfg.ExternalURL), q
+	if o.part != nil {
+		notify, app = o.part.notify(notify), partitionedAppendable{Appendable: app, p: o.part}
+		read = ownedQueryable{Queryable: q, p: o.part}
 	}
 	m := rules.NewManager(&rules.ManagerOptions{
-		QueryFunc:  rules.EngineQueryFunc(engine, q),
+		QueryFunc:  rules.EngineQueryFunc(engine, read),
 		NotifyFunc: notify,
 		Context:    context.Background(),
 		Appendable: app,
@@ -133,12 +180,39 @@ func New(cfg Config, engine *promql.Engine, q storage.Queryable, app storage.App
 		ForGracePeriod:  10 * time.Minute,
 		ResendDelay:     time.Minute,
 	})
-	return &Alerting{cfg: cfg, logger: logger, rules: m, notifier: n, evaluated: make(chan struct{}, 1)}, nil
+	return &Alerting{cfg: cfg, logger: logger, rules: m, notifier: n, evaluated: make(chan struct{}, 1),
+		part: o.part, fleet: q, peers: o.peers}, nil
 }
 
-// Retriever serves the API's /rules and /alerts.
+// Retriever serves the API's /rules and /alerts: the groups this replica
+// evaluates.
 func (a *Alerting) Retriever() func(context.Context) promapi.RulesRetriever {
-	return func(context.Context) promapi.RulesRetriever { return a.rules }
+	return func(context.Context) promapi.RulesRetriever { return evaluatedHere{a} }
+}
+
+// evaluatedHere are the groups and alerting rules this replica evaluates.
+type evaluatedHere struct{ a *Alerting }
+
+func (e evaluatedHere) RuleGroups() []*rules.Group {
+	groups := e.a.rules.RuleGroups()
+	if e.a.part == nil {
+		return groups
+	}
+	out := groups[:0:0]
+	for _, g := range groups {
+		if e.a.part.evaluates(g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func (e evaluatedHere) AlertingRules() []*rules.AlertingRule {
+	var out []*rules.AlertingRule
+	for _, g := range e.RuleGroups() {
+		out = append(out, g.AlertingRules()...)
+	}
+	return out
 }
 
 // Alertmanagers serves the API's /alertmanagers: those the notifier sends
@@ -176,6 +250,9 @@ func (a *Alerting) Reload() error {
 	}
 	if err := a.rules.Update(a.cfg.EvaluationInterval, files, labels.EmptyLabels(), a.cfg.ExternalURL, a.evalIteration); err != nil {
 		return fmt.Errorf("load rule files %v: %w", files, err)
+	}
+	if a.part != nil {
+		a.part.forget()
 	}
 	a.logger.Info("rules loaded", "files", len(files), "groups", len(a.rules.RuleGroups()))
 	return nil

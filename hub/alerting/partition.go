@@ -2,56 +2,213 @@ package alerting
 
 import (
 	"context"
+	"sync"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
 // Option configures Alerting beyond its Config.
 type Option func(*options)
 
 type options struct {
-	keep func(labels.Labels) bool
+	part  *partition
+	peers func(context.Context) ([]Alert, error)
 }
 
-// WithPartition makes this replica one of several that evaluate the same
-// rules over the same fleet: every replica evaluates every group, so each
-// holds every alert's state (a replica that takes a cluster over resumes
-// its alerts' "for" where the previous owner was), but a replica writes
-// only the rule results and sends only the alerts whose labels keep
-// passes, so each series is written, and each alert sent, by one replica.
-func WithPartition(keep func(labels.Labels) bool) Option {
-	return func(o *options) { o.keep = keep }
+// WithPartition makes this replica one of several that share the rules
+// over one fleet. A group whose every rule computes per cluster (see
+// PerCluster) is evaluated by each replica over the clusters it owns:
+// it reads only their series and writes and sends only their results. A
+// group that mixes clusters is evaluated by the replica that leads. Each
+// result series is so written, and each alert sent, by its cluster's
+// owners only (several where a cluster is replicated, which Alertmanager
+// and the readers' deduplication fold into one), and the fleet's rule
+// work is split over the replicas. Series without a cluster label belong
+// to the leader.
+func WithPartition(cluster string, owns func(cluster string) bool, leads func() bool) Option {
+	return func(o *options) { o.part = &partition{cluster: cluster, owns: owns, leads: leads} }
 }
 
-// partitioned sends only the alerts keep passes.
-func partitioned(notify rules.NotifyFunc, keep func(labels.Labels) bool) rules.NotifyFunc {
+// WithPeerAlerts adds the alerts the other replicas evaluate to Active.
+func WithPeerAlerts(peers func(context.Context) ([]Alert, error)) Option {
+	return func(o *options) { o.peers = peers }
+}
+
+// partition decides what this replica reads, writes and sends.
+type partition struct {
+	cluster string
+	owns    func(string) bool
+	leads   func() bool
+
+	mu         sync.Mutex
+	perCluster map[*rules.Group]bool
+}
+
+// scope is what a group evaluation reads, writes and sends, carried by
+// its context from the iteration function to the querier, the appender
+// and the notifier.
+type scope int
+
+const (
+	scopeAny        scope = iota // outside an evaluation: as partition.keep says
+	scopeOwned                   // a per-cluster group: the owned clusters
+	scopeLeader                  // a fleet-wide group, evaluated by the leader
+	scopeUnfiltered              // reads of the whole fleet ('for' state)
+)
+
+type scopeKey struct{}
+
+func withScope(ctx context.Context, s scope) context.Context {
+	return context.WithValue(ctx, scopeKey{}, s)
+}
+
+func scopeOf(ctx context.Context) scope {
+	s, _ := ctx.Value(scopeKey{}).(scope)
+	return s
+}
+
+// keep tells whether this replica writes or sends a result with labels l:
+// one of its clusters', or, without a cluster label, while it leads.
+func (p *partition) keep(l labels.Labels) bool {
+	if c := l.Get(p.cluster); c != "" {
+		return p.owns(c)
+	}
+	return p.leads()
+}
+
+// keepIn is keep within a scope: a fleet-wide group's results are the
+// leader's, whatever their labels.
+func (p *partition) keepIn(ctx context.Context, l labels.Labels) bool {
+	if scopeOf(ctx) == scopeLeader {
+		return p.leads()
+	}
+	return p.keep(l)
+}
+
+// groupScope is the scope g evaluates in.
+func (p *partition) groupScope(g *rules.Group) scope {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	per, ok := p.perCluster[g]
+	if !ok {
+		per = perClusterGroup(g, p.cluster)
+		if p.perCluster == nil {
+			p.perCluster = map[*rules.Group]bool{}
+		}
+		p.perCluster[g] = per
+	}
+	if per {
+		return scopeOwned
+	}
+	return scopeLeader
+}
+
+// evaluates tells whether this replica evaluates g now.
+func (p *partition) evaluates(g *rules.Group) bool {
+	return p.groupScope(g) == scopeOwned || p.leads()
+}
+
+// forget drops the groups a reload replaced.
+func (p *partition) forget() {
+	p.mu.Lock()
+	p.perCluster = nil
+	p.mu.Unlock()
+}
+
+// notify sends only the alerts this replica sends.
+func (p *partition) notify(next rules.NotifyFunc) rules.NotifyFunc {
 	return func(ctx context.Context, expr string, alerts ...*rules.Alert) {
 		kept := alerts[:0:0]
 		for _, a := range alerts {
-			if keep(a.Labels) {
+			if p.keepIn(ctx, a.Labels) {
 				kept = append(kept, a)
 			}
 		}
 		if len(kept) > 0 {
-			notify(ctx, expr, kept...)
+			next(ctx, expr, kept...)
 		}
 	}
 }
 
-// partitionedAppendable writes only the series keep passes; the others are
-// dropped as if written.
-type partitionedAppendable struct {
-	storage.Appendable
-	keep func(labels.Labels) bool
+// ownedQueryable reads, within a per-cluster group's evaluation, only the
+// series of the clusters this replica owns.
+type ownedQueryable struct {
+	storage.Queryable
+	p *partition
 }
 
-func (p partitionedAppendable) Appender(ctx context.Context) storage.Appender {
-	return partitionedAppender{Appender: p.Appendable.Appender(ctx), keep: p.keep}
+func (q ownedQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	in, err := q.Queryable.Querier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return ownedQuerier{Querier: in, p: q.p}, nil
+}
+
+type ownedQuerier struct {
+	storage.Querier
+	p *partition
+}
+
+func (q ownedQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, matchers ...*labels.Matcher) storage.SeriesSet {
+	set := q.Querier.Select(ctx, sortSeries, hints, matchers...)
+	if scopeOf(ctx) != scopeOwned {
+		return set
+	}
+	return &ownedSeries{SeriesSet: set, p: q.p}
+}
+
+// ownedSeries skips the series of clusters owned elsewhere; one owner
+// decision per cluster and Select.
+type ownedSeries struct {
+	storage.SeriesSet
+	p     *partition
+	owned map[string]bool
+}
+
+func (s *ownedSeries) Next() bool {
+	for s.SeriesSet.Next() {
+		c := s.SeriesSet.At().Labels().Get(s.p.cluster)
+		if c == "" {
+			if s.p.leads() {
+				return true
+			}
+			continue
+		}
+		own, ok := s.owned[c]
+		if !ok {
+			if s.owned == nil {
+				s.owned = map[string]bool{}
+			}
+			own = s.p.owns(c)
+			s.owned[c] = own
+		}
+		if own {
+			return true
+		}
+	}
+	return false
+}
+
+// partitionedAppendable writes only the series this replica writes; the
+// others are dropped as if written.
+type partitionedAppendable struct {
+	storage.Appendable
+	p *partition
+}
+
+func (a partitionedAppendable) Appender(ctx context.Context) storage.Appender {
+	p := a.p
+	return partitionedAppender{Appender: a.Appendable.Appender(ctx), keep: func(l labels.Labels) bool { return p.keepIn(ctx, l) }}
 }
 
 type partitionedAppender struct {
@@ -99,4 +256,89 @@ func (p partitionedAppender) AppendHistogramSTZeroSample(ref storage.SeriesRef, 
 		return 0, nil
 	}
 	return p.Appender.AppendHistogramSTZeroSample(ref, l, t, st, h, fh)
+}
+
+// takeOverWindow is how recent, in evaluation intervals, the last 'for'
+// state another replica wrote for an alert must be for this replica to
+// carry it on: the alert was active there moments ago.
+const takeOverWindow = 3
+
+// activeAlerts are the labels' hashes of every active alert of g's
+// alerting rules.
+func activeAlerts(g *rules.Group) map[*rules.AlertingRule]map[uint64]struct{} {
+	out := map[*rules.AlertingRule]map[uint64]struct{}{}
+	for _, r := range g.Rules() {
+		ar, ok := r.(*rules.AlertingRule)
+		if !ok || ar.HoldDuration() <= 0 {
+			continue
+		}
+		seen := map[uint64]struct{}{}
+		ar.ForEachActiveAlert(func(a *rules.Alert) { seen[a.Labels.Hash()] = struct{}{} })
+		out[ar] = seen
+	}
+	return out
+}
+
+// carryOn gives the alerts that g's evaluation at ts started, and that
+// another replica was evaluating moments ago (a cluster that moved here,
+// the leadership of the fleet-wide groups), the time they became active
+// there, from their ALERTS_FOR_STATE series, so that a pending alert does
+// not start its "for" over, nor a firing one stop firing, when its
+// cluster changes owner.
+func carryOn(ctx context.Context, g *rules.Group, ts time.Time, q storage.Queryable, before map[*rules.AlertingRule]map[uint64]struct{}) error {
+	mint := ts.Add(-takeOverWindow * g.Interval())
+	evaluated := ts.Add(-g.QueryOffset()).UnixMilli()
+	querier, err := q.Querier(mint.UnixMilli(), ts.UnixMilli())
+	if err != nil {
+		return err
+	}
+	defer querier.Close()
+	ctx = withScope(ctx, scopeUnfiltered)
+	for ar, seen := range before {
+		started := map[uint64]bool{}
+		ar.ForEachActiveAlert(func(a *rules.Alert) {
+			if _, ok := seen[a.Labels.Hash()]; !ok {
+				started[a.Labels.Hash()] = true
+			}
+		})
+		if len(started) == 0 {
+			continue
+		}
+		set, err := ar.QueryForStateSeries(ctx, querier)
+		if err != nil {
+			return err
+		}
+		activeAt := map[uint64]time.Time{}
+		for set.Next() {
+			s := set.At()
+			// The last state before this evaluation, which has just
+			// written the alert's own, new, one.
+			var t int64
+			var v float64
+			it := s.Iterator(nil)
+			for it.Next() == chunkenc.ValFloat {
+				st, sv := it.At()
+				if st >= evaluated {
+					break
+				}
+				t, v = st, sv
+			}
+			if it.Err() != nil || t == 0 || value.IsStaleNaN(v) {
+				continue
+			}
+			l := s.Labels().DropReserved(func(n string) bool { return n == model.MetricNameLabel })
+			if h := l.Hash(); started[h] {
+				activeAt[h] = time.Unix(int64(v), 0)
+			}
+		}
+		if err := set.Err(); err != nil {
+			return err
+		}
+		ar.ForEachActiveAlert(func(a *rules.Alert) {
+			if at, ok := activeAt[a.Labels.Hash()]; ok && at.Before(a.ActiveAt) {
+				a.ActiveAt = at
+			}
+		})
+	}
+	return nil
 }
