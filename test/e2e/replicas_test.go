@@ -11,6 +11,7 @@ import (
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	fleetv1 "github.com/fleetpulse/fleetpulse/api/v1alpha1"
 	"github.com/fleetpulse/fleetpulse/internal/testutil"
@@ -23,7 +24,8 @@ import (
 // simulated clusters reaching them through one balanced address, a real
 // Alertmanager and a stock thanos query over their StoreAPIs. It checks
 // that thanos query and every replica's /api/v1 answer for the whole
-// fleet; kills (SIGKILL) the controllers' leader, and an owner of a real
+// fleet; that the leader's controllers taint, by an AlertTaint, a cluster
+// whose alert another replica evaluates; kills (SIGKILL) the controllers' leader, and an owner of a real
 // cluster if the leader owns none, and measures how long the victims'
 // clusters take to write at a new owner (within two agent heartbeat
 // periods) and the controllers to move (within the Lease's duration and
@@ -95,6 +97,38 @@ func TestReplicasTakeOverAKilledReplica(t *testing.T) {
 		}
 		return nil
 	})
+	// The leader's controllers act on an alert that another replica
+	// evaluates: an AlertTaint on the alert of a cluster it does not own.
+	var elsewhere string
+	testutil.Eventually(t, 30*time.Second, func() error {
+		now := time.Now()
+		all, err := holders(ctx, thanosURL, `k8s_cluster_info`, now.Add(-3*time.Second), now)
+		if err != nil {
+			return err
+		}
+		for _, c := range slices.Sorted(maps.Keys(all)) {
+			if len(all[c]) == 1 && all[c][0] != leader.id {
+				elsewhere = c
+				return nil
+			}
+		}
+		return fmt.Errorf("no cluster written to a replica other than the leader %s", leader.id)
+	})
+	const elsewhereKey = "fleetpulse.io/e2e-alert-elsewhere"
+	taintRule := &fleetv1.AlertTaint{ObjectMeta: metav1.ObjectMeta{Name: "alert-elsewhere"},
+		Spec: fleetv1.AlertTaintSpec{AlertName: "FleetClusterReporting", MatchLabels: map[string]string{"cluster": elsewhere},
+			Taint: fleetv1.Taint{Key: elsewhereKey, Effect: fleetv1.TaintNoSelect}}}
+	if err := kube.Create(ctx, taintRule); err != nil {
+		t.Fatal(err)
+	}
+	tainting := time.Now()
+	waitTaint(t, kube, elsewhere, elsewhereKey)
+	t.Logf("the leader %s tainted %s, whose alert another replica evaluates, %s after its AlertTaint was created",
+		leader.id, elsewhere, time.Since(tainting).Round(time.Millisecond))
+	if err := kube.Delete(ctx, taintRule); err != nil {
+		t.Fatal(err)
+	}
+
 	victims := []*replica{leader}
 	if !slices.ContainsFunc(realNames, func(c string) bool { return owners[c][0] == leader.id }) {
 		victims = append(victims, replicaByID(three, owners[realNames[0]][0]))
