@@ -134,7 +134,7 @@ func (a *Alerting) evalIteration(ctx context.Context, g *rules.Group, ts time.Ti
 		return
 	}
 	before := activeAlerts(g)
-	rules.DefaultEvalIterationFunc(withScope(ctx, s), g, ts)
+	rules.DefaultEvalIterationFunc(a.part.withScope(ctx, s), g, ts)
 	if err := carryOn(ctx, g, ts, a.fleet, before); err != nil {
 		a.logger.Warn("carry on the 'for' state of alerts another replica evaluated", "group", g.Name(), "err", err)
 	}

@@ -59,39 +59,62 @@ type partition struct {
 type scope int
 
 const (
-	scopeAny        scope = iota // outside an evaluation: as partition.keep says
-	scopeOwned                   // a per-cluster group: the owned clusters
+	scopeOwned  scope = iota + 1 // a per-cluster group: the owned clusters
 	scopeLeader                  // a fleet-wide group, evaluated by the leader
-	scopeUnfiltered              // reads of the whole fleet ('for' state)
 )
 
 type scopeKey struct{}
 
-func withScope(ctx context.Context, s scope) context.Context {
-	return context.WithValue(ctx, scopeKey{}, s)
+// evalScope is a group evaluation's scope, with the owner decisions it
+// has made: its Selects, results and alerts ask the membership once per
+// cluster.
+type evalScope struct {
+	scope scope
+	p     *partition
+
+	mu    sync.Mutex
+	owned map[string]bool
 }
 
-func scopeOf(ctx context.Context) scope {
-	s, _ := ctx.Value(scopeKey{}).(scope)
+func (e *evalScope) owns(cluster string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	own, ok := e.owned[cluster]
+	if !ok {
+		own = e.p.owns(cluster)
+		e.owned[cluster] = own
+	}
+	return own
+}
+
+func (p *partition) withScope(ctx context.Context, s scope) context.Context {
+	return context.WithValue(ctx, scopeKey{}, &evalScope{scope: s, p: p, owned: map[string]bool{}})
+}
+
+// scopeOf is ctx's evaluation scope; nil outside an evaluation.
+func scopeOf(ctx context.Context) *evalScope {
+	s, _ := ctx.Value(scopeKey{}).(*evalScope)
 	return s
 }
 
-// keep tells whether this replica writes or sends a result with labels l:
-// one of its clusters', or, without a cluster label, while it leads.
-func (p *partition) keep(l labels.Labels) bool {
-	if c := l.Get(p.cluster); c != "" {
-		return p.owns(c)
-	}
-	return p.leads()
-}
-
-// keepIn is keep within a scope: a fleet-wide group's results are the
-// leader's, whatever their labels.
+// keepIn tells whether this replica writes or sends a result with labels
+// l, or reads a series: within a fleet-wide group's evaluation, while it
+// leads, whatever the labels; else one of its clusters', or, without a
+// cluster label, while it leads.
 func (p *partition) keepIn(ctx context.Context, l labels.Labels) bool {
-	if scopeOf(ctx) == scopeLeader {
+	e := scopeOf(ctx)
+	if e != nil && e.scope == scopeLeader {
 		return p.leads()
 	}
-	return p.keep(l)
+	c := l.Get(p.cluster)
+	switch {
+	case c == "":
+		return p.leads()
+	case e != nil:
+		return e.owns(c)
+	default:
+		return p.owns(c)
+	}
 }
 
 // groupScope is the scope g evaluates in.
@@ -161,38 +184,22 @@ type ownedQuerier struct {
 
 func (q ownedQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, matchers ...*labels.Matcher) storage.SeriesSet {
 	set := q.Querier.Select(ctx, sortSeries, hints, matchers...)
-	if scopeOf(ctx) != scopeOwned {
-		return set
+	if e := scopeOf(ctx); e != nil && e.scope == scopeOwned {
+		return &ownedSeries{SeriesSet: set, ctx: ctx, p: q.p}
 	}
-	return &ownedSeries{SeriesSet: set, p: q.p}
+	return set
 }
 
-// ownedSeries skips the series of clusters owned elsewhere; one owner
-// decision per cluster and Select.
+// ownedSeries skips the series of clusters owned elsewhere.
 type ownedSeries struct {
 	storage.SeriesSet
-	p     *partition
-	owned map[string]bool
+	ctx context.Context
+	p   *partition
 }
 
 func (s *ownedSeries) Next() bool {
 	for s.SeriesSet.Next() {
-		c := s.SeriesSet.At().Labels().Get(s.p.cluster)
-		if c == "" {
-			if s.p.leads() {
-				return true
-			}
-			continue
-		}
-		own, ok := s.owned[c]
-		if !ok {
-			if s.owned == nil {
-				s.owned = map[string]bool{}
-			}
-			own = s.p.owns(c)
-			s.owned[c] = own
-		}
-		if own {
+		if s.p.keepIn(s.ctx, s.SeriesSet.At().Labels()) {
 			return true
 		}
 	}
@@ -293,7 +300,6 @@ func carryOn(ctx context.Context, g *rules.Group, ts time.Time, q storage.Querya
 		return err
 	}
 	defer querier.Close()
-	ctx = withScope(ctx, scopeUnfiltered)
 	for ar, seen := range before {
 		started := map[uint64]bool{}
 		ar.ForEachActiveAlert(func(a *rules.Alert) {
