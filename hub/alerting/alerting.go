@@ -89,10 +89,7 @@ type Alert struct {
 // leads, of the fleet-wide groups.
 func (a *Alerting) Local() []Alert {
 	var out []Alert
-	for _, g := range a.rules.RuleGroups() {
-		if a.part != nil && !a.part.evaluates(g) {
-			continue
-		}
+	for _, g := range a.evaluatedGroups() {
 		for _, r := range g.AlertingRules() {
 			for _, al := range r.ActiveAlerts() {
 				out = append(out, Alert{Name: r.Name(), Labels: al.Labels.Map(), Value: al.Value,
@@ -193,24 +190,29 @@ func (a *Alerting) Retriever() func(context.Context) promapi.RulesRetriever {
 // evaluatedHere are the groups and alerting rules this replica evaluates.
 type evaluatedHere struct{ a *Alerting }
 
-func (e evaluatedHere) RuleGroups() []*rules.Group {
-	groups := e.a.rules.RuleGroups()
-	if e.a.part == nil {
-		return groups
-	}
-	out := groups[:0:0]
-	for _, g := range groups {
-		if e.a.part.evaluates(g) {
-			out = append(out, g)
-		}
-	}
-	return out
-}
+func (e evaluatedHere) RuleGroups() []*rules.Group { return e.a.evaluatedGroups() }
 
 func (e evaluatedHere) AlertingRules() []*rules.AlertingRule {
 	var out []*rules.AlertingRule
 	for _, g := range e.RuleGroups() {
 		out = append(out, g.AlertingRules()...)
+	}
+	return out
+}
+
+// evaluatedGroups are the loaded groups this replica evaluates: with
+// several replicas, the per-cluster ones and, while it leads, the
+// fleet-wide ones.
+func (a *Alerting) evaluatedGroups() []*rules.Group {
+	groups := a.rules.RuleGroups()
+	if a.part == nil {
+		return groups
+	}
+	out := groups[:0:0]
+	for _, g := range groups {
+		if a.part.evaluates(g) {
+			out = append(out, g)
+		}
 	}
 	return out
 }

@@ -20,10 +20,7 @@ import (
 // evaluates (see Local): the replicas that lead the controllers read the
 // fleet's alerts from each other through it.
 func (a *Alerting) Rules(req *rulespb.RulesRequest, srv rulespb.Rules_RulesServer) error {
-	for _, g := range a.rules.RuleGroups() {
-		if a.part != nil && !a.part.evaluates(g) {
-			continue
-		}
+	for _, g := range a.evaluatedGroups() {
 		pg := groupProto(g, req.Type)
 		if len(pg.Rules) == 0 {
 			continue
