@@ -58,7 +58,8 @@ var fanoutClusters = []string{"c-0", "c-1", "c-2", "c-3", "c-4", "c-5"}
 // the one hub answers. The rules split the work: each replica evaluates the
 // per-cluster group for the clusters it owns only, and one replica the
 // fleet-wide group; each result is written, and each alert sent, once;
-// and every replica reads the whole fleet's alerts from its peers.
+// and every replica reads the whole fleet's alerts from its peers, and
+// lists them on its /api/v1/alerts.
 func TestEveryReplicaAnswersForTheFleet(t *testing.T) {
 	t.Parallel()
 	ca := testbed.NewCA(t, "agents")
@@ -177,6 +178,20 @@ func TestEveryReplicaAnswersForTheFleet(t *testing.T) {
 			}
 			if !slices.Equal(fleet, wantFleet) {
 				return fmt.Errorf("replica %d reads the fleet's alerts as %v, want %v", i, fleet, wantFleet)
+			}
+			listed, err := hubAPI(t, h).Alerts(context.Background())
+			if err != nil {
+				return fmt.Errorf("replica %d's /api/v1/alerts: %w", i, err)
+			}
+			var api []string
+			for _, a := range listed.Alerts {
+				if a.State != promv1.AlertStateFiring {
+					return fmt.Errorf("replica %d's /api/v1/alerts lists %v %s, want firing", i, a.Labels, a.State)
+				}
+				api = append(api, string(a.Labels["alertname"])+"/"+string(a.Labels["cluster"]))
+			}
+			if !slices.Equal(api, wantFleet) {
+				return fmt.Errorf("replica %d's /api/v1/alerts lists %v, want the fleet's %v", i, api, wantFleet)
 			}
 		}
 		if fleetAt != 1 {

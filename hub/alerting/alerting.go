@@ -77,11 +77,12 @@ type Alerting struct {
 
 // Alert is one active alert instance of the hub's rules.
 type Alert struct {
-	Name     string
-	Labels   map[string]string
-	Value    float64
-	Firing   bool // false: pending (its "for" has not passed)
-	ActiveAt time.Time
+	Name        string
+	Labels      map[string]string // alertname included
+	Annotations map[string]string
+	Value       float64
+	Firing      bool // false: pending (its "for" has not passed)
+	ActiveAt    time.Time
 }
 
 // Local returns the pending and firing alerts of the groups this replica
@@ -92,8 +93,8 @@ func (a *Alerting) Local() []Alert {
 	for _, g := range a.evaluatedGroups() {
 		for _, r := range g.AlertingRules() {
 			for _, al := range r.ActiveAlerts() {
-				out = append(out, Alert{Name: r.Name(), Labels: al.Labels.Map(), Value: al.Value,
-					Firing: al.State == rules.StateFiring, ActiveAt: al.ActiveAt})
+				out = append(out, Alert{Name: r.Name(), Labels: al.Labels.Map(), Annotations: al.Annotations.Map(),
+					Value: al.Value, Firing: al.State == rules.StateFiring, ActiveAt: al.ActiveAt})
 			}
 		}
 	}

@@ -112,7 +112,8 @@ func alertFromProto(name string, in *rulespb.AlertInstance) (Alert, error) {
 	if err != nil {
 		return Alert{}, fmt.Errorf("value %q: %w", in.Value, err)
 	}
-	a := Alert{Name: name, Labels: in.Labels.PromLabels().Map(), Value: v, Firing: in.State == rulespb.AlertState_FIRING}
+	a := Alert{Name: name, Labels: in.Labels.PromLabels().Map(), Annotations: in.Annotations.PromLabels().Map(), Value: v,
+		Firing: in.State == rulespb.AlertState_FIRING}
 	if in.ActiveAt != nil {
 		a.ActiveAt = *in.ActiveAt
 	}
