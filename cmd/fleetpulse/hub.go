@@ -50,7 +50,7 @@ sample across a crash.`,
 	f.StringVar(&cfg.Web.ExternalURL, "web.external-url", "", "URL users reach the hub at, which alerts link back to (default: http(s)://<listen address, or the host name when it listens on all>)")
 	f.StringVar(&cfg.Web.GrafanaURL, "web.grafana-url", "", "Grafana that alerts' links (/graph) open in Explore; empty: they answer from the query API")
 	f.StringVar(&cfg.Web.GrafanaDatasource, "web.grafana-datasource", "", "UID of the hub's datasource in --web.grafana-url")
-	f.StringVar(&cfg.GRPCListenAddress, "grpc.listen-address", "", "address for Thanos's gRPC StoreAPI over the hub's TSDBs and bucket, for thanos query; empty turns it off")
+	f.StringVar(&cfg.GRPCListenAddress, "grpc.listen-address", "", "address for Thanos's gRPC StoreAPI over the hub's TSDBs and bucket, for thanos query, and with peers the Rules API they read each other's alerts through; empty turns it off")
 	f.StringVar(&cfg.GRPCTLS.CertFile, "grpc.tls-cert-file", "", "certificate of the StoreAPI listener (PEM); empty serves plain gRPC")
 	f.StringVar(&cfg.GRPCTLS.KeyFile, "grpc.tls-key-file", "", "key of --grpc.tls-cert-file (PEM)")
 	f.StringVar(&cfg.GRPCTLS.ClientCAFile, "grpc.tls-client-ca-file", "", "CA whose client certificates the StoreAPI requires; empty lets any client read every cluster's series")
