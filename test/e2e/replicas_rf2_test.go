@@ -38,6 +38,18 @@ func TestReplicasAtReplicationFactor2LoseNothingToAKill(t *testing.T) {
 				return fmt.Errorf("%s written in the last 5 s to %v, want two owners at replication factor 2", c, at)
 			}
 		}
+		// The real agents have written for a while: the check after the
+		// kill wants their samples from 3 s before it, and under load
+		// they may join a moment before this.
+		earlier, err := holders(ctx, f.thanosURL, `k8s_cluster_info{cluster=~"real-.*"}`, now.Add(-10*time.Second), now.Add(-5*time.Second))
+		if err != nil {
+			return err
+		}
+		for _, c := range f.realNames {
+			if !slices.Equal(slices.Sorted(slices.Values(earlier[c])), slices.Sorted(slices.Values(h[c]))) {
+				return fmt.Errorf("%s written 5–10 s ago to %v, now to %v: want the same two owners for a while", c, earlier[c], h[c])
+			}
+		}
 		owners = h
 		return nil
 	})
