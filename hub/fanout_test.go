@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -63,10 +61,7 @@ var fanoutClusters = []string{"c-0", "c-1", "c-2", "c-3", "c-4", "c-5"}
 func TestEveryReplicaAnswersForTheFleet(t *testing.T) {
 	t.Parallel()
 	ca := testbed.NewCA(t, "agents")
-	rules := filepath.Join(t.TempDir(), "fanout.yaml")
-	if err := os.WriteFile(rules, []byte(fanoutRules), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	rules := ruleFile(t, "fanout.yaml", fanoutRules)
 	config := func(am string) Config {
 		cfg := DefaultConfig()
 		cfg.HTTPListenAddress, cfg.AgentListenAddress = "127.0.0.1:0", "127.0.0.1:0"
@@ -362,10 +357,7 @@ func (s *alertSink) has(alert, cluster string) bool {
 func TestReplicaAnswersWhenAPeerStops(t *testing.T) {
 	t.Parallel()
 	ca := testbed.NewCA(t, "agents")
-	rules := filepath.Join(t.TempDir(), "fanout.yaml")
-	if err := os.WriteFile(rules, []byte(fanoutRules), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	rules := ruleFile(t, "fanout.yaml", fanoutRules)
 	peers := []string{testbed.FreeAddr(t), testbed.FreeAddr(t)}
 	var replicas []*Hub
 	var stops []func()

@@ -29,10 +29,7 @@ const heldRules = `groups:
 func TestAlertsCarryOnWhenTheirClusterMoves(t *testing.T) {
 	t.Parallel()
 	ca := testbed.NewCA(t, "agents")
-	rules := filepath.Join(t.TempDir(), "held.yaml")
-	if err := os.WriteFile(rules, []byte(heldRules), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	rules := ruleFile(t, "held.yaml", heldRules)
 	configure := func(cfg *Config) {
 		cfg.Alerting.RuleFiles, cfg.Alerting.EvaluationInterval = []string{rules}, 200*time.Millisecond
 	}
@@ -110,4 +107,14 @@ func TestAlertsCarryOnWhenTheirClusterMoves(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d of %d clusters moved to the third replica, their alerts' start times carried on", len(moved), len(clusters))
+}
+
+// ruleFile writes a rule file into the test's temp dir and returns its path.
+func ruleFile(t *testing.T, name, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
