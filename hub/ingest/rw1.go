@@ -1,14 +1,12 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -35,31 +33,6 @@ const maxDecodedSize = 32 << 20
 
 // errTooFarAhead is Prometheus's refusal of a sample past maxAheadTime.
 var errTooFarAhead = fmt.Errorf("%w: timestamp is too far in the future", storage.ErrOutOfBounds)
-
-// bodyPool holds compressed request bodies. They never back a label
-// (labels point into the decompressed bytes, which are not pooled), so a
-// buffer is reused once the request is answered.
-var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// maxPooledBody keeps outsized bodies out of the pool.
-const maxPooledBody = 4 << 20
-
-// readBody reads r's whole body into a pooled buffer; putBody returns it.
-func readBody(r *http.Request) (body *bytes.Buffer, err error) {
-	body = bodyPool.Get().(*bytes.Buffer)
-	body.Reset()
-	if r.ContentLength > 0 {
-		body.Grow(int(r.ContentLength))
-	}
-	_, err = body.ReadFrom(r.Body)
-	return body, err
-}
-
-func putBody(b *bytes.Buffer) {
-	if b.Cap() <= maxPooledBody {
-		bodyPool.Put(b)
-	}
-}
 
 // writeRW1 stores the snappy-compressed remote-write 1.0 body through app
 // and answers, or returns false without appending to app or touching w
@@ -93,16 +66,17 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 	if n, err := snappy.DecodedLen(compressed); err != nil || n > maxDecodedSize {
 		return false
 	}
-	// Not pooled: every label of the decoded request points into buf.
-	buf, err := snappy.Decode(nil, compressed)
-	if err != nil {
+	req := getRW1()
+	defer req.release()
+	var err error
+	if req.buf, err = decompress(req.buf, compressed); err != nil {
 		return false
 	}
 	refs := getResolved()
 	defer putResolved(refs)
 	cache, epoch := h.refs.forCluster(cluster)
 	known, done := cache.known(h.limits.For(context.Background(), cluster).Bounds())
-	series, err := decodeKeyed(buf, refs, known)
+	series, err := req.decode(refs, known)
 	done()
 	if err != nil {
 		return false
@@ -110,7 +84,7 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 	if h.overLimitsRW1(w, app, cluster, series) {
 		return true
 	}
-	updateMetadataRW1(app, buf) // held until app commits, on either path
+	updateMetadataRW1(app, req.buf) // held until app commits, on either path
 	if !prepareSeries(series, cluster, refsOf(app), refs.s, refs.hit) {
 		return false
 	}
@@ -213,14 +187,17 @@ func stampCluster(ls []labelpb.ZLabel, cluster string) []labelpb.ZLabel {
 // prepareSeries adds). A request holding anything but time series (metadata, which
 // updateMetadataRW1 reads apart, fields of newer versions) or that the count cannot
 // walk is decoded by Thanos's WriteRequest.Unmarshal instead.
-func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) { return decodeKeyed(buf, nil, nil) }
+func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
+	return (&rw1Request{buf: buf}).decode(nil, nil)
+}
 
-// decodeKeyed is decodeSeries that, given r, also sizes r for the series
-// and sets each series' key (labelsKey) and shape; and, given known, looks
-// each key up: a series known resolves is marked a hit in r, with its
-// reference and stored labels, and its labels are not decoded (the
-// series' Labels stay empty).
-func decodeKeyed(buf []byte, r *resolvedSlice, known func(seriesKey) (resolved, bool)) ([]prompb.TimeSeries, error) {
+// decode is decodeSeries of q.buf into q's arrays that, given r, also
+// sizes r for the series and sets each series' key (labelsKey) and shape;
+// and, given known, looks each key up: a series known resolves is marked a
+// hit in r, with its reference and stored labels, and its labels are not
+// decoded (the series' Labels stay empty).
+func (q *rw1Request) decode(r *resolvedSlice, known func(seriesKey) (resolved, bool)) ([]prompb.TimeSeries, error) {
+	buf := q.buf
 	n, nLabels, nSamples, ok := countSeries(buf)
 	if !ok {
 		var req prompb.WriteRequest
@@ -246,9 +223,10 @@ func decodeKeyed(buf []byte, r *resolvedSlice, known func(seriesKey) (resolved, 
 			}
 		}
 	}
-	series := make([]prompb.TimeSeries, n)
-	lbls := arena[labelpb.ZLabel]{buf: make([]labelpb.ZLabel, nLabels+n-hits)}
-	smpls := arena[prompb.Sample]{buf: make([]prompb.Sample, nSamples)}
+	q.series = resized(q.series, n)
+	q.labels, q.samples = grown(q.labels, nLabels+n-hits), grown(q.samples, nSamples)
+	series := q.series
+	lbls, smpls := arena[labelpb.ZLabel]{buf: q.labels}, arena[prompb.Sample]{buf: q.samples}
 	for i, off := 0, 0; off < len(buf); i++ {
 		msg, next := field(buf, off)
 		off = next
@@ -392,46 +370,6 @@ func sortedByName(ls []labelpb.ZLabel) bool {
 		}
 	}
 	return true
-}
-
-// resolvedSlice is a request's pooled arrays, by series: its key, the
-// shape of its labels as written, whether the cluster's cache resolved
-// it, and its reference and stored labels.
-type resolvedSlice struct {
-	keys   []seriesKey
-	ends   []int // where each series' labels end in its message
-	shapes []shape
-	hit    []bool
-	s      []resolved
-}
-
-var resolvedPool = sync.Pool{New: func() any { return new(resolvedSlice) }}
-
-// getResolved returns arrays from the pool; putResolved returns them,
-// dropping the stored labels they point to.
-func getResolved() *resolvedSlice { return resolvedPool.Get().(*resolvedSlice) }
-
-// size makes every array n zero elements long.
-func (r *resolvedSlice) size(n int) {
-	r.keys = resized(r.keys, n)
-	r.ends = resized(r.ends, n)
-	r.shapes = resized(r.shapes, n)
-	r.hit = resized(r.hit, n)
-	r.s = resized(r.s, n)
-}
-
-func resized[T any](s []T, n int) []T {
-	s = slices.Grow(s[:0], n)[:n]
-	clear(s)
-	return s
-}
-
-func putResolved(r *resolvedSlice) {
-	if cap(r.s) > maxPooledLabels {
-		return
-	}
-	clear(r.s)
-	resolvedPool.Put(r)
 }
 
 // noRefs stands for an appender that cannot look series up: every series

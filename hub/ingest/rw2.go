@@ -63,14 +63,13 @@ func (h *handler) writeRW2(w http.ResponseWriter, app storage.Appender, cluster 
 	if n, err := snappy.DecodedLen(compressed); err != nil || n > maxDecodedSize {
 		return false
 	}
-	// Not pooled: every symbol of the decoded request points into buf.
-	buf, err := snappy.Decode(nil, compressed)
-	if err != nil {
-		return false
-	}
 	req := rw2Pool.Get().(*rw2Request)
 	defer req.release()
-	if !req.decode(buf) {
+	var err error
+	if req.buf, err = decompress(req.buf, compressed); err != nil {
+		return false
+	}
+	if !req.decode(req.buf) {
 		return false
 	}
 	if h.overLimitsRW2(w, app, cluster, req) {
@@ -175,7 +174,8 @@ func (h *handler) appendRW2(app storage.Appender, req *rw2Request, refs *resolve
 // request, which is pooled: a request of the same shape as the last
 // allocates none of them.
 type rw2Request struct {
-	symbols []string // pointing into the decompressed body
+	buf     []byte   // the decompressed body (buffers.go)
+	symbols []string // pointing into buf
 	series  []rw2Series
 	refs    []uint32
 	samples []prompb.Sample
@@ -212,7 +212,7 @@ const maxPooledLabels = 1 << 17
 func (r *rw2Request) release() {
 	if cap(r.labels) > maxPooledLabels || cap(r.refs) > 2*maxPooledLabels || cap(r.symbols) > maxPooledLabels ||
 		cap(r.samples) > maxPooledLabels || cap(r.series) > maxPooledLabels/4 || cap(r.symbolKeys) > maxPooledLabels ||
-		cap(r.keyBuf) > maxPooledLabels {
+		cap(r.keyBuf) > maxPooledLabels || cap(r.buf) > maxPooledDecoded {
 		return
 	}
 	clear(r.symbols)
