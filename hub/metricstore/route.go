@@ -145,11 +145,17 @@ func (r *routingAppender) Commit() error {
 			p.commit(cluster)
 		}
 	}
+	for _, p := range r.meta {
+		p.reset()
+	}
 	clear(r.meta)
 	return errors.Join(errs...)
 }
 
 func (r *routingAppender) Rollback() error {
+	for _, p := range r.meta {
+		p.reset()
+	}
 	clear(r.meta)
 	var errs []error
 	for shard, app := range r.shards {
