@@ -78,12 +78,13 @@ func (q *rw1Request) release() {
 
 // resolvedSlice is a request's pooled arrays, by series: its key, the
 // shape of its labels as written, whether the cluster's cache resolved
-// it, and its reference and stored labels.
+// it (and where it found it), and its reference and stored labels.
 type resolvedSlice struct {
 	keys   []seriesKey
 	ends   []int // where each series' labels end in its message
 	shapes []shape
 	hit    []bool
+	at     []int32 // its entry in the cluster's cache (refCache.known), if it had one
 	s      []resolved
 }
 
@@ -99,6 +100,10 @@ func (r *resolvedSlice) size(n int) {
 	r.ends = resized(r.ends, n)
 	r.shapes = resized(r.shapes, n)
 	r.hit = resized(r.hit, n)
+	r.at = grown(r.at, n)
+	for i := range r.at {
+		r.at[i] = -1
+	}
 	r.s = resized(r.s, n)
 }
 

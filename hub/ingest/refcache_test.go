@@ -278,7 +278,7 @@ func TestRW2KnownSeriesResolveWhateverTheSymbolTable(t *testing.T) {
 		}
 		refs := getResolved()
 		cache, _ := h.refs.forCluster(testCluster)
-		known, done := cache.known(h.limits.For(context.Background(), testCluster).Bounds())
+		known, done := cache.known(h.limits.For(context.Background(), testCluster).Bounds(), refs)
 		req.resolveKnown(refs, known)
 		done()
 		if !slices.Equal(refs.hit, tc.hits) {
@@ -297,5 +297,70 @@ func TestRW2KnownSeriesResolveWhateverTheSymbolTable(t *testing.T) {
 	}
 	if got := dump(t, store); got != want.String() {
 		t.Errorf("stored:\n%s\nwant:\n%s", got, want.String())
+	}
+}
+
+// TestCacheResolvesSeriesInAnyOrder: a cluster writes its series in one
+// order (which the cache learns to follow), then reversed, shuffled, with
+// new series between known ones and with series left out; every known
+// series resolves from the cache whatever the order, and what is stored is
+// what Prometheus's handler stores.
+func TestCacheResolvesSeriesInAnyOrder(t *testing.T) {
+	t.Parallel()
+	fastStore, promStore := openStore(t, time.Hour, nil), openStore(t, time.Hour, nil)
+	fast, prom := newTestHandler(fastStore, true), newTestHandler(promStore, false)
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second).UnixMilli()
+	pods := func(order ...int) []string {
+		out := make([]string, len(order))
+		for i, n := range order {
+			out[i] = fmt.Sprintf("pod-%02d", n)
+		}
+		return out
+	}
+	body := func(step int, pods []string) []byte {
+		var ts []prompb.TimeSeries
+		for _, pod := range pods {
+			ts = append(ts, series("restarts", []prompb.Sample{{Timestamp: t0 + int64(step)*1000, Value: float64(step)}}, "pod", pod))
+		}
+		return rw1Body(t, ts...)
+	}
+	in := pods(0, 1, 2, 3, 4, 5, 6, 7)
+	orders := [][]string{
+		in, in, in, // known from the second on (the head's first samples move its epoch on)
+		pods(7, 6, 5, 4, 3, 2, 1, 0),
+		pods(3, 0, 7, 1, 6, 2, 5, 4),
+		pods(0, 1, 20, 2, 3, 21, 4, 5, 6, 7),
+		pods(1, 3, 5, 7),
+		pods(0, 1, 2, 3, 4, 5, 6, 7, 20, 21),
+	}
+	for step, order := range orders {
+		b := body(step, order)
+		if step >= 3 {
+			// Every series written before resolves from the cache.
+			raw, err := snappy.Decode(nil, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs := getResolved()
+			cache, _ := fast.refs.forCluster(testCluster)
+			known, done := cache.known(fast.limits.For(context.Background(), testCluster).Bounds(), refs)
+			_, err = (&rw1Request{buf: raw}).decode(refs, known)
+			done()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, pod := range order {
+				if wantHit := !strings.HasPrefix(pod, "pod-2") || step == len(orders)-1; refs.hit[i] != wantHit {
+					t.Errorf("write %d (%v): %s resolved by the cache %v, want %v", step, order, pod, refs.hit[i], wantHit)
+				}
+			}
+			putResolved(refs)
+		}
+		if got, want := post(fast, b, nil), post(prom, b, nil); got.code != http.StatusNoContent || got.code != want.code {
+			t.Fatalf("write %d: %d %q, Prometheus's handler %d %q", step, got.code, got.body, want.code, want.body)
+		}
+	}
+	if got, want := dump(t, fastStore), dump(t, promStore); got != want {
+		t.Errorf("stored:\n%s\nthrough Prometheus's handler:\n%s", got, want)
 	}
 }

@@ -75,7 +75,7 @@ func (h *handler) writeRW1(w http.ResponseWriter, app storage.Appender, cluster 
 	refs := getResolved()
 	defer putResolved(refs)
 	cache, epoch := h.refs.forCluster(cluster)
-	known, done := cache.known(h.limits.For(context.Background(), cluster).Bounds())
+	known, done := cache.known(h.limits.For(context.Background(), cluster).Bounds(), refs)
 	series, err := req.decode(refs, known)
 	done()
 	if err != nil {
@@ -193,10 +193,10 @@ func decodeSeries(buf []byte) ([]prompb.TimeSeries, error) {
 
 // decode is decodeSeries of q.buf into q's arrays that, given r, also
 // sizes r for the series and sets each series' key (labelsKey) and shape;
-// and, given known, looks each key up: a series known resolves is marked a
-// hit in r, with its reference and stored labels, and its labels are not
-// decoded (the series' Labels stay empty).
-func (q *rw1Request) decode(r *resolvedSlice, known func(seriesKey) (resolved, bool)) ([]prompb.TimeSeries, error) {
+// and, given known (refCache.known), looks each series up by its key: a
+// series it resolves is a hit in r, with its reference and stored labels,
+// and its labels are not decoded (the series' Labels stay empty).
+func (q *rw1Request) decode(r *resolvedSlice, known func(i int) bool) ([]prompb.TimeSeries, error) {
 	buf := q.buf
 	n, nLabels, nSamples, ok := countSeries(buf)
 	if !ok {
@@ -216,7 +216,7 @@ func (q *rw1Request) decode(r *resolvedSlice, known func(seriesKey) (resolved, b
 			var count int
 			r.keys[i], r.ends[i], count = labelsKey(msg)
 			if known != nil && r.keys[i] != (seriesKey{}) {
-				if r.s[i], r.hit[i] = known(r.keys[i]); r.hit[i] {
+				if known(i) {
 					nLabels -= count
 					hits++
 				}

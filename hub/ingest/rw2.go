@@ -81,7 +81,7 @@ func (h *handler) writeRW2(w http.ResponseWriter, app storage.Appender, cluster 
 	refs := getResolved()
 	defer putResolved(refs)
 	cache, epoch := h.refs.forCluster(cluster)
-	known, done := cache.known(h.limits.For(context.Background(), cluster).Bounds())
+	known, done := cache.known(h.limits.For(context.Background(), cluster).Bounds(), refs)
 	req.resolveKnown(refs, known)
 	done()
 	if !req.prepare(cluster, refsOf(app), refs) {
@@ -444,18 +444,18 @@ func (r *rw2Request) valid() bool {
 const rw2KeyDomain = 0
 
 // resolveKnown sizes refs for the request's valid series and sets each
-// series' key and the shape of its labels; given known, it resolves the
-// series known holds (refs.hit). The key of a series is that of its
+// series' key and the shape of its labels; given known (refCache.known),
+// it resolves the series the cache holds (refs.hit). The key of a series is that of its
 // labels' symbols' keys in the order written: the same labels written the
 // same way make the same key whatever the request's symbol table, and two
 // different label lists make different keys but by a collision of 128-bit
 // keys seeded at random per process (refcache.go).
-func (r *rw2Request) resolveKnown(refs *resolvedSlice, known func(seriesKey) (resolved, bool)) {
+func (r *rw2Request) resolveKnown(refs *resolvedSlice, known func(i int) bool) {
 	refs.size(len(r.series))
 	r.symbolKeys = resized(r.symbolKeys, len(r.symbols))
 	for i := range r.series {
 		s := &r.series[i]
-		sh := shape{labels: len(s.refs) / 2}
+		sh := shape{labels: sizeOf(s.refs) / 2}
 		buf := append(r.keyBuf[:0], rw2KeyDomain)
 		for j, ref := range s.refs {
 			sym := r.symbols[ref]
@@ -466,15 +466,15 @@ func (r *rw2Request) resolveKnown(refs *resolvedSlice, known func(seriesKey) (re
 			}
 			buf = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(buf, k[0]), k[1])
 			if j%2 == 0 {
-				sh.name = max(sh.name, len(sym))
+				sh.name = max(sh.name, sizeOf(sym))
 			} else {
-				sh.value = max(sh.value, len(sym))
+				sh.value = max(sh.value, sizeOf(sym))
 			}
 		}
 		r.keyBuf = buf
 		refs.keys[i], refs.shapes[i] = keyOf(buf), sh
 		if known != nil {
-			refs.s[i], refs.hit[i] = known(refs.keys[i])
+			known(i)
 		}
 	}
 }
