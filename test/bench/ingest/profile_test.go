@@ -30,7 +30,8 @@ func (t *target) profile(ctx context.Context, name string) <-chan error {
 	go func() {
 		err := t.fetch(ctx, "/debug/pprof/profile?seconds="+profileSeconds, filepath.Join(dir, name+".cpu.pprof"))
 		if err == nil {
-			err = t.fetch(ctx, "/debug/pprof/heap", filepath.Join(dir, name+".heap.pprof"))
+			// gc=1: the heap profile is of the live heap, collected just before.
+			err = t.fetch(ctx, "/debug/pprof/heap?gc=1", filepath.Join(dir, name+".heap.pprof"))
 		}
 		done <- err
 	}()
