@@ -364,3 +364,60 @@ func TestCacheResolvesSeriesInAnyOrder(t *testing.T) {
 		t.Errorf("stored:\n%s\nthrough Prometheus's handler:\n%s", got, want)
 	}
 }
+
+// TestCacheUnderConcurrentWriters: four writers of one cluster send its
+// series at once, each in an order of its own, so that each request's
+// lookups follow links the others are rewriting; every sample lands in its
+// own series.
+func TestCacheUnderConcurrentWriters(t *testing.T) {
+	t.Parallel()
+	store := openStore(t, time.Hour, nil)
+	h := newTestHandler(store, true)
+	t0 := time.Now().Add(-30 * time.Minute).Truncate(time.Second).UnixMilli()
+	const writers, rounds, pods = 4, 20, 50
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for round := range rounds {
+				var ts []prompb.TimeSeries
+				for i := range pods {
+					// Each writer its own order (steps coprime to pods), changing every round.
+					pod := (i*[]int{1, 3, 7, 9}[w] + round) % pods
+					at := t0 + int64(round*writers+w)*1000
+					ts = append(ts, series("restarts", []prompb.Sample{{Timestamp: at, Value: float64(pod)}}, "pod", fmt.Sprintf("pod-%02d", pod)))
+				}
+				if a := post(h, rw1Body(t, ts...), nil); a.code != http.StatusNoContent {
+					errs <- fmt.Errorf("writer %d, round %d: %d %s", w, round, a.code, a.body)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(dump(t, store)), "\n")
+	if len(lines) != pods {
+		t.Fatalf("%d series stored, want %d", len(lines), pods)
+	}
+	for _, line := range lines {
+		var pod int
+		if _, err := fmt.Sscanf(line[strings.Index(line, `pod="pod-`)+9:], "%02d", &pod); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		samples := strings.Fields(line[strings.Index(line, "}")+1:])
+		if len(samples) != writers*rounds {
+			t.Errorf("pod-%02d has %d samples, want %d", pod, len(samples), writers*rounds)
+		}
+		want := fmt.Sprintf("=%d", math.Float64bits(float64(pod)))
+		for _, s := range samples {
+			if !strings.HasSuffix(s, want) {
+				t.Errorf("pod-%02d has the sample %s, another series' value", pod, s)
+				break
+			}
+		}
+	}
+}
