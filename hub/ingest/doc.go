@@ -12,8 +12,9 @@
 // append by series reference, copying the labels of new series only. They
 // answer as Prometheus's own handler (storage/remote) does, and hand that
 // handler what they do not handle the same way (exemplars, native
-// histograms, labels Prometheus refuses, bodies they cannot decode). rw1.go
-// keeps each cluster's series references by the bytes of their labels
+// histograms, labels Prometheus refuses, bodies they cannot decode). Both
+// keep each cluster's series references by their labels as written
 // (refcache.go), so a series written again costs neither decoding its
-// labels nor a lookup in the head.
+// labels nor a lookup in the head, and decode each request into pooled
+// memory (buffers.go).
 package ingest
