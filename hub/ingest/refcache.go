@@ -82,9 +82,10 @@ type cacheEntry struct {
 	next int32
 }
 
-// entryBlocks holds entries in blocks of a fixed size, so that growing
-// copies none and leaves no garbage behind (a cluster's cache grows to
-// hundreds of thousands of entries).
+// entryBlocks holds entries in blocks of up to a fixed size, so that a
+// cache of hundreds of thousands of entries grows without copying them: the
+// first block grows as entries come (a cluster may write a handful of
+// series), the next are allocated whole.
 type entryBlocks struct {
 	blocks [][]cacheEntry
 	n      int32
@@ -101,9 +102,14 @@ func (b *entryBlocks) at(i int32) *cacheEntry {
 func (b *entryBlocks) add(k seriesKey) int32 {
 	i := b.n
 	if int(i>>entryBlockBits) == len(b.blocks) {
-		b.blocks = append(b.blocks, make([]cacheEntry, 1<<entryBlockBits))
+		size := 1 << entryBlockBits
+		if len(b.blocks) == 0 {
+			size = 8
+		}
+		b.blocks = append(b.blocks, make([]cacheEntry, 0, size))
 	}
-	b.at(i).key = k
+	last := &b.blocks[len(b.blocks)-1]
+	*last = append(*last, cacheEntry{key: k})
 	b.n++
 	return i
 }

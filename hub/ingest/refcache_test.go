@@ -421,3 +421,29 @@ func TestCacheUnderConcurrentWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheEntriesGrowWithTheSeries: a cluster of a few series holds a few
+// entries (a hub serves thousands of clusters), and a large one keeps every
+// entry where it was put as blocks are added.
+func TestCacheEntriesGrowWithTheSeries(t *testing.T) {
+	t.Parallel()
+	var b entryBlocks
+	for i := range 5 {
+		b.add(seriesKey{uint64(i + 1)})
+	}
+	if c := cap(b.blocks[0]); c > 8 {
+		t.Errorf("5 entries take room for %d", c)
+	}
+	const n = 5000
+	for i := 5; i < n; i++ {
+		b.add(seriesKey{uint64(i + 1)})
+	}
+	for i := range int32(n) {
+		if k := b.at(i).key; k != (seriesKey{uint64(i + 1)}) {
+			t.Fatalf("entry %d has key %v", i, k)
+		}
+	}
+	if len(b.blocks) != (n+1<<entryBlockBits-1)>>entryBlockBits {
+		t.Errorf("%d entries in %d blocks", n, len(b.blocks))
+	}
+}
