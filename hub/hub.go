@@ -297,11 +297,6 @@ func (h *Hub) usersMux(p *parts, qopts query.Options) *http.ServeMux {
 	users := http.NewServeMux()
 	users.Handle("/api/v1/", query.NewHandler(p.engine, p.store.PartialQueryable(), qopts))
 	users.Handle("GET /api/v1/events", events.NewQueryHandler(p.evs))
-	if h.membership != nil {
-		// Each replica evaluates its own clusters' rules: its alerts and
-		// its peers' make the fleet's.
-		users.Handle("GET /api/v1/alerts", p.alerts.FleetAlertsHandler())
-	}
 	users.HandleFunc("GET /graph", h.graph)
 	// dskit's ring status page, as Mimir serves its rings'.
 	users.Handle("/ring", p.ring)

@@ -244,6 +244,11 @@ func (h *Hub) apiService(p *parts) services.Service {
 	return h.serverService("web", func() (*http.Server, func() error, error) {
 		qopts := p.qopts
 		qopts.Rules, qopts.Alertmanagers = p.alerts.Retriever(), p.alerts.Alertmanagers()
+		if h.membership != nil {
+			// Each replica evaluates its own clusters' rules: its alerts
+			// and its peers' make the fleet's.
+			qopts.Alerts = p.alerts
+		}
 		srv := h.usersServer(h.usersMux(p, qopts))
 		ln := sourceLimit(p.usersLn, "web", h.cfg.Web.MaxConnectionsPerSource, h.webTLS(), h.registry)
 		ln = connectionLimit(ln, srv, "web", h.cfg.Web.MaxConnections, h.registry)

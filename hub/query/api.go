@@ -45,6 +45,8 @@ type Options struct {
 	// Metadata serves /metadata, the clusters' metric metadata; nil
 	// serves none.
 	Metadata MetadataSource
+	// Alerts, if set, serves /alerts in place of Rules.
+	Alerts AlertsSource
 	// Exemplars serves /query_exemplars; nil serves none.
 	Exemplars storage.ExemplarQueryable
 	// TSDB serves /status/tsdb, /status/tsdb/blocks and
@@ -140,7 +142,7 @@ func NewHandler(engine *promql.Engine, q storage.Queryable, opts Options) http.H
 	)
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
-	return hubRoutes(router, opts.Metadata)
+	return hubRoutes(router, opts.Metadata, opts.Alerts)
 }
 
 // readOnly is the API's storage: remote read streams chunks, which it

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -16,16 +17,31 @@ type MetadataSource interface {
 	Query(metric string, limit, limitPerMetric int) map[string][]metadata.Metadata
 }
 
+// AlertsSource is what /api/v1/alerts serves in place of the alerts of
+// the rules this process evaluates (alerting.Alerting among replicas,
+// where each evaluates its own clusters' rules).
+type AlertsSource interface {
+	// FleetAlerts returns the alerts as Prometheus's /api/v1/alerts
+	// lists them (its data), and warnings naming what was left out.
+	FleetAlerts(ctx context.Context) (data any, warnings []string)
+}
+
 // hubRoutes answers, ahead of Prometheus's router (api), the routes the
 // hub answers its own way: /metadata from the clusters' remote-written
 // metadata (Prometheus reads its scrape targets', and the hub has none),
-// and, with a 404 saying why, what Prometheus serves and the hub does not
+// /alerts from alerts (when set), and, with a 404 saying why, what Prometheus serves and the hub does not
 // (TSDB admin, deleting series, remote write and OTLP here), which
 // Prometheus would answer 503, 500 or a 404 naming one of its flags.
-func hubRoutes(api http.Handler, md MetadataSource) http.Handler {
+func hubRoutes(api http.Handler, md MetadataSource, alerts AlertsSource) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
 	mux.Handle("GET /api/v1/metadata", metadataHandler{md})
+	if alerts != nil {
+		mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, r *http.Request) {
+			data, warnings := alerts.FleetAlerts(r.Context())
+			respond(w, http.StatusOK, response{Status: "success", Data: data, Warnings: warnings})
+		})
+	}
 	admin := notServed("the hub does not serve Prometheus's TSDB admin APIs: its series are kept in shards of its own store")
 	for _, method := range []string{http.MethodPost, http.MethodPut} {
 		for _, op := range []string{"delete_series", "clean_tombstones", "snapshot"} {
@@ -40,10 +56,11 @@ func hubRoutes(api http.Handler, md MetadataSource) http.Handler {
 
 // response is Prometheus's API envelope.
 type response struct {
-	Status    string `json:"status"`
-	Data      any    `json:"data,omitempty"`
-	ErrorType string `json:"errorType,omitempty"`
-	Error     string `json:"error,omitempty"`
+	Status    string   `json:"status"`
+	Data      any      `json:"data,omitempty"`
+	ErrorType string   `json:"errorType,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	Warnings  []string `json:"warnings,omitempty"`
 }
 
 func respond(w http.ResponseWriter, code int, r response) {
